@@ -1,0 +1,18 @@
+//! tarn-core: the ports every other crate talks to, and their local implementations.
+//!
+//! Each outside service tarn uses is a trait here, documented with the guarantees callers rely
+//! on. The local implementations live beside the traits; the AWS ones live in their own crate and
+//! run through the same [`conformance`] suites.
+
+pub mod clock;
+pub mod conformance;
+pub mod envelope;
+pub mod error;
+pub mod kms;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use envelope::{open, seal};
+pub use error::{Error, ErrorKind, Result};
+pub use kms::{DataKey, EncryptionContext, Kms, LocalKms};
+pub use store::{GetResult, LocalObjectStore, Metadata, ObjectInfo, ObjectStore, validate_key};
