@@ -6,11 +6,13 @@
 
 pub mod clock;
 pub mod conformance;
+pub mod document;
 pub mod envelope;
 pub mod error;
 pub mod kms;
 pub mod store;
 
+pub use document::{DocumentRow, Status};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use envelope::{open, seal};
 pub use error::{Error, ErrorKind, Result};

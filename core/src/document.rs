@@ -1,0 +1,83 @@
+//! What every part agrees on about one document: where it lands, the metadata it carries, and
+//! the row it gets in the `documents` table (which is also its status record).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// User-metadata keys of a landed object (the same API Gateway's S3 proxy writes).
+pub mod meta {
+    pub const TABLE: &str = "table";
+    pub const REQUEST_TIME: &str = "request-time";
+    pub const CONTENT_TYPE: &str = "content-type";
+    pub const PRODUCER: &str = "producer";
+    /// set on quarantined objects
+    pub const REASON: &str = "reason";
+}
+
+/// The ingress store key of a document: `id=<uuid>`.
+pub fn ingress_key(id: &str) -> String {
+    format!("id={id}")
+}
+
+/// The id in an ingress key, if it is one.
+pub fn id_from_ingress_key(key: &str) -> Option<&str> {
+    key.strip_prefix("id=").filter(|id| uuid::Uuid::parse_str(id).is_ok())
+}
+
+/// The state store key of a document's final row (its status record).
+pub fn status_key(id: &str) -> String {
+    format!("documents/{id}.json")
+}
+
+/// The quarantine store key of a document.
+pub fn quarantine_key(table: &str, id: &str) -> String {
+    format!("{table}/{id}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// landed, not processed yet
+    Received,
+    /// in the lake
+    Stored,
+    /// failed a scan or kept failing a stage; kept in quarantine, never readable in the lake
+    Quarantined,
+    /// refused by validation (bad JSON, schema mismatch, content type not matching the bytes)
+    Rejected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Received => "received",
+            Status::Stored => "stored",
+            Status::Quarantined => "quarantined",
+            Status::Rejected => "rejected",
+        }
+    }
+}
+
+/// One row of the `documents` table (plus its partition values `table_name` and `dt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRow {
+    pub id: String,
+    pub table_name: String,
+    pub dt: String,
+    pub content_type: String,
+    pub detected_type: Option<String>,
+    pub size_bytes: i64,
+    pub sha256: Option<String>,
+    pub producer: String,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: DateTime<Utc>,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub scan_engine: Option<String>,
+    pub scan_result: Option<String>,
+    pub metadata_removed: Vec<String>,
+    /// lake key of the stored object (binary documents)
+    pub object_key: Option<String>,
+    /// rows written (JSON documents)
+    pub records: Option<i64>,
+}
