@@ -61,7 +61,7 @@ pub fn json_schema_to_hive(schema: &Value) -> Result<String, String> {
             // ["string", "null"]: nullable, which every column is
             let non_null: Vec<&str> = ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect();
             match non_null.as_slice() {
-                [one] => one,
+                [one] => *one,
                 _ => return Err(format!("union types {ts:?} are not supported; use one type (and null)")),
             }
         }
