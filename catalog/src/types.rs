@@ -22,7 +22,7 @@ fn parse(s: &str) -> Option<(DataType, &str)> {
         "double" => DataType::Float64,
         "float" => DataType::Float32,
         "boolean" => DataType::Boolean,
-        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
         "date" => DataType::Date32,
         "binary" => DataType::Binary,
         "array" => {
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn hive_parses_to_arrow() {
         assert_eq!(hive_to_arrow("bigint"), Some(DataType::Int64));
-        assert_eq!(hive_to_arrow("timestamp"), Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))));
+        assert_eq!(hive_to_arrow("timestamp"), Some(DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))));
         let nested = hive_to_arrow("struct<a:array<string>,b:struct<c:double>>").unwrap();
         let DataType::Struct(fields) = nested else { panic!("struct expected") };
         assert_eq!(fields.len(), 2);

@@ -1,0 +1,44 @@
+pub type Result<T, E = LakeError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// storage or a service failed; the work is retried
+    Transient,
+    /// the input or setup is wrong; retrying will not help
+    Permanent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error(transparent)]
+    Store(#[from] tarn_core::Error),
+    #[error(transparent)]
+    Catalog(#[from] tarn_catalog::CatalogError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("landed object {key}: {reason}")]
+    BadLanding { key: String, reason: String },
+    #[error("schema of table {table}: {reason}")]
+    Schema { table: String, reason: String },
+    #[error("pipeline: {0}")]
+    Pipeline(String),
+}
+
+impl LakeError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LakeError::Store(e) => match e.kind() {
+                tarn_core::ErrorKind::Io => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            },
+            LakeError::Catalog(e) => match e.kind() {
+                tarn_catalog::ErrorKind::Io => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            },
+            LakeError::Parquet(_) | LakeError::Pipeline(_) => ErrorKind::Transient,
+            LakeError::Arrow(_) | LakeError::BadLanding { .. } | LakeError::Schema { .. } => ErrorKind::Permanent,
+        }
+    }
+}
