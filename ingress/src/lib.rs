@@ -1,1 +1,30 @@
+//! tarn-ingress: the ingress HTTP server and the token issuer/verifier.
+//!
+//! - [`auth`]: the [`TokenVerifier`] port, [`JwksVerifier`] (RS256 against a JWKS, Cognito's
+//!   claims) and [`DevIssuer`], the local dev token issuer.
+//! - [`router`] builds the HTTP API of the contract from an [`IngressState`]; [`serve`] runs it
+//!   with graceful shutdown.
+//! - [`IngressError`] is the crate's error, with a matchable [`ErrorKind`] and its HTTP form.
+//!
+//! Assembling a local ingress:
+//! ```no_run
+//! # async fn example(state: tarn_ingress::IngressState) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let app = tarn_ingress::router(state);
+//! tarn_ingress::serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
 
+pub mod auth;
+mod documents;
+pub mod error;
+mod server;
+mod upload;
+
+pub use auth::{
+    AuthError, AuthErrorKind, Claims, DEV_CLIENT_ID, DEV_ISSUER, DevIssuer, Jwks, JwksSource,
+    JwksVerifier, StaticJwks, TokenVerifier, VerifierConfig,
+};
+pub use error::{ErrorKind, IngressError, Result};
+pub use server::{DEFAULT_MAX_IN_FLIGHT, IngressState, router, serve, table_map};
+pub use upload::land;
