@@ -1,0 +1,306 @@
+//! The pipeline runner against real local stores: outcomes, layout, and exactly-once commits
+//! when a crash (every later storage call failing) interrupts a flush at any step.
+
+use arrow::array::AsArray;
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
+use tarn_core::document::{ingress_key, meta, status_key};
+use tarn_core::{
+    DocumentRow, EncryptionContext, GetResult, Kms, LocalKms, LocalObjectStore, Metadata, ObjectInfo, ObjectStore, Status,
+    SystemClock, envelope,
+};
+use tarn_lake::validate::Validate;
+use tarn_lake::{Pipeline, PipelineConfig, PipelineDeps};
+
+struct Env {
+    dir: tempfile::TempDir,
+    ingress: Arc<dyn ObjectStore>,
+    lake: Arc<LocalObjectStore>,
+    quarantine: Arc<dyn ObjectStore>,
+    state: Arc<dyn ObjectStore>,
+    kms: Arc<dyn Kms>,
+    catalog: Arc<dyn Catalog>,
+    tables: Vec<TableSpec>,
+}
+
+fn tables() -> Vec<TableSpec> {
+    vec![
+        TableSpec::from_value(
+            Path::new("events.json"),
+            json!({"title": "events", "type": "object", "required": ["user"],
+                   "properties": {"user": {"type": "string"}, "n": {"type": "integer"}},
+                   "x-tarn": {"accept": ["application/json", "application/x-ndjson"]}}),
+        )
+        .unwrap(),
+        TableSpec::from_value(Path::new("photos.json"), json!({"title": "photos", "x-tarn": {"accept": ["image/png"]}})).unwrap(),
+    ]
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    Env {
+        ingress: Arc::new(LocalObjectStore::open("ingress", d.join("ingress")).unwrap()),
+        lake: Arc::new(LocalObjectStore::open("lake", d.join("lake")).unwrap()),
+        quarantine: Arc::new(LocalObjectStore::open("quarantine", d.join("quarantine")).unwrap()),
+        state: Arc::new(LocalObjectStore::open("state", d.join("state")).unwrap()),
+        kms: Arc::new(LocalKms::open_or_create(d.join("keys/master.key")).unwrap()),
+        catalog: Arc::new(LocalCatalog::open(d.join("catalog")).unwrap()),
+        tables: tables(),
+        dir,
+    }
+}
+
+fn pipeline(e: &Env, wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Pipeline {
+    let deps = PipelineDeps {
+        tables: e.tables.clone(),
+        ingress: wrap(e.ingress.clone()),
+        lake: wrap(e.lake.clone()),
+        quarantine: wrap(e.quarantine.clone()),
+        state: wrap(e.state.clone()),
+        kms: e.kms.clone(),
+        catalog: e.catalog.clone(),
+        database: "tarn".into(),
+        clock: Arc::new(SystemClock),
+        stages: vec![Arc::new(Validate::new(&e.tables).unwrap())],
+    };
+    Pipeline::new(deps, PipelineConfig { retry_base: std::time::Duration::from_millis(1), ..Default::default() })
+}
+
+/// Lands a document exactly as the ingress does.
+async fn land(e: &Env, table: &str, content_type: &str, body: &[u8]) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+    let sealed = envelope::seal(e.kms.as_ref(), &EncryptionContext::document(table, &id), encoded.as_bytes()).await.unwrap();
+    let m: Metadata = [
+        (meta::TABLE, table),
+        (meta::CONTENT_TYPE, content_type),
+        (meta::PRODUCER, "alice"),
+        (meta::REQUEST_TIME, "2024-05-06T07:08:09.123Z"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    e.ingress.put(&ingress_key(&id), sealed.into(), m).await.unwrap();
+    id
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+
+async fn status(e: &Env, id: &str) -> DocumentRow {
+    serde_json::from_slice(&e.state.get(&status_key(id)).await.unwrap().body).unwrap()
+}
+
+/// Every `_id` in the events table's files, and every `id` in documents' files.
+fn lake_ids(e: &Env) -> (Vec<String>, Vec<String>) {
+    let mut events = Vec::new();
+    let mut docs = Vec::new();
+    for (dir, col, out) in [("tables/events", "_id", &mut events), ("tables/documents", "id", &mut docs)] {
+        let root = e.lake.root().join(dir);
+        let mut stack = vec![root];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            for entry in rd {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "parquet") {
+                    let f = std::fs::File::open(&p).unwrap();
+                    for b in ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap() {
+                        let b = b.unwrap();
+                        let c = b.column(b.schema().index_of(col).unwrap()).as_string::<i32>().clone();
+                        out.extend(c.iter().map(|v| v.unwrap().to_string()));
+                    }
+                }
+            }
+        }
+    }
+    events.sort();
+    docs.sort();
+    (events, docs)
+}
+
+#[tokio::test]
+async fn drain_commits_every_document_with_its_fate() {
+    let e = env();
+    let p = pipeline(&e, |s| s);
+    p.setup_catalog().await.unwrap();
+    let good = land(&e, "events", "application/json", br#"[{"user":"a","n":1},{"user":"b","n":2}]"#).await;
+    let nd = land(&e, "events", "application/x-ndjson", b"{\"user\":\"c\"}\n").await;
+    let bad = land(&e, "events", "application/json", br#"{"n":"SECRET-VALUE"}"#).await;
+    let png = land(&e, "photos", "image/png", PNG).await;
+    let liar = land(&e, "photos", "image/png", b"%PDF-1.4 not a png").await;
+
+    let report = p.drain().await.unwrap();
+    assert_eq!((report.stored, report.rejected, report.quarantined, report.records), (3, 2, 0, 3));
+
+    let r = status(&e, &good).await;
+    assert_eq!((r.status, r.records, r.dt.as_str()), (Status::Stored, Some(2), "2024-05-06"));
+    assert_eq!(status(&e, &nd).await.records, Some(1));
+    let r = status(&e, &bad).await;
+    assert_eq!(r.status, Status::Rejected);
+    let reason = r.reason.unwrap();
+    assert!(reason.contains("record 0 at /: fails required") && reason.contains("record 0 at /n: fails type"), "{reason}");
+    assert!(!reason.contains("SECRET"));
+    let r = status(&e, &png).await;
+    assert_eq!(r.status, Status::Stored);
+    let key = r.object_key.unwrap();
+    assert_eq!(key, format!("objects/photos/dt=2024-05-06/{png}"));
+    // the stored object is sealed, and opens to the original bytes
+    let stored = e.lake.get(&key).await.unwrap().body;
+    assert!(envelope::is_sealed(&stored));
+    let opened = envelope::open(e.kms.as_ref(), &EncryptionContext::document("photos", &png), &stored).await.unwrap();
+    assert_eq!(opened, PNG);
+    assert_eq!(status(&e, &liar).await.reason.as_deref(), Some("declared image/png but the bytes are application/pdf"));
+
+    // rejected documents are kept in quarantine, still sealed, with their reason
+    let q = e.quarantine.get(&format!("events/{bad}")).await.unwrap();
+    assert!(envelope::is_sealed(&q.body));
+    assert!(q.info.metadata["reason"].contains("fails type"));
+
+    // nothing left landed, no manifest left
+    assert!(e.ingress.list("id=").await.unwrap().is_empty());
+    assert!(e.state.list("batches/").await.unwrap().is_empty());
+
+    // rows, exactly once
+    let (events, docs) = lake_ids(&e);
+    assert_eq!(events, {
+        let mut v = vec![good.clone(), good.clone(), nd.clone()];
+        v.sort();
+        v
+    });
+    assert_eq!(docs.len(), 5);
+
+    // partitions registered
+    let parts = e.catalog.get_partitions("tarn", "events").await.unwrap();
+    assert_eq!(parts.len(), 1);
+    assert!(parts[0].location.ends_with("/tables/events/dt=2024-05-06/"));
+    let parts = e.catalog.get_partitions("tarn", "documents").await.unwrap();
+    let values: Vec<Vec<String>> = parts.into_iter().map(|p| p.values).collect();
+    assert_eq!(values, [vec!["events", "2024-05-06"], vec!["photos", "2024-05-06"]]);
+
+    // the markers are nowhere outside Parquet files
+    for marker in ["SECRET-VALUE"] {
+        assert_no_plaintext(e.dir.path(), marker.as_bytes());
+    }
+}
+
+fn assert_no_plaintext(root: &Path, marker: &[u8]) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_none_or(|x| x != "parquet") {
+                let b = std::fs::read(&p).unwrap();
+                assert!(!b.windows(marker.len()).any(|w| w == marker), "{} holds the plaintext marker", p.display());
+            }
+        }
+    }
+}
+
+/// A store that dies: after `budget` mutating calls (shared by all wrapped stores), every call fails.
+#[derive(Debug)]
+struct Dying {
+    inner: Arc<dyn ObjectStore>,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Dying {
+    fn spend(&self) -> tarn_core::Result<()> {
+        let ok = self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_ok();
+        if ok { Ok(()) } else { Err(tarn_core::Error::Service("injected crash".into())) }
+    }
+    fn alive(&self) -> tarn_core::Result<()> {
+        if self.budget.load(Ordering::SeqCst) == 0 { Err(tarn_core::Error::Service("injected crash".into())) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Dying {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+    fn url(&self, key: &str) -> String {
+        self.inner.url(key)
+    }
+    async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> tarn_core::Result<()> {
+        self.spend()?;
+        self.inner.put(key, body, metadata).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> tarn_core::Result<bool> {
+        self.spend()?;
+        self.inner.put_if_absent(key, body, metadata).await
+    }
+    async fn get(&self, key: &str) -> tarn_core::Result<GetResult> {
+        self.alive()?;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> tarn_core::Result<Option<ObjectInfo>> {
+        self.alive()?;
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> tarn_core::Result<Vec<ObjectInfo>> {
+        self.alive()?;
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> tarn_core::Result<()> {
+        self.spend()?;
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
+    // count the mutating calls of an undisturbed run, then crash after each possible number
+    let total = {
+        let e = env();
+        let budget = Arc::new(AtomicUsize::new(usize::MAX));
+        let p = pipeline(&e, |s| Arc::new(Dying { inner: s, budget: budget.clone() }));
+        p.setup_catalog().await.unwrap();
+        for _ in 0..3 {
+            land(&e, "events", "application/json", br#"[{"user":"a"},{"user":"b"}]"#).await;
+        }
+        land(&e, "events", "application/json", br#"{"user": 5}"#).await;
+        land(&e, "photos", "image/png", PNG).await;
+        p.drain().await.unwrap();
+        usize::MAX - budget.load(Ordering::SeqCst)
+    };
+    assert!(total > 10, "a flush makes many calls: {total}");
+    for crash_after in 0..total {
+        let e = env();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(land(&e, "events", "application/json", br#"[{"user":"a"},{"user":"b"}]"#).await);
+        }
+        let rejected = land(&e, "events", "application/json", br#"{"user": 5}"#).await;
+        let png = land(&e, "photos", "image/png", PNG).await;
+        let budget = Arc::new(AtomicUsize::new(crash_after));
+        let dying = pipeline(&e, |s| Arc::new(Dying { inner: s, budget: budget.clone() }));
+        dying.setup_catalog().await.unwrap();
+        assert!(dying.drain().await.is_err(), "crash after {crash_after} calls");
+
+        // restart
+        let p = pipeline(&e, |s| s);
+        p.drain().await.unwrap();
+        let (events, docs) = lake_ids(&e);
+        let mut expected: Vec<String> = ids.iter().flat_map(|i| [i.clone(), i.clone()]).collect();
+        expected.sort();
+        assert_eq!(events, expected, "events rows after a crash at call {crash_after}");
+        let mut all: Vec<String> = ids.iter().cloned().chain([rejected.clone(), png.clone()]).collect();
+        all.sort();
+        assert_eq!(docs, all, "documents rows after a crash at call {crash_after}");
+        assert_eq!(status(&e, &rejected).await.status, Status::Rejected);
+        assert_eq!(status(&e, &png).await.status, Status::Stored);
+        assert!(e.ingress.list("id=").await.unwrap().is_empty());
+        assert!(e.state.list("batches/").await.unwrap().is_empty());
+    }
+}
