@@ -10,7 +10,9 @@ pub mod error;
 pub mod landed;
 pub mod normalize;
 pub mod runner;
+pub mod scan;
 pub mod stage;
+pub mod strip;
 pub mod validate;
 
 pub use error::{LakeError, Result};

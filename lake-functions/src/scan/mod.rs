@@ -1,0 +1,1 @@
+//! The scan stage: see mod docs once written.

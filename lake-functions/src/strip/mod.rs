@@ -1,0 +1,1 @@
+//! The strip stage: see mod docs once written.
