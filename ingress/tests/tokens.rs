@@ -45,6 +45,19 @@ async fn every_bad_token_is_401() {
     let jwks_text = serde_json::to_vec(&h.issuer.jwks()).unwrap();
     let hs_jwks =
         jsonwebtoken::encode(&hs256, &good, &EncodingKey::from_secret(&jwks_text)).unwrap();
+    // the classic confusion: the public key's PEM text as the HMAC secret
+    let pem_body = base64::engine::general_purpose::STANDARD.encode(h.issuer.public_key_der());
+    let pem_lines: Vec<&str> = pem_body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+        pem_lines.join("\n")
+    );
+    let hs_pem =
+        jsonwebtoken::encode(&hs256, &good, &EncodingKey::from_secret(pem.as_bytes())).unwrap();
     let alg_none = format!(
         "{}.{}.",
         b64(&json!({"alg": "none", "typ": "JWT", "kid": h.issuer.kid()})),
@@ -68,6 +81,11 @@ async fn every_bad_token_is_401() {
             "invalid_token",
         ),
         ("hs256 keyed with the jwks", hs_jwks, "invalid_token"),
+        (
+            "hs256 keyed with the public key pem",
+            hs_pem,
+            "invalid_token",
+        ),
         (
             "unknown kid",
             h.issuer.sign(&unknown_kid, &good).unwrap(),

@@ -4,8 +4,8 @@
 //! mode 0600, never overwritten); its `kid` is the key's RFC 7638 JWK thumbprint. Tokens are
 //! shaped as Cognito ID tokens, so the same [`JwksVerifier`] checks them and a pool's.
 
+use super::TOKEN_USE_ID;
 use super::jwks::{Jwks, JwksVerifier, StaticJwks, VerifierConfig};
-use super::{TOKEN_USE_ACCESS, TOKEN_USE_ID};
 use crate::error::{IngressError, Result};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
@@ -182,8 +182,7 @@ impl DevIssuer {
     /// A verifier that accepts this issuer's ID and access tokens.
     pub fn verifier(&self, clock: Arc<dyn Clock>) -> JwksVerifier {
         let jwks = Jwks::from_json(&self.jwks()).expect("the issuer's own jwks parses");
-        let mut config = VerifierConfig::new(DEV_ISSUER, [DEV_CLIENT_ID]);
-        config.token_uses = vec![TOKEN_USE_ID.into(), TOKEN_USE_ACCESS.into()];
+        let config = VerifierConfig::new(DEV_ISSUER, [DEV_CLIENT_ID]);
         JwksVerifier::new(config, Arc::new(StaticJwks::new(jwks)), clock)
     }
 
