@@ -639,3 +639,48 @@ async fn results_are_engine_neutral_values() {
         ]
     );
 }
+
+#[tokio::test]
+async fn older_files_with_fewer_struct_fields_or_narrower_types_still_read() {
+    use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let lake = Lake::empty().await;
+    lake.catalog
+        .upsert_table(DB, &events_def(&lake.url()))
+        .await
+        .unwrap();
+    // written before `address.zip` existed, with `amount` as a 32-bit integer
+    let city = Arc::new(Field::new("city", DataType::Utf8, true));
+    let cities: ArrayRef = Arc::new(StringArray::from(vec!["Oslo"]));
+    let address: ArrayRef = Arc::new(StructArray::new(vec![city].into(), vec![cities], None));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("amount", DataType::Int32, true),
+        Field::new("address", address.data_type().clone(), true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(Int32Array::from(vec![7])),
+            address,
+        ],
+    )
+    .unwrap();
+    write_parquet(&lake.path("tables/events/dt=2024-01-01/a.parquet"), &batch);
+    lake.register("events", &["2024-01-01"], "tables/events/dt=2024-01-01/")
+        .await;
+    assert_eq!(
+        rows(&lake.engine, "SELECT * FROM events").await,
+        vec![vec![
+            json!(1),
+            Value::Null,
+            json!(7.0),
+            Value::Null,
+            Value::Null,
+            json!({"city": "Oslo", "zip": null}),
+            Value::Null,
+            json!("2024-01-01")
+        ]]
+    );
+}
