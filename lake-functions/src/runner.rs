@@ -444,9 +444,9 @@ impl Pipeline {
 
     /// The committed batch's last step: status records, landed objects removed, manifest removed.
     async fn finish(&self, m: &Manifest) -> Result<()> {
-        futures::stream::iter(&m.rows)
+        futures::stream::iter(m.rows.iter().cloned())
             .map(|row| async move {
-                let body = serde_json::to_vec(row).expect("a row serializes");
+                let body = serde_json::to_vec(&row).expect("a row serializes");
                 self.deps.state.put(&status_key(&row.id), body.into(), Default::default()).await?;
                 self.deps.ingress.delete(&ingress_key(&row.id)).await?;
                 info!(id = %row.id, table = %row.table_name, status = row.status.as_str(), reason = row.reason.as_deref().unwrap_or(""), "document committed");

@@ -1,0 +1,25 @@
+use crate::cli::{Engine, QueryArgs};
+use crate::config::Config;
+use crate::platform::require_data_dir;
+use anyhow::Context;
+use std::sync::Arc;
+use tarn_catalog::LocalCatalog;
+use tarn_query::{LocalQueryEngine, QueryEngine};
+
+pub async fn run(args: QueryArgs, config: Config) -> anyhow::Result<()> {
+    let sql = match (&args.sql, &args.file) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        (None, None) => anyhow::bail!("give the SQL as an argument or with --file"),
+    };
+    require_data_dir(&config.data_dir)?;
+    let engine: Box<dyn QueryEngine> = match args.engine {
+        Engine::Local => {
+            let catalog = Arc::new(LocalCatalog::open(config.data_dir.join("catalog"))?);
+            Box::new(LocalQueryEngine::new(catalog, config.database.clone()))
+        }
+    };
+    let result = engine.query(&sql).await?;
+    print!("{}", result.render(args.format.into()));
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The one typed configuration: defaults, then an optional TOML file, then environment
+//! variables and flags (clap reads both). Loaded once in `main` and passed down.
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// where keys, stores and the catalog live
+    pub data_dir: PathBuf,
+    /// the ingress's address
+    pub listen: SocketAddr,
+    /// the directory of table schemas
+    pub schemas: PathBuf,
+    /// the catalog database
+    pub database: String,
+    pub pipeline: PipelineSection,
+    pub ingress: IngressSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSection {
+    /// per-document stages, in order; normalize always follows them
+    pub stages: Vec<String>,
+    pub poll_interval_ms: u64,
+    pub flush_interval_ms: u64,
+    pub flush_records: usize,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressSection {
+    pub max_in_flight: usize,
+}
+
+/// The stages tarn knows, in the order they make sense.
+pub const KNOWN_STAGES: [&str; 1] = ["validate"];
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./tarn-data"),
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            schemas: PathBuf::from("./schemas"),
+            database: "tarn".into(),
+            pipeline: PipelineSection::default(),
+            ingress: IngressSection::default(),
+        }
+    }
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        let d = tarn_lake::PipelineConfig::default();
+        Self {
+            stages: KNOWN_STAGES.iter().map(|s| s.to_string()).collect(),
+            poll_interval_ms: d.poll_interval.as_millis() as u64,
+            flush_interval_ms: d.flush_interval.as_millis() as u64,
+            flush_records: d.flush_records,
+            concurrency: d.concurrency,
+            max_attempts: d.max_attempts,
+        }
+    }
+}
+
+impl Default for IngressSection {
+    fn default() -> Self {
+        Self { max_in_flight: tarn_ingress::DEFAULT_MAX_IN_FLIGHT }
+    }
+}
+
+/// Values given on the command line or in the environment; `None` keeps the file's or default.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub schemas: Option<PathBuf>,
+}
+
+impl Config {
+    /// Defaults, then `file` (TOML) when given, then `overrides`; then checks the result.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(d) = overrides.data_dir {
+            config.data_dir = d;
+        }
+        if let Some(l) = overrides.listen {
+            config.listen = l;
+        }
+        if let Some(s) = overrides.schemas {
+            config.schemas = s;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        let stages = &self.pipeline.stages;
+        if stages.first().map(String::as_str) != Some("validate") {
+            bail!("pipeline.stages must start with \"validate\" (got {stages:?})");
+        }
+        for s in stages {
+            if !KNOWN_STAGES.contains(&s.as_str()) {
+                bail!("pipeline.stages: unknown stage {s:?}; known stages: {}", KNOWN_STAGES.join(", "));
+            }
+        }
+        if self.pipeline.concurrency == 0 || self.pipeline.max_attempts == 0 {
+            bail!("pipeline.concurrency and pipeline.max_attempts must be at least 1");
+        }
+        if self.database.is_empty() || !tarn_catalog::schemas::is_valid_table_name(&self.database) {
+            bail!("database {:?} must match ^[a-z][a-z0-9_]{{0,62}}$", self.database);
+        }
+        Ok(())
+    }
+
+    pub fn pipeline_config(&self) -> tarn_lake::PipelineConfig {
+        let p = &self.pipeline;
+        tarn_lake::PipelineConfig {
+            poll_interval: Duration::from_millis(p.poll_interval_ms),
+            flush_interval: Duration::from_millis(p.flush_interval_ms),
+            flush_records: p.flush_records,
+            concurrency: p.concurrency,
+            max_attempts: p.max_attempts,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tarn.toml");
+        std::fs::write(&f, "data_dir = \"/srv/tarn\"\nlisten = \"0.0.0.0:9000\"\n[pipeline]\nflush_interval_ms = 500\n").unwrap();
+        let c = Config::load(Some(&f), Overrides { listen: Some("127.0.0.1:1".parse().unwrap()), ..Default::default() }).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/tarn"));
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.pipeline.flush_interval_ms, 500);
+        assert_eq!(c.pipeline.stages, ["validate"]);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tarn.toml");
+        std::fs::write(&f, "data_dri = \"x\"\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&f), Overrides::default()).unwrap_err());
+        assert!(e.contains("data_dri"), "{e}");
+        std::fs::write(&f, "[pipeline]\nstages = [\"validate\", \"teleport\"]\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&f), Overrides::default()).unwrap_err());
+        assert!(e.contains("teleport"), "{e}");
+    }
+}

@@ -1,0 +1,195 @@
+//! The embedded platform: every port's local implementation, wired from one [`Config`], and a
+//! running instance (ingress HTTP server + pipeline) with a clean shutdown.
+//!
+//! Data directory layout:
+//! ```text
+//! <data_dir>/keys/        master.key (KMS), the dev issuer's key
+//! <data_dir>/ingress/     landed documents: id=<uuid>, base64, envelope-encrypted
+//! <data_dir>/lake/        tables/<t>/dt=../*.parquet, tables/documents/.., objects/<t>/dt=../<id>
+//! <data_dir>/quarantine/  rejected and quarantined documents, still encrypted, with their reason
+//! <data_dir>/state/       status records and in-flight batch manifests
+//! <data_dir>/catalog/     the local catalog
+//! ```
+
+use crate::config::Config;
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tarn_catalog::{LocalCatalog, TableSpec, load_schemas};
+use tarn_core::{Clock, LocalKms, LocalObjectStore, SystemClock};
+use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
+use tarn_lake::runner::Report;
+use tarn_lake::validate::Validate;
+use tarn_lake::{Pipeline, PipelineDeps, Stage};
+use tarn_query::LocalQueryEngine;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+pub struct Platform {
+    pub config: Config,
+    pub tables: Vec<TableSpec>,
+    pub ingress: Arc<LocalObjectStore>,
+    pub lake: Arc<LocalObjectStore>,
+    pub quarantine: Arc<LocalObjectStore>,
+    pub state: Arc<LocalObjectStore>,
+    pub kms: Arc<LocalKms>,
+    pub catalog: Arc<LocalCatalog>,
+    pub issuer: Arc<DevIssuer>,
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub clock: Arc<dyn Clock>,
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl Platform {
+    /// Opens (creating on first use) everything under the data dir, loads the schemas and
+    /// registers the tables in the catalog.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        let tables = load_schemas(&config.schemas).with_context(|| format!("loading table schemas from {}", config.schemas.display()))?;
+        let store = |name: &str| -> anyhow::Result<Arc<LocalObjectStore>> {
+            Ok(Arc::new(LocalObjectStore::open(format!("tarn-{name}"), dir.join(name))?))
+        };
+        let (ingress, lake, quarantine, state) = (store("ingress")?, store("lake")?, store("quarantine")?, store("state")?);
+        let kms = Arc::new(LocalKms::open_or_create(LocalKms::path_in(&dir))?);
+        let catalog = Arc::new(LocalCatalog::open(dir.join("catalog"))?);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let issuer = Arc::new(DevIssuer::open_or_create(&dir).context("opening the dev token issuer")?);
+        let verifier: Arc<dyn TokenVerifier> = Arc::new(issuer.verifier(clock.clone()));
+        let stages = build_stages(&config, &tables)?;
+        let deps = PipelineDeps {
+            tables: tables.clone(),
+            ingress: ingress.clone(),
+            lake: lake.clone(),
+            quarantine: quarantine.clone(),
+            state: state.clone(),
+            kms: kms.clone(),
+            catalog: catalog.clone(),
+            database: config.database.clone(),
+            clock: clock.clone(),
+            stages,
+        };
+        let pipeline = Arc::new(Pipeline::new(deps, config.pipeline_config()));
+        pipeline.setup_catalog().await.context("registering tables in the catalog")?;
+        Ok(Self { config, tables, ingress, lake, quarantine, state, kms, catalog, issuer, verifier, clock, pipeline })
+    }
+
+    pub fn query_engine(&self) -> LocalQueryEngine {
+        LocalQueryEngine::new(self.catalog.clone(), self.config.database.clone())
+    }
+
+    pub fn ingress_state(&self, notify: Option<Arc<Notify>>) -> IngressState {
+        IngressState {
+            tables: tarn_ingress::table_map(self.tables.clone()),
+            ingress: self.ingress.clone(),
+            lake: self.lake.clone(),
+            state: self.state.clone(),
+            kms: self.kms.clone(),
+            verifier: self.verifier.clone(),
+            issuer: Some(self.issuer.clone()),
+            clock: self.clock.clone(),
+            notify,
+            max_in_flight: self.config.ingress.max_in_flight,
+        }
+    }
+
+    /// Starts the ingress on `config.listen` (port 0 picks a free one) and the pipeline.
+    /// Only one running platform per data dir: a second one is refused.
+    pub async fn start(&self) -> anyhow::Result<Running> {
+        let lock_path = self.config.data_dir.join("serve.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "another tarn is already serving data dir {}; stop it or pass another --data-dir",
+                self.config.data_dir.display()
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(self.config.listen)
+            .await
+            .with_context(|| format!("listening on {} (is the port in use? pass --listen)", self.config.listen))?;
+        let addr = listener.local_addr()?;
+        let notify = Arc::new(Notify::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let pipeline = self.pipeline.clone();
+        let (wake, rx) = (notify.clone(), stop_rx.clone());
+        let pipeline_task = tokio::spawn(async move { pipeline.run(wake, rx).await });
+
+        let app = tarn_ingress::router(self.ingress_state(Some(notify)));
+        let mut rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let server_task = tokio::spawn(tarn_ingress::serve(listener, app, shutdown));
+        info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
+        Ok(Running { addr, stop: stop_tx, server: server_task, pipeline: pipeline_task, _lock: lock })
+    }
+}
+
+/// The configured per-document stages, in order.
+fn build_stages(config: &Config, tables: &[TableSpec]) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
+    let mut stages: Vec<Arc<dyn Stage>> = Vec::new();
+    for name in &config.pipeline.stages {
+        match name.as_str() {
+            "validate" => stages.push(Arc::new(Validate::new(tables)?)),
+            other => bail!("unknown stage {other:?}"),
+        }
+    }
+    Ok(stages)
+}
+
+/// A running platform. Dropping it without [`Running::shutdown`] aborts nothing cleanly: call it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    pipeline: JoinHandle<tarn_lake::Result<Report>>,
+    _lock: std::fs::File,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking requests, finishes those in flight, then commits what the pipeline has
+    /// processed. Returns what the pipeline committed while running.
+    pub async fn shutdown(self) -> anyhow::Result<Report> {
+        let _ = self.stop.send(true);
+        self.server.await.context("ingress task")?.context("ingress server")?;
+        let report = self.pipeline.await.context("pipeline task")??;
+        Ok(report)
+    }
+}
+
+/// Waits until GET /health answers 200, or fails after `timeout`.
+pub async fn wait_healthy(client: &reqwest::Client, base: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("tarn at {base} did not become healthy within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `dir` holds a tarn data dir (for commands that only read one).
+pub fn require_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.join("catalog").is_dir() {
+        bail!("no tarn data in {}; run `tarn serve --data-dir {}` (or `tarn demo`) first, or pass --data-dir", dir.display(), dir.display());
+    }
+    Ok(())
+}
