@@ -135,8 +135,8 @@ root = sys.argv[1]
 files = sorted(glob.glob(root + "/tables/events/dt=*/*.parquet"))
 schema = pq.read_schema(files[0])
 types = {f.name: str(f.type) for f in schema}
-rows = duckdb.sql(f"SELECT count(*), count(DISTINCT _id), sum(amount) FROM read_parquet({files!r})").fetchone()
-docs = duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/tables/documents/*/*/*.parquet', hive_partitioning=true)").fetchone()
+rows = duckdb.sql(f"SELECT count(*), count(DISTINCT _id), sum(amount) FROM read_parquet({files!r})").fetchall()[0]
+docs = duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/tables/documents/*/*/*.parquet', hive_partitioning=true)").fetchall()[0]
 print(json.dumps({"types": types, "rows": list(rows), "documents": docs[0]}))
 "#,
         &[lake.to_str().unwrap()],

@@ -28,7 +28,8 @@ impl Validate {
         let mut tables = BTreeMap::new();
         for spec in specs {
             let validator = match spec.kind {
-                TableKind::Json => Some(jsonschema::draft202012::new(&spec.schema).map_err(|e| LakeError::Schema {
+                // formats are assertions here: a `date-time` column must hold date-times
+                TableKind::Json => Some(jsonschema::draft202012::options().should_validate_formats(true).build(&spec.schema).map_err(|e| LakeError::Schema {
                     table: spec.name.clone(),
                     reason: format!("not a valid JSON Schema (draft 2020-12): {e}"),
                 })?),
