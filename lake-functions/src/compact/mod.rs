@@ -1,0 +1,770 @@
+//! Compaction: many small Parquet files of a partition become few big ones, without a reader
+//! ever seeing a row twice or missing one.
+//!
+//! ```ignore
+//! let report = Compaction::new(deps)
+//!     .table("events")                         // default: every table of the database
+//!     .partition("dt=2024-05-06")?             // default: every partition
+//!     .target_size(128 << 20)
+//!     .with_progress(|p| bar.observe(p))
+//!     .execute()
+//!     .await?;
+//! ```
+//!
+//! ## Layout
+//! A partition's files live under its catalog location. The pipeline first registers it at its
+//! Hive directory `tables/<t>/<k=v>/`; compaction writes the new files under
+//! `tables/<t>/<k=v>/_compacted/<job-uuid>/` and then points the partition there. Readers list a
+//! location recursively but skip path segments starting with `_` or `.` *below* the location, so
+//! the Hive directory never shows the compacted files, and each `_compacted/<job>/` location
+//! shows exactly its own files. A later compaction writes a sibling `_compacted/<job2>/`.
+//!
+//! ## Steps of one partition (each crash point is covered by a test)
+//! 1. list the visible files under the current location, [`plan::plan_partition`];
+//! 2. record the job (`compaction/jobs/<job>.json` in the state store);
+//! 3. stream the small files' rows, file by file, batch by batch, into an `ArrowWriter`, rolling
+//!    to a new output once the bytes written reach the target; copy the big files as they are;
+//! 4. under the lake's write lock (which every pipeline flush holds too): check the location has
+//!    not moved, list the old location again and copy files that arrived since step 1 ("late
+//!    files"), swap the partition's location in the catalog — the commit —, write a tombstone
+//!    (`compaction/tombstones/<job>.json`: the old files and the time after which they may go),
+//!    remove the job record;
+//! 5. [`Compaction::vacuum`] (also run at the end of every `execute`) deletes the old files of
+//!    tombstones whose grace period is over, never a file under a partition's current location.
+//!
+//! A run holds the compaction lock throughout and begins by finishing what a crashed run left:
+//! a job whose partition already points at its new location gets its tombstone; any other job's
+//! outputs (never visible) are deleted.
+//!
+//! ## Ingestion during compaction
+//! The pipeline writes each batch into the partition's *current catalog location* and holds the
+//! write lock from its manifest to its commit (`Pipeline::with_lake_lock`). A file committed
+//! before compaction's step 4 is under the old location and is copied as a late file; a file
+//! committed after it goes to the new location. A batch that crashed before its commit (its
+//! manifest still says uncommitted) makes compaction skip the partition until the pipeline's
+//! recovery has finished it.
+
+pub mod adapt;
+pub mod lock;
+pub mod plan;
+
+pub use lock::{COMPACTION_LOCK, LakeLock, LocalLakeLock, LockGuard, WRITE_LOCK};
+pub use plan::{DEFAULT_TARGET_SIZE, FileEntry, NoPlan, PartitionPlan, PlanConfig, plan_partition};
+
+use crate::error::{LakeError, Result};
+use crate::normalize::file_schema;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tarn_catalog::{Catalog, ErrorKind as CatalogErrorKind, Partition, TableDef};
+use tarn_core::{Clock, ObjectStore};
+use tracing::{info, warn};
+
+/// Where job records live in the state store.
+pub const JOBS_PREFIX: &str = "compaction/jobs/";
+/// Where tombstones live in the state store.
+pub const TOMBSTONES_PREFIX: &str = "compaction/tombstones/";
+/// The directory, under a partition's Hive directory, that holds compacted generations.
+pub const COMPACTED_DIR: &str = "_compacted";
+/// The default time old files are kept after a swap: longer than any query runs.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(60 * 60);
+
+/// What compaction works with. `state` must be the pipeline's state store (compaction reads its
+/// batch manifests) and `lock` the same lock the pipeline was given.
+#[derive(Debug, Clone)]
+pub struct CompactionDeps {
+    pub lake: Arc<dyn ObjectStore>,
+    pub state: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn Catalog>,
+    pub database: String,
+    pub clock: Arc<dyn Clock>,
+    pub lock: Arc<dyn LakeLock>,
+}
+
+/// Progress events, in order: one `Planned`, then per partition `PartitionStarted`, `FileDone`
+/// per input file, and `PartitionCommitted` or `PartitionSkipped`. A progress bar's length is
+/// `Planned.bytes`; each `FileDone.bytes` advances it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Progress {
+    Planned { partitions: usize, files: usize, bytes: u64 },
+    PartitionStarted { table: String, partition: String, files: usize, bytes: u64 },
+    FileDone { table: String, partition: String, key: String, bytes: u64 },
+    PartitionCommitted { table: String, partition: String, files_in: usize, files_out: usize },
+    PartitionSkipped { table: String, partition: String, reason: String },
+}
+
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// One compacted partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionReport {
+    pub table: String,
+    /// `k=v/k=v`
+    pub partition: String,
+    pub old_location: String,
+    pub new_location: String,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows: u64,
+    /// files committed by ingestion while the partition was being compacted
+    pub late_files: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedPartition {
+    pub table: String,
+    pub partition: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VacuumReport {
+    /// tombstones whose files were deleted
+    pub tombstones_done: usize,
+    pub files_deleted: usize,
+    /// tombstones still in their grace period
+    pub tombstones_pending: usize,
+}
+
+/// The summary of one run (serializable for `--format json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompactionReport {
+    /// partitions looked at (after the table and partition filters)
+    pub partitions_examined: usize,
+    pub partitions_compacted: usize,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// rows in the compacted partitions
+    pub rows: u64,
+    pub late_files: usize,
+    pub partitions: Vec<PartitionReport>,
+    /// partitions that needed compaction but were left alone, with why
+    pub skipped: Vec<SkippedPartition>,
+    /// jobs a crashed run had left, finished or cleaned up
+    pub recovered_jobs: usize,
+    pub vacuum: VacuumReport,
+    pub elapsed_ms: u64,
+}
+
+/// A compaction job, recorded before any output is written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    id: String,
+    table: String,
+    values: Vec<String>,
+    old_location: String,
+    new_location: String,
+    started: DateTime<Utc>,
+}
+
+/// The old files of a committed compaction, kept until `delete_after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub id: String,
+    pub table: String,
+    pub values: Vec<String>,
+    pub old_location: String,
+    pub new_location: String,
+    /// lake keys
+    pub keys: Vec<String>,
+    pub created: DateTime<Utc>,
+    pub delete_after: DateTime<Utc>,
+}
+
+/// The builder of a compaction run.
+pub struct Compaction {
+    deps: CompactionDeps,
+    table: Option<String>,
+    partition: Vec<(String, String)>,
+    plan: PlanConfig,
+    grace: Duration,
+    vacuum: bool,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Compaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compaction")
+            .field("table", &self.table)
+            .field("partition", &self.partition)
+            .field("plan", &self.plan)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `k=v/k=v` (as `tarn compact --partition` takes it).
+pub fn parse_partition_filter(spec: &str) -> Result<Vec<(String, String)>> {
+    spec.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(LakeError::Pipeline(format!("partition {spec:?}: expected KEY=VALUE[/KEY=VALUE...], e.g. dt=2024-05-06"))),
+        })
+        .collect()
+}
+
+impl Compaction {
+    pub fn new(deps: CompactionDeps) -> Self {
+        Self {
+            deps,
+            table: None,
+            partition: vec![],
+            plan: PlanConfig::default(),
+            grace: DEFAULT_GRACE_PERIOD,
+            vacuum: true,
+            progress: None,
+        }
+    }
+
+    /// Only this table.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = Some(table.into());
+        self
+    }
+
+    /// Only partitions with these values, `k=v/k=v` (any subset of the keys; a table without
+    /// one of the keys has no matching partition).
+    pub fn partition(mut self, spec: &str) -> Result<Self> {
+        self.partition = parse_partition_filter(spec)?;
+        Ok(self)
+    }
+
+    /// The size files are merged toward, in bytes (default 128 MiB).
+    pub fn target_size(mut self, bytes: u64) -> Self {
+        self.plan.target_size = bytes.max(1);
+        self
+    }
+
+    /// A partition is compacted when at least this many of its files are below the target
+    /// (default 2).
+    pub fn min_small_files(mut self, n: usize) -> Self {
+        self.plan.min_small_files = n.max(2);
+        self
+    }
+
+    /// How long replaced files are kept for queries that may still read them (default 1 hour).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Whether `execute` ends with [`Self::vacuum`] (default true).
+    pub fn with_vacuum(mut self, on: bool) -> Self {
+        self.vacuum = on;
+        self
+    }
+
+    pub fn with_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    fn emit(&self, p: Progress) {
+        if let Some(f) = &self.progress {
+            f(&p);
+        }
+    }
+
+    fn lake_root(&self) -> String {
+        let mut root = self.deps.lake.url("");
+        if !root.ends_with('/') {
+            root.push('/');
+        }
+        root
+    }
+
+    fn key_of(&self, location: &str) -> Result<String> {
+        let root = self.lake_root();
+        let key =
+            location.strip_prefix(&root).ok_or_else(|| LakeError::Pipeline(format!("location {location} is not in the lake {root}")))?;
+        Ok(if key.is_empty() || key.ends_with('/') { key.to_string() } else { format!("{key}/") })
+    }
+
+    /// Recovers crashed jobs, compacts every selected partition that needs it, then vacuums.
+    pub async fn execute(self) -> Result<CompactionReport> {
+        let started = Instant::now();
+        let _run = self.deps.lock.acquire(COMPACTION_LOCK).await?;
+        let mut report = CompactionReport { recovered_jobs: self.recover().await?, ..Default::default() };
+
+        // plan everything first, so the progress bar knows its length
+        let mut todo: Vec<(TableDef, Partition, PartitionPlan)> = Vec::new();
+        let uncommitted = self.uncommitted_batch_files().await?;
+        for def in self.tables().await? {
+            let parts = self.deps.catalog.get_partitions(&self.deps.database, &def.name).await?;
+            for p in parts.into_iter().filter(|p| self.selected(&def, p)) {
+                report.partitions_examined += 1;
+                let files = self.visible_files(&p.location).await?;
+                let Ok(plan) = plan_partition(&files, &self.plan) else { continue };
+                if let Some(reason) = pending_batch(&files, &uncommitted) {
+                    self.skip(&mut report, &def, &p.values, reason);
+                    continue;
+                }
+                todo.push((def.clone(), p, plan));
+            }
+        }
+        self.emit(Progress::Planned {
+            partitions: todo.len(),
+            files: todo.iter().map(|t| t.2.files_in()).sum(),
+            bytes: todo.iter().map(|t| t.2.bytes_in()).sum(),
+        });
+        for (def, p, plan) in todo {
+            match self.compact_partition(&def, &p, &plan).await? {
+                Ok(r) => {
+                    report.partitions_compacted += 1;
+                    report.files_in += r.files_in;
+                    report.files_out += r.files_out;
+                    report.bytes_in += r.bytes_in;
+                    report.bytes_out += r.bytes_out;
+                    report.rows += r.rows;
+                    report.late_files += r.late_files;
+                    report.partitions.push(r);
+                }
+                Err(reason) => self.skip(&mut report, &def, &p.values, reason),
+            }
+        }
+        if self.vacuum {
+            report.vacuum = self.vacuum_now().await?;
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        info!(
+            partitions = report.partitions_compacted,
+            files_in = report.files_in,
+            files_out = report.files_out,
+            skipped = report.skipped.len(),
+            "compaction done"
+        );
+        Ok(report)
+    }
+
+    /// Deletes the old files of every tombstone whose grace period is over.
+    pub async fn vacuum(self) -> Result<VacuumReport> {
+        let _run = self.deps.lock.acquire(COMPACTION_LOCK).await?;
+        self.vacuum_now().await
+    }
+
+    fn skip(&self, report: &mut CompactionReport, def: &TableDef, values: &[String], reason: String) {
+        let partition = def.partition_path(values);
+        warn!(table = %def.name, %partition, %reason, "partition not compacted");
+        self.emit(Progress::PartitionSkipped { table: def.name.clone(), partition: partition.clone(), reason: reason.clone() });
+        report.skipped.push(SkippedPartition { table: def.name.clone(), partition, reason });
+    }
+
+    async fn tables(&self) -> Result<Vec<TableDef>> {
+        let db = &self.deps.database;
+        match &self.table {
+            Some(t) => match self.deps.catalog.get_table(db, t).await? {
+                Some(def) => Ok(vec![def]),
+                None => Err(LakeError::Catalog(tarn_catalog::CatalogError::NotFound { what: "table", name: format!("{db}.{t}") })),
+            },
+            None => match self.deps.catalog.list_tables(db).await {
+                Ok(mut defs) => {
+                    defs.sort_by(|a, b| a.name.cmp(&b.name));
+                    Ok(defs.into_iter().filter(|d| !d.partition_keys.is_empty()).collect())
+                }
+                Err(e) if e.kind() == CatalogErrorKind::NotFound => Ok(vec![]),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    fn selected(&self, def: &TableDef, p: &Partition) -> bool {
+        self.partition.iter().all(|(k, v)| def.partition_keys.iter().position(|c| &c.name == k).is_some_and(|i| p.values.get(i) == Some(v)))
+    }
+
+    /// The files a reader sees under `location`: `.parquet`, not empty, no path segment below
+    /// the location starting with `_` or `.` (the query engine's rule).
+    async fn visible_files(&self, location: &str) -> Result<Vec<FileEntry>> {
+        let prefix = self.key_of(location)?;
+        let objects = self.deps.lake.list(&prefix).await?;
+        Ok(objects
+            .into_iter()
+            .filter(|o| {
+                let rel = &o.key[prefix.len()..];
+                o.size > 0 && rel.ends_with(".parquet") && rel.split('/').all(|s| !(s.starts_with('_') || s.starts_with('.')))
+            })
+            .map(|o| FileEntry::new(o.key, o.size))
+            .collect())
+    }
+
+    /// Files that pipeline batches wrote but did not commit (their manifest says so): the
+    /// pipeline's recovery will rewrite or remove them, so their partitions wait.
+    async fn uncommitted_batch_files(&self) -> Result<BTreeSet<String>> {
+        /// the fields compaction needs of the runner's `batches/<batch>.json` manifest
+        #[derive(Deserialize)]
+        struct ManifestView {
+            #[serde(default)]
+            committed: bool,
+            #[serde(default)]
+            files: Vec<String>,
+        }
+        let mut out = BTreeSet::new();
+        for obj in self.deps.state.list("batches/").await? {
+            let body = match self.deps.state.get(&obj.key).await {
+                Ok(b) => b.body,
+                Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let m: ManifestView =
+                serde_json::from_slice(&body).map_err(|e| LakeError::Pipeline(format!("manifest {} is unreadable: {e}", obj.key)))?;
+            if !m.committed {
+                out.extend(m.files);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let body = serde_json::to_vec_pretty(value).expect("serializes");
+        self.deps.state.put(key, body.into(), Default::default()).await?;
+        Ok(())
+    }
+
+    async fn location_of(&self, table: &str, values: &[String]) -> Result<Option<String>> {
+        let parts = match self.deps.catalog.get_partitions(&self.deps.database, table).await {
+            Ok(p) => p,
+            Err(e) if e.kind() == CatalogErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(parts.into_iter().find(|p| p.values == values).map(|p| p.location))
+    }
+
+    /// Finishes or undoes the jobs a crashed run left. Returns how many there were.
+    async fn recover(&self) -> Result<usize> {
+        let jobs = self.deps.state.list(JOBS_PREFIX).await?;
+        for obj in &jobs {
+            let job: Job = match self.deps.state.get(&obj.key).await {
+                Ok(b) => serde_json::from_slice(&b.body)
+                    .map_err(|e| LakeError::Pipeline(format!("compaction job {} is unreadable: {e}", obj.key)))?,
+                Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let current = self.location_of(&job.table, &job.values).await?;
+            if current.as_deref() == Some(job.new_location.as_str()) {
+                // committed: the tombstone may be missing. Nothing writes to the old location
+                // after the swap, so its visible files are exactly the replaced ones.
+                let key = format!("{TOMBSTONES_PREFIX}{}.json", job.id);
+                if self.deps.state.head(&key).await?.is_none() {
+                    let keys = self.visible_files(&job.old_location).await?.into_iter().map(|f| f.key).collect();
+                    self.put_tombstone(&job, keys).await?;
+                }
+                info!(job = %job.id, table = %job.table, "finished a committed compaction job");
+            } else {
+                // never committed: its outputs were never visible
+                let prefix = self.key_of(&job.new_location)?;
+                for o in self.deps.lake.list(&prefix).await? {
+                    self.deps.lake.delete(&o.key).await?;
+                }
+                info!(job = %job.id, table = %job.table, "removed the outputs of an uncommitted compaction job");
+            }
+            self.deps.state.delete(&obj.key).await?;
+        }
+        Ok(jobs.len())
+    }
+
+    async fn put_tombstone(&self, job: &Job, keys: Vec<String>) -> Result<()> {
+        let now = self.deps.clock.now();
+        let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
+        let t = Tombstone {
+            id: job.id.clone(),
+            table: job.table.clone(),
+            values: job.values.clone(),
+            old_location: job.old_location.clone(),
+            new_location: job.new_location.clone(),
+            keys,
+            created: now,
+            delete_after: now.checked_add_signed(grace).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        };
+        self.put_json(&format!("{TOMBSTONES_PREFIX}{}.json", job.id), &t).await
+    }
+
+    async fn vacuum_now(&self) -> Result<VacuumReport> {
+        let mut report = VacuumReport::default();
+        let now = self.deps.clock.now();
+        for obj in self.deps.state.list(TOMBSTONES_PREFIX).await? {
+            let t: Tombstone = match self.deps.state.get(&obj.key).await {
+                Ok(b) => {
+                    serde_json::from_slice(&b.body).map_err(|e| LakeError::Pipeline(format!("tombstone {} is unreadable: {e}", obj.key)))?
+                }
+                Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if t.delete_after > now {
+                report.tombstones_pending += 1;
+                continue;
+            }
+            // never delete what a partition shows now
+            let live = match self.location_of(&t.table, &t.values).await? {
+                Some(l) => Some(self.key_of(&l)?),
+                None => None,
+            };
+            for key in &t.keys {
+                if live.as_ref().is_some_and(|l| key.starts_with(l.as_str())) {
+                    warn!(key, "a tombstoned file is under its partition's current location; kept");
+                    continue;
+                }
+                self.deps.lake.delete(key).await?;
+                report.files_deleted += 1;
+            }
+            self.deps.state.delete(&obj.key).await?;
+            report.tombstones_done += 1;
+        }
+        Ok(report)
+    }
+
+    /// Compacts one partition. The outer error is a failure worth retrying (the job record
+    /// lets the next run clean up); the inner one a reason to leave this partition alone.
+    async fn compact_partition(
+        &self,
+        def: &TableDef,
+        p: &Partition,
+        plan: &PartitionPlan,
+    ) -> Result<std::result::Result<PartitionReport, String>> {
+        let partition = def.partition_path(&p.values);
+        let id = uuid::Uuid::new_v4().to_string();
+        let base = format!("{}{partition}/", self.key_of(&def.location)?);
+        let new_key = format!("{base}{COMPACTED_DIR}/{id}/");
+        let old_key = self.key_of(&p.location)?;
+        let job = Job {
+            id: id.clone(),
+            table: def.name.clone(),
+            values: p.values.clone(),
+            old_location: p.location.clone(),
+            new_location: format!("{}{new_key}", self.lake_root()),
+            started: self.deps.clock.now(),
+        };
+        self.emit(Progress::PartitionStarted {
+            table: def.name.clone(),
+            partition: partition.clone(),
+            files: plan.files_in(),
+            bytes: plan.bytes_in(),
+        });
+        self.put_json(&format!("{JOBS_PREFIX}{id}.json"), &job).await?;
+
+        match self.write_outputs(def, &partition, plan, &old_key, &new_key, &id).await? {
+            Ok(written) => self.commit(def, &partition, plan, &job, &old_key, &new_key, written).await,
+            Err(reason) => {
+                self.abandon(&job, &new_key).await?;
+                Ok(Err(reason))
+            }
+        }
+    }
+
+    /// Removes an uncommitted job's outputs and record.
+    async fn abandon(&self, job: &Job, new_key: &str) -> Result<()> {
+        for o in self.deps.lake.list(new_key).await? {
+            self.deps.lake.delete(&o.key).await?;
+        }
+        self.deps.state.delete(&format!("{JOBS_PREFIX}{}.json", job.id)).await?;
+        Ok(())
+    }
+
+    async fn write_outputs(
+        &self,
+        def: &TableDef,
+        partition: &str,
+        plan: &PartitionPlan,
+        old_key: &str,
+        new_key: &str,
+        id: &str,
+    ) -> Result<std::result::Result<Written, String>> {
+        let schema = file_schema(def);
+        let mut out = Outputs::new(self.deps.lake.clone(), schema.clone(), self.plan.target_size, format!("{new_key}c-{}", &id[..8]));
+        for f in &plan.merge {
+            let body = self.deps.lake.get(&f.key).await?.body;
+            let reader = match ParquetRecordBatchReaderBuilder::try_new(body).and_then(|b| b.with_batch_size(8192).build()) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(format!("{} is not readable Parquet: {e}", f.key))),
+            };
+            for batch in reader {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(format!("{} is not readable Parquet: {e}", f.key))),
+                };
+                let batch = match adapt::adapt_batch(&batch, &schema) {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(format!("{}: {e}", f.key))),
+                };
+                out.write(&batch).await?;
+            }
+            self.emit(Progress::FileDone { table: def.name.clone(), partition: partition.to_string(), key: f.key.clone(), bytes: f.size });
+        }
+        out.finish().await?;
+        let mut written = Written { files: out.files, bytes: out.bytes, rows: out.rows, carried_rows: 0 };
+        for f in &plan.carry {
+            let rows = self.copy_into(&f.key, old_key, new_key).await?;
+            written.files += 1;
+            written.bytes += f.size;
+            written.carried_rows += rows;
+            self.emit(Progress::FileDone { table: def.name.clone(), partition: partition.to_string(), key: f.key.clone(), bytes: f.size });
+        }
+        Ok(Ok(written))
+    }
+
+    /// Copies a file from under the old location to the same relative path under the new one
+    /// (a server-side copy on S3); returns its row count, from its footer.
+    async fn copy_into(&self, key: &str, old_key: &str, new_key: &str) -> Result<u64> {
+        let rel = key.strip_prefix(old_key).ok_or_else(|| LakeError::Pipeline(format!("{key} is not under {old_key}")))?;
+        let obj = self.deps.lake.get(key).await?;
+        let rows = ParquetRecordBatchReaderBuilder::try_new(obj.body.clone())?.metadata().file_metadata().num_rows() as u64;
+        self.deps.lake.put(&format!("{new_key}{rel}"), obj.body, obj.info.metadata).await?;
+        Ok(rows)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        def: &TableDef,
+        partition: &str,
+        plan: &PartitionPlan,
+        job: &Job,
+        old_key: &str,
+        new_key: &str,
+        written: Written,
+    ) -> Result<std::result::Result<PartitionReport, String>> {
+        let _write = self.deps.lock.acquire(WRITE_LOCK).await?;
+        // under the lock no flush is running: what is uncommitted now crashed
+        let current = self.location_of(&def.name, &job.values).await?;
+        if current.as_deref() != Some(job.old_location.as_str()) {
+            self.abandon(job, new_key).await?;
+            return Ok(Err("the partition's location changed while it was being compacted".into()));
+        }
+        let now_files = self.visible_files(&job.old_location).await?;
+        let uncommitted = self.uncommitted_batch_files().await?;
+        if let Some(reason) = pending_batch(&now_files, &uncommitted) {
+            self.abandon(job, new_key).await?;
+            return Ok(Err(reason));
+        }
+        let planned: BTreeSet<&str> = plan.merge.iter().chain(&plan.carry).map(|f| f.key.as_str()).collect();
+        let present: BTreeSet<&str> = now_files.iter().map(|f| f.key.as_str()).collect();
+        if let Some(gone) = planned.iter().find(|k| !present.contains(*k)) {
+            self.abandon(job, new_key).await?;
+            return Ok(Err(format!("{gone} disappeared while the partition was being compacted")));
+        }
+        let late: Vec<&FileEntry> = now_files.iter().filter(|f| !planned.contains(f.key.as_str())).collect();
+        let mut written = written;
+        for f in &late {
+            written.carried_rows += self.copy_into(&f.key, old_key, new_key).await?;
+            written.files += 1;
+            written.bytes += f.size;
+        }
+
+        // the commit
+        self.deps.catalog.update_partition(&self.deps.database, &def.name, &job.values, &job.new_location).await?;
+        let keys: Vec<String> = now_files.iter().map(|f| f.key.clone()).collect();
+        self.put_tombstone(job, keys).await?;
+        self.deps.state.delete(&format!("{JOBS_PREFIX}{}.json", job.id)).await?;
+        drop(_write);
+
+        let r = PartitionReport {
+            table: def.name.clone(),
+            partition: partition.to_string(),
+            old_location: job.old_location.clone(),
+            new_location: job.new_location.clone(),
+            files_in: now_files.len(),
+            files_out: written.files,
+            bytes_in: now_files.iter().map(|f| f.size).sum(),
+            bytes_out: written.bytes,
+            rows: written.rows + written.carried_rows,
+            late_files: late.len(),
+        };
+        info!(table = %r.table, partition = %r.partition, files_in = r.files_in, files_out = r.files_out, late = r.late_files, "partition compacted");
+        self.emit(Progress::PartitionCommitted {
+            table: r.table.clone(),
+            partition: r.partition.clone(),
+            files_in: r.files_in,
+            files_out: r.files_out,
+        });
+        Ok(Ok(r))
+    }
+}
+
+fn pending_batch(files: &[FileEntry], uncommitted: &BTreeSet<String>) -> Option<String> {
+    files
+        .iter()
+        .find(|f| uncommitted.contains(&f.key))
+        .map(|f| format!("{} belongs to an ingestion batch that has not committed; the pipeline's recovery finishes it first", f.key))
+}
+
+struct Written {
+    files: usize,
+    bytes: u64,
+    /// rows of the merged outputs
+    rows: u64,
+    /// rows of the files copied as they are
+    carried_rows: u64,
+}
+
+/// The merged output files of one partition: rows streamed in, a new file begun once the bytes
+/// written reach the target. Memory: one row group being encoded (at most half the target, at
+/// most 64 MiB) plus the current output's bytes, which the store port takes whole (a multipart
+/// upload on S3 will stream them).
+struct Outputs {
+    lake: Arc<dyn ObjectStore>,
+    schema: SchemaRef,
+    target: u64,
+    /// `<new location key>c-<job>`; files are `<stem>-00000.parquet`, ...
+    stem: String,
+    writer: Option<ArrowWriter<Vec<u8>>>,
+    files: usize,
+    bytes: u64,
+    rows: u64,
+}
+
+impl Outputs {
+    fn new(lake: Arc<dyn ObjectStore>, schema: SchemaRef, target: u64, stem: String) -> Self {
+        Self { lake, schema, target, stem, writer: None, files: 0, bytes: 0, rows: 0 }
+    }
+
+    fn props(&self) -> Result<WriterProperties> {
+        let row_group = (self.target / 2).clamp(1, 64 << 20) as usize;
+        Ok(WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_max_row_group_bytes(Some(row_group))
+            .set_created_by("tarn compaction".into())
+            .build())
+    }
+
+    async fn write(&mut self, batch: &arrow::array::RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            self.writer = Some(ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props()?))?);
+        }
+        let w = self.writer.as_mut().expect("a writer");
+        w.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        if w.bytes_written() as u64 >= self.target {
+            self.close().await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        let Some(w) = self.writer.take() else { return Ok(()) };
+        let body = w.into_inner()?;
+        let key = format!("{}-{:05}.parquet", self.stem, self.files);
+        self.bytes += body.len() as u64;
+        self.files += 1;
+        self.lake.put(&key, Bytes::from(body), Default::default()).await?;
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.close().await
+    }
+}
