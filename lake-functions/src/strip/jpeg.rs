@@ -18,7 +18,9 @@ const JFIF_ID: &[u8] = b"JFIF\0";
 const ADOBE_ID: &[u8] = b"Adobe";
 
 /// The size of the EXIF APP1 segment [`minimal_exif`] writes.
-pub(crate) const MINIMAL_EXIF_LEN: usize = 36;
+pub(crate) const MINIMAL_EXIF_LEN: usize = 10 + MINIMAL_TIFF_LEN;
+/// The size of [`minimal_tiff`].
+pub(crate) const MINIMAL_TIFF_LEN: usize = 26;
 
 /// Removes EXIF (but Orientation, written back as a minimal EXIF block), XMP and extended XMP,
 /// IPTC/Photoshop, comments, MPF, JFXX thumbnails, other application segments (APP3..APP13,
@@ -298,18 +300,24 @@ pub(crate) fn read_exif(tiff: &[u8]) -> ExifFacts {
     facts
 }
 
-/// An APP1 EXIF segment holding only IFD0 with one Orientation entry (big-endian TIFF).
-pub(crate) fn minimal_exif(orientation: u16) -> [u8; MINIMAL_EXIF_LEN] {
+/// A TIFF structure (EXIF) holding only IFD0 with one Orientation entry, big-endian.
+pub(crate) fn minimal_tiff(orientation: u16) -> [u8; MINIMAL_TIFF_LEN] {
     let o = orientation.to_be_bytes();
     #[rustfmt::skip]
-    let seg = [
-        0xFF, 0xE1, 0x00, 0x22, // APP1, length 34
-        b'E', b'x', b'i', b'f', 0, 0,
+    let tiff = [
         b'M', b'M', 0x00, 0x2A, 0x00, 0x00, 0x00, 0x08, // TIFF header, IFD0 at 8
         0x00, 0x01, // one entry
         0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, o[0], o[1], 0x00, 0x00, // Orientation SHORT 1
         0x00, 0x00, 0x00, 0x00, // no next IFD
     ];
+    tiff
+}
+
+/// An APP1 EXIF segment holding [`minimal_tiff`].
+pub(crate) fn minimal_exif(orientation: u16) -> [u8; MINIMAL_EXIF_LEN] {
+    let mut seg = [0u8; MINIMAL_EXIF_LEN];
+    seg[..10].copy_from_slice(&[0xFF, 0xE1, 0x00, 0x22, b'E', b'x', b'i', b'f', 0, 0]);
+    seg[10..].copy_from_slice(&minimal_tiff(orientation));
     seg
 }
 

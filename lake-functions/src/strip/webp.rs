@@ -1,6 +1,7 @@
 //! WebP: the RIFF chunks are walked (and those inside animation frames); image chunks are copied
 //! whole, EXIF, XMP and unknown chunks dropped, then the VP8X flags and the sizes are fixed.
 
+use super::jpeg::{minimal_tiff, read_exif};
 use super::{Limits, Removed, StripError, Stripped, tag_name};
 
 const F: &str = "webp";
@@ -9,9 +10,10 @@ const FLAG_XMP: u8 = 0x04;
 /// an ANMF payload's header before its frame's chunks
 const ANMF_HEADER: usize = 16;
 
-/// Removes EXIF (`exif`), XMP (`xmp`), unknown chunks (`webp-<fourcc>`), also inside animation
-/// frames, and bytes after the RIFF (`trailer`); clears the EXIF and XMP flags of VP8X and
-/// writes the new RIFF size. Keeps VP8X, ICCP, ANIM, ANMF, ALPH, VP8 and VP8L.
+/// Removes EXIF (`exif`, and `gps` when it had a GPS IFD) but its Orientation, written back as a
+/// minimal EXIF chunk, XMP (`xmp`), unknown chunks (`webp-<fourcc>`), also inside animation
+/// frames, and bytes after the RIFF (`trailer`); fixes the EXIF and XMP flags of VP8X and writes
+/// the new RIFF size. Keeps VP8X, ICCP, ANIM, ANMF, ALPH, VP8 and VP8L.
 pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
     if input.len() < 12 || &input[..4] != b"RIFF" || &input[8..12] != b"WEBP" {
         return Err(StripError::malformed(F, "no riff webp header"));
@@ -33,6 +35,9 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
     let mut removed = Removed::default();
     out.extend_from_slice(&input[..12]);
     let mut first = true;
+    // where the VP8X flags are in `out`, and whether a minimal EXIF chunk was written
+    let mut flags_at = None;
+    let mut exif_kept = false;
     for chunk in Chunks::new(input, 12, riff_end) {
         let chunk = chunk?;
         match &chunk.fourcc {
@@ -51,13 +56,32 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
                         limit: limits.max_pixels,
                     });
                 }
-                let at = out.len();
+                // flags: the first payload byte, set when the chunks are known
+                flags_at = Some(out.len() + 8);
                 out.extend_from_slice(chunk.whole);
-                // flags: the first payload byte
-                out[at + 8] &= !(FLAG_EXIF | FLAG_XMP);
             }
             b"VP8X" => return Err(StripError::malformed(F, "vp8x is not the first chunk")),
             b"ICCP" | b"ANIM" | b"ALPH" | b"VP8 " | b"VP8L" => out.extend_from_slice(chunk.whole),
+            b"EXIF" => {
+                let tiff = chunk.data.strip_prefix(b"Exif\0\0").unwrap_or(chunk.data);
+                let facts = read_exif(tiff);
+                match facts.orientation.filter(|_| !exif_kept).map(minimal_tiff) {
+                    Some(minimal) if minimal.as_slice() == chunk.data => {
+                        out.extend_from_slice(chunk.whole)
+                    }
+                    Some(minimal) => {
+                        out.extend_from_slice(b"EXIF");
+                        out.extend_from_slice(&(minimal.len() as u32).to_le_bytes());
+                        out.extend_from_slice(&minimal);
+                        removed.add("exif");
+                    }
+                    None => removed.add("exif"),
+                }
+                exif_kept |= facts.orientation.is_some();
+                if facts.gps {
+                    removed.add("gps");
+                }
+            }
             b"ANMF" => {
                 if chunk.data.len() < ANMF_HEADER {
                     return Err(StripError::malformed(F, "anmf chunk too short"));
@@ -86,6 +110,12 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
     }
     if first {
         return Err(StripError::malformed(F, "no chunks"));
+    }
+    if let Some(at) = flags_at {
+        out[at] &= !(FLAG_EXIF | FLAG_XMP);
+        if exif_kept {
+            out[at] |= FLAG_EXIF;
+        }
     }
     let riff = (out.len() - 8) as u32;
     out[4..8].copy_from_slice(&riff.to_le_bytes());
@@ -201,16 +231,21 @@ mod tests {
             chunk(b"ALPH", b"a"),
             chunk(b"VP8L", b"\x2fpixels"),
             chunk(b"EXIF", b"MM\0*gps"),
+            chunk(
+                b"EXIF",
+                &[b"Exif\0\0".as_slice(), &minimal_tiff(6)].concat(),
+            ),
             chunk(b"XMP ", b"<x/>"),
             chunk(b"ABCD", b"vendor"),
         ]);
         let s = strip_webp(&input, &Limits::default()).unwrap();
         assert_eq!(s.removed, ["exif", "xmp", "webp-abcd"]);
         let expected = riff(&[
-            vp8x(0x30),
+            vp8x(0x30 | FLAG_EXIF),
             chunk(b"ICCP", b"icc"),
             chunk(b"ALPH", b"a"),
             chunk(b"VP8L", b"\x2fpixels"),
+            chunk(b"EXIF", &minimal_tiff(6)),
         ]);
         assert_eq!(s.bytes, expected);
         let again = strip_webp(&s.bytes, &Limits::default()).unwrap();
