@@ -24,7 +24,12 @@ fn sample(name: &str) -> Vec<u8> {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/strip").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/strip")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn doc(content_type: &str, detected: Option<&str>, body: &[u8]) -> Document {
@@ -63,13 +68,28 @@ async fn strip_ok(media_type: &str, body: &[u8], names: &[&str]) -> Vec<u8> {
     let out = d.body.to_vec();
     // the same document again (a crash re-runs the stage)
     let before = d.metadata_removed.clone();
-    assert_eq!(Strip::new().process(&mut d).await.unwrap(), Verdict::Continue);
-    assert_eq!((d.body.as_ref(), &d.metadata_removed), (out.as_slice(), &before), "{media_type}: not idempotent");
+    assert_eq!(
+        Strip::new().process(&mut d).await.unwrap(),
+        Verdict::Continue
+    );
+    assert_eq!(
+        (d.body.as_ref(), &d.metadata_removed),
+        (out.as_slice(), &before),
+        "{media_type}: not idempotent"
+    );
     // a new document with the stripped bytes: nothing to remove
     let (verdict, again) = run(media_type, &out).await;
     assert_eq!(verdict, Verdict::Continue);
-    assert_eq!(again.body.as_ref(), out.as_slice(), "{media_type}: a second strip changed the bytes");
-    assert!(again.metadata_removed.is_empty(), "{media_type}: second strip removed {:?}", again.metadata_removed);
+    assert_eq!(
+        again.body.as_ref(),
+        out.as_slice(),
+        "{media_type}: a second strip changed the bytes"
+    );
+    assert!(
+        again.metadata_removed.is_empty(),
+        "{media_type}: second strip removed {:?}",
+        again.metadata_removed
+    );
     out
 }
 
@@ -79,7 +99,10 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 fn assert_absent(bytes: &[u8], secrets: &[&str]) {
     for s in secrets {
-        assert!(!contains(bytes, s.as_bytes()), "{s:?} is still in the stripped bytes");
+        assert!(
+            !contains(bytes, s.as_bytes()),
+            "{s:?} is still in the stripped bytes"
+        );
     }
 }
 
@@ -99,11 +122,19 @@ fn exiftool(bytes: &[u8]) -> Option<String> {
     let mut child = child.unwrap();
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exiftool failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exiftool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     Some(
         text.lines()
-            .filter(|l| !l.starts_with("[System]") && !l.starts_with("[ExifTool]") && !l.starts_with("[Composite]"))
+            .filter(|l| {
+                !l.starts_with("[System]")
+                    && !l.starts_with("[ExifTool]")
+                    && !l.starts_with("[Composite]")
+            })
             .map(|l| format!("{l}\n"))
             .collect(),
     )
@@ -113,7 +144,10 @@ fn exiftool(bytes: &[u8]) -> Option<String> {
 fn require_exiftool() {
     match Command::new("exiftool").arg("-ver").output() {
         Ok(out) if out.status.success() => {}
-        Ok(out) => panic!("exiftool -ver failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Ok(out) => panic!(
+            "exiftool -ver failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
         Err(e) => panic!(
             "exiftool is needed by the strip tests and could not be run ({e}): install it \
              (Debian: apt-get install libimage-exiftool-perl) or set TARN_SKIP_EXIFTOOL=1 to skip \
@@ -134,7 +168,10 @@ fn group(report: &str, name: &str) -> Vec<String> {
 
 fn assert_no_groups(report: &str, groups: &[&str]) {
     for g in groups {
-        assert!(!report.contains(&format!("[{g}")), "exiftool still reports [{g}...]:\n{report}");
+        assert!(
+            !report.contains(&format!("[{g}")),
+            "exiftool still reports [{g}...]:\n{report}"
+        );
     }
     assert!(!report.contains("Warning"), "exiftool warns:\n{report}");
 }
@@ -159,7 +196,10 @@ fn jpeg_parts(j: &[u8]) -> (Vec<(u8, Vec<u8>)>, Vec<u8>) {
 
 fn decoding_segments(segs: &[(u8, Vec<u8>)]) -> Vec<Vec<u8>> {
     // DQT, DHT, DRI, SOFn
-    segs.iter().filter(|(m, _)| matches!(m, 0xDB | 0xC4 | 0xDD | 0xC0..=0xCF)).map(|(_, s)| s.clone()).collect()
+    segs.iter()
+        .filter(|(m, _)| matches!(m, 0xDB | 0xC4 | 0xDD | 0xC0..=0xCF))
+        .map(|(_, s)| s.clone())
+        .collect()
 }
 
 fn jpeg_segment(marker: u8, payload: &[u8]) -> Vec<u8> {
@@ -173,7 +213,18 @@ fn jpeg_segment(marker: u8, payload: &[u8]) -> Vec<u8> {
 async fn jpeg_sample() {
     let input = sample("photo.jpg");
     let out = strip_ok("image/jpeg", &input, &["exif", "gps", "xmp", "comment"]).await;
-    assert_absent(&out, &["SN-0042-SECRET", "Jane", "TarnCam", "Model 7", "tarn-sample", "Rue Example", "ns.adobe.com"]);
+    assert_absent(
+        &out,
+        &[
+            "SN-0042-SECRET",
+            "Jane",
+            "TarnCam",
+            "Model 7",
+            "tarn-sample",
+            "Rue Example",
+            "ns.adobe.com",
+        ],
+    );
     // the decoding segments and everything from SOS on are byte-identical
     let (segs_in, scan_in) = jpeg_parts(&input);
     let (segs_out, scan_out) = jpeg_parts(&out);
@@ -184,11 +235,29 @@ async fn jpeg_sample() {
     assert_eq!(&markers[..2], &[0xE0, 0xE1]);
     assert_eq!(segs_out[1].1.len(), 36);
     if let Some(report) = exiftool(&out) {
-        assert_no_groups(&report, &["GPS", "XMP", "IPTC", "Photoshop", "ExifIFD", "IFD1", "MakerNotes"]);
-        assert_eq!(group(&report, "IFD0"), ["Orientation : Rotate 90 CW"], "{report}");
+        assert_no_groups(
+            &report,
+            &[
+                "GPS",
+                "XMP",
+                "IPTC",
+                "Photoshop",
+                "ExifIFD",
+                "IFD1",
+                "MakerNotes",
+            ],
+        );
+        assert_eq!(
+            group(&report, "IFD0"),
+            ["Orientation : Rotate 90 CW"],
+            "{report}"
+        );
         assert!(!report.contains("Comment"), "{report}");
         assert!(report.contains("[JFIF]"), "{report}");
-        assert!(report.contains("ImageWidth : 64") || report.contains("ImageWidth                      : 64"));
+        assert!(
+            report.contains("ImageWidth : 64")
+                || report.contains("ImageWidth                      : 64")
+        );
     }
 }
 
@@ -198,7 +267,10 @@ async fn jpeg_application_segments() {
     let input = sample("photo.jpg");
     let mut j = input[..2].to_vec();
     j.extend(jpeg_segment(0xE2, b"ICC_PROFILE\0\x01\x01fake profile"));
-    j.extend(jpeg_segment(0xED, b"Photoshop 3.0\08BIM\x04\x04\0\0\0\0\0\x0c\x1c\x02\x50\0\x08Jane Doe"));
+    j.extend(jpeg_segment(
+        0xED,
+        b"Photoshop 3.0\08BIM\x04\x04\0\0\0\0\0\x0c\x1c\x02\x50\0\x08Jane Doe",
+    ));
     j.extend(jpeg_segment(0xE1, b"http://ns.adobe.com/xmp/extension/\0ABCDEF0123456789ABCDEF0123456789\0\0\0\x04\0\0\0\0Jane"));
     j.extend(jpeg_segment(0xE2, b"MPF\0MM\0*\0\0\0\x08"));
     j.extend(jpeg_segment(0xE3, b"Meta Jane"));
@@ -209,7 +281,9 @@ async fn jpeg_application_segments() {
     let out = strip_ok(
         "image/jpeg",
         &j,
-        &["exif", "gps", "xmp", "comment", "iptc", "mpf", "app3", "app15", "trailer"],
+        &[
+            "exif", "gps", "xmp", "comment", "iptc", "mpf", "app3", "app15", "trailer",
+        ],
     )
     .await;
     assert_absent(&out, &["Jane", "SN-0042-SECRET", "8BIM", "MPF"]);
@@ -227,7 +301,10 @@ async fn jpeg_application_segments() {
 async fn jpeg_orientation_absent_means_no_exif() {
     // the sample's EXIF without its Orientation entry (the tag renamed to an unknown one)
     let mut input = sample("photo.jpg");
-    let at = input.windows(4).position(|w| w == [0x01, 0x12, 0x00, 0x03]).unwrap();
+    let at = input
+        .windows(4)
+        .position(|w| w == [0x01, 0x12, 0x00, 0x03])
+        .unwrap();
     input[at + 1] = 0x13;
     let out = strip_ok("image/jpeg", &input, &["exif", "gps", "xmp", "comment"]).await;
     let (segs, _) = jpeg_parts(&out);
@@ -256,9 +333,24 @@ fn png_chunks(p: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
 async fn png_sample() {
     let input = sample("diagram.png");
     let out = strip_ok("image/png", &input, &["png-text", "xmp"]).await;
-    assert_absent(&out, &["Jane", "Author", "48.8582", "XML:com.adobe.xmp", "tEXt", "zTXt", "iTXt"]);
+    assert_absent(
+        &out,
+        &[
+            "Jane",
+            "Author",
+            "48.8582",
+            "XML:com.adobe.xmp",
+            "tEXt",
+            "zTXt",
+            "iTXt",
+        ],
+    );
     let idat = |p: &[u8]| -> Vec<u8> {
-        png_chunks(p).into_iter().filter(|(t, _)| t == b"IDAT").flat_map(|(_, d)| d).collect()
+        png_chunks(p)
+            .into_iter()
+            .filter(|(t, _)| t == b"IDAT")
+            .flat_map(|(_, d)| d)
+            .collect()
     };
     assert_eq!(idat(&input), idat(&out));
     let kept: Vec<[u8; 4]> = png_chunks(&out).into_iter().map(|(t, _)| t).collect();
@@ -269,7 +361,10 @@ async fn png_sample() {
     if let Some(report) = exiftool(&out) {
         assert_no_groups(&report, &["XMP"]);
         let png = group(&report, "PNG").join("\n");
-        assert!(!png.contains("Author") && !png.contains("Comment"), "{report}");
+        assert!(
+            !png.contains("Author") && !png.contains("Comment"),
+            "{report}"
+        );
         assert!(png.contains("ImageWidth : 32"), "{report}");
     }
 }
@@ -284,7 +379,11 @@ async fn png_time_exif_and_private_chunks() {
         for &b in &c[4..] {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { 0xEDB8_8320 ^ (crc >> 1) } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    0xEDB8_8320 ^ (crc >> 1)
+                } else {
+                    crc >> 1
+                };
             }
         }
         c.extend_from_slice(&(!crc).to_be_bytes());
@@ -298,7 +397,12 @@ async fn png_time_exif_and_private_chunks() {
     p.extend(chunk(b"prVt", b"Jane's private data"));
     p.extend(chunk(b"gAMA", &[0, 0, 0xB1, 0x8F]));
     p.extend_from_slice(&input[ihdr_end..]);
-    let out = strip_ok("image/png", &p, &["png-time", "exif", "png-prvt", "png-text", "xmp"]).await;
+    let out = strip_ok(
+        "image/png",
+        &p,
+        &["png-time", "exif", "png-prvt", "png-text", "xmp"],
+    )
+    .await;
     assert_absent(&out, &["Jane", "SN-0042"]);
     assert!(contains(&out, b"gAMA"));
     if let Some(report) = exiftool(&out) {
@@ -310,7 +414,10 @@ async fn png_time_exif_and_private_chunks() {
 /// The TIFF structure of the JPEG sample's EXIF.
 fn jpeg_exif_tiff() -> Vec<u8> {
     let (segs, _) = jpeg_parts(&sample("photo.jpg"));
-    let exif = segs.iter().find(|(m, s)| *m == 0xE1 && s[4..].starts_with(b"Exif\0")).unwrap();
+    let exif = segs
+        .iter()
+        .find(|(m, s)| *m == 0xE1 && s[4..].starts_with(b"Exif\0"))
+        .unwrap();
     exif.1[10..].to_vec()
 }
 
@@ -320,10 +427,28 @@ fn jpeg_exif_tiff() -> Vec<u8> {
 async fn pdf_sample() {
     let input = sample("report.pdf");
     let out = strip_ok("application/pdf", &input, &["pdf-info", "xmp"]).await;
-    assert_absent(&out, &["Jane", "TarnWriter", "Q3 numbers", "tarn sample", "xpacket", "/Info", "/Metadata"]);
-    assert!(contains(&out, b"(Quarterly report) Tj"), "the page content is kept");
+    assert_absent(
+        &out,
+        &[
+            "Jane",
+            "TarnWriter",
+            "Q3 numbers",
+            "tarn sample",
+            "xpacket",
+            "/Info",
+            "/Metadata",
+        ],
+    );
+    assert!(
+        contains(&out, b"(Quarterly report) Tj"),
+        "the page content is kept"
+    );
     let text = String::from_utf8_lossy(&out);
-    assert_eq!(text.matches("\nxref\n").count(), 1, "one xref table, no incremental update");
+    assert_eq!(
+        text.matches("\nxref\n").count(),
+        1,
+        "one xref table, no incremental update"
+    );
     assert!(!text.contains("/Prev"));
     if let Some(report) = exiftool(&out) {
         assert_no_groups(&report, &["XMP"]);
@@ -353,11 +478,24 @@ async fn pdf_after_exiftool_edits() {
         .unwrap();
     assert!(status.success());
     let edited = std::fs::read(&path).unwrap();
-    assert!(contains(&edited, b"Jane Accountant"), "exiftool kept the old value in an earlier revision");
-    let out = strip_ok("application/pdf", &edited, &["pdf-info", "xmp", "pdf-history"]).await;
+    assert!(
+        contains(&edited, b"Jane Accountant"),
+        "exiftool kept the old value in an earlier revision"
+    );
+    let out = strip_ok(
+        "application/pdf",
+        &edited,
+        &["pdf-info", "xmp", "pdf-history"],
+    )
+    .await;
     assert_absent(&out, &["Jane", "Someone Else", "TarnWriter"]);
     let report = exiftool(&out).unwrap();
-    assert!(group(&report, "PDF").iter().all(|l| !l.starts_with("Author")), "{report}");
+    assert!(
+        group(&report, "PDF")
+            .iter()
+            .all(|l| !l.starts_with("Author")),
+        "{report}"
+    );
 }
 
 // --- WebP, GIF
@@ -382,16 +520,26 @@ async fn webp_fixtures() {
         let out = strip_ok("image/webp", &input, &["exif", "gps", "xmp"]).await;
         assert_absent(&out, &["SN-0042-SECRET", "Jane", "TarnCam", "XMP "]);
         let image = |w: &[u8]| -> Vec<([u8; 4], Vec<u8>)> {
-            riff_chunks(w).into_iter().filter(|(t, _)| matches!(t, b"VP8 " | b"VP8L" | b"ALPH" | b"ICCP")).collect()
+            riff_chunks(w)
+                .into_iter()
+                .filter(|(t, _)| matches!(t, b"VP8 " | b"VP8L" | b"ALPH" | b"ICCP"))
+                .collect()
         };
         assert_eq!(image(&input), image(&out), "{name}");
-        assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize, out.len() - 8);
+        assert_eq!(
+            u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize,
+            out.len() - 8
+        );
         // VP8X: EXIF flag (the Orientation is kept), no XMP flag
         assert_eq!(&out[12..16], b"VP8X");
         assert_eq!(out[20] & 0x0C, 0x08, "{name}");
         if let Some(report) = exiftool(&out) {
             assert_no_groups(&report, &["GPS", "XMP", "ExifIFD"]);
-            assert_eq!(group(&report, "IFD0"), ["Orientation : Rotate 180"], "{name}: {report}");
+            assert_eq!(
+                group(&report, "IFD0"),
+                ["Orientation : Rotate 180"],
+                "{name}: {report}"
+            );
             assert!(!report.contains("WebP_Flags : XMP"), "{report}");
         }
     }
@@ -401,7 +549,10 @@ async fn webp_fixtures() {
 async fn gif_fixture() {
     let input = fixture("comment-xmp.gif");
     let out = strip_ok("image/gif", &input, &["comment", "xmp", "gif-app"]).await;
-    assert_absent(&out, &["Jane", "SN-0042-SECRET", "XMP DataXMP", "TARNTRACKER"]);
+    assert_absent(
+        &out,
+        &["Jane", "SN-0042-SECRET", "XMP DataXMP", "TARNTRACKER"],
+    );
     // the image descriptor and its data are kept byte for byte
     let image = |g: &[u8]| g[g.iter().rposition(|&b| b == 0x2C).unwrap()..].to_vec();
     assert!(out.ends_with(&image(&input)));
@@ -416,19 +567,41 @@ async fn gif_fixture() {
 
 #[tokio::test]
 async fn types_without_metadata_pass_and_unknown_types_are_refused() {
-    for (ct, body) in [("text/plain", &b"name,place\nJane,home\n"[..]), ("text/csv", b"a,b\n"), ("application/octet-stream", b"\x00\x01\x02")] {
+    for (ct, body) in [
+        ("text/plain", &b"name,place\nJane,home\n"[..]),
+        ("text/csv", b"a,b\n"),
+        ("application/octet-stream", b"\x00\x01\x02"),
+    ] {
         let (verdict, d) = run(ct, body).await;
         assert_eq!(verdict, Verdict::Continue);
         assert_eq!(d.body.as_ref(), body);
         assert!(d.metadata_removed.is_empty());
     }
-    for ct in ["image/heic", "image/tiff", "application/zip", "application/gzip", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"] {
+    for ct in [
+        "image/heic",
+        "image/tiff",
+        "application/zip",
+        "application/gzip",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ] {
         let (verdict, _) = run(ct, b"whatever").await;
-        assert_eq!(verdict, Verdict::Quarantine(format!("no metadata stripper for {ct}: refusing to pass it through")));
+        assert_eq!(
+            verdict,
+            Verdict::Quarantine(format!(
+                "no metadata stripper for {ct}: refusing to pass it through"
+            ))
+        );
     }
     // JSON documents are left alone, whatever their bytes
-    let mut d = doc("application/json", Some("application/json"), &sample("photo.jpg"));
-    assert_eq!(Strip::new().process(&mut d).await.unwrap(), Verdict::Continue);
+    let mut d = doc(
+        "application/json",
+        Some("application/json"),
+        &sample("photo.jpg"),
+    );
+    assert_eq!(
+        Strip::new().process(&mut d).await.unwrap(),
+        Verdict::Continue
+    );
     assert_eq!(d.body.as_ref(), sample("photo.jpg").as_slice());
     let mut d = doc("image/jpeg", None, &sample("photo.jpg"));
     d.records = Some(vec![]);
@@ -436,10 +609,16 @@ async fn types_without_metadata_pass_and_unknown_types_are_refused() {
     assert!(d.metadata_removed.is_empty());
     // without validate's detected type: the bytes say what they are
     let mut d = doc("image/png", None, &sample("photo.jpg"));
-    assert_eq!(Strip::new().process(&mut d).await.unwrap(), Verdict::Continue);
+    assert_eq!(
+        Strip::new().process(&mut d).await.unwrap(),
+        Verdict::Continue
+    );
     assert!(d.metadata_removed.contains(&"exif".to_string()));
     let mut d = doc("image/heic", None, b"\x00\x00\x00\x18ftypheic");
-    assert!(matches!(Strip::new().process(&mut d).await.unwrap(), Verdict::Quarantine(_)));
+    assert!(matches!(
+        Strip::new().process(&mut d).await.unwrap(),
+        Verdict::Quarantine(_)
+    ));
 }
 
 fn all_files() -> Vec<(&'static str, Vec<u8>)> {
@@ -464,8 +643,13 @@ async fn every_truncation_is_quarantined() {
         for n in 0..input.len() {
             let (verdict, d) = run(ct, &input[..n]).await;
             if n < complete {
-                let Verdict::Quarantine(reason) = &verdict else { panic!("{ct} cut at {n}: {verdict:?}") };
-                assert!(reason.starts_with(ct.rsplit('/').next().unwrap()), "{reason}");
+                let Verdict::Quarantine(reason) = &verdict else {
+                    panic!("{ct} cut at {n}: {verdict:?}")
+                };
+                assert!(
+                    reason.starts_with(ct.rsplit('/').next().unwrap()),
+                    "{reason}"
+                );
                 assert!(!reason.contains("Jane"));
             } else {
                 assert_eq!(verdict, Verdict::Continue, "{ct} cut at {n}");
@@ -504,7 +688,10 @@ fn bogus_lengths_are_errors() {
 /// `TARN_STRIP_MUTATIONS=100000`.
 #[test]
 fn mutations_never_panic_and_stay_idempotent() {
-    let rounds: usize = std::env::var("TARN_STRIP_MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let rounds: usize = std::env::var("TARN_STRIP_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
     let limits = Limits::default();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
@@ -534,7 +721,11 @@ fn mutations_never_panic_and_stay_idempotent() {
                         .unwrap_or_else(|e| panic!("{ct}: the stripped output does not strip: {e}"))
                         .unwrap();
                     assert_eq!(again.bytes, s.bytes, "{ct}: not idempotent");
-                    assert!(again.removed.is_empty(), "{ct}: second strip removed {:?}", again.removed);
+                    assert!(
+                        again.removed.is_empty(),
+                        "{ct}: second strip removed {:?}",
+                        again.removed
+                    );
                 }
                 Ok(None) => unreachable!(),
                 Err(_) => err += 1,
