@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod error;
+pub mod evolution;
 pub mod local;
 pub mod model;
 pub mod schemas;
