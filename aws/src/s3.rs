@@ -1,0 +1,288 @@
+//! [`S3ObjectStore`]: the object store port on S3.
+//!
+//! - every put is encrypted with SSE-KMS under the platform key (`x-amz-server-side-encryption:
+//!   aws:kms` with the key id), and carries the user metadata (`x-amz-meta-*`);
+//! - `put_if_absent` is S3's conditional write (`If-None-Match: *`): `412 PreconditionFailed`
+//!   means another writer won; `409 ConditionalRequestConflict` (a concurrent conditional write
+//!   still in flight) is retried;
+//! - bodies above [`MULTIPART_THRESHOLD`] go up as multipart uploads (aborted on failure); the
+//!   conditional header then goes on `CompleteMultipartUpload`;
+//! - `list` pages through `ListObjectsV2`;
+//! - an optional key prefix lets one bucket hold several stores (the state under `state/`).
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::time::Duration;
+use tarn_core::{Error, GetResult, Metadata, ObjectInfo, ObjectStore, Result, validate_key};
+
+/// Bodies larger than this are uploaded in parts of this size.
+pub const MULTIPART_THRESHOLD: usize = 8 << 20;
+const PART_SIZE: usize = 8 << 20;
+
+#[derive(Clone)]
+pub struct S3ObjectStore {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    kms_key_id: Option<String>,
+}
+
+impl std::fmt::Debug for S3ObjectStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3ObjectStore").field("bucket", &self.bucket).field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// The service error's code and message, or the transport error's text.
+pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or("(no message)"))
+        }
+        other => {
+            let mut s = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(e) = src {
+                s.push_str(": ");
+                s.push_str(&e.to_string());
+                src = e.source();
+            }
+            s
+        }
+    }
+}
+
+fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    match e {
+        SdkError::ServiceError(se) => se.err().code(),
+        _ => None,
+    }
+}
+
+fn status<E, R: HttpStatus>(e: &SdkError<E, R>) -> Option<u16> {
+    match e {
+        SdkError::ServiceError(se) => Some(se.raw().status_code()),
+        _ => None,
+    }
+}
+
+pub(crate) trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn to_chrono(t: Option<&aws_sdk_s3::primitives::DateTime>) -> DateTime<Utc> {
+    t.and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())).unwrap_or_else(Utc::now)
+}
+
+fn to_metadata(m: Option<&HashMap<String, String>>) -> Metadata {
+    m.map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()).unwrap_or_default()
+}
+
+impl S3ObjectStore {
+    /// A store over `bucket`; `kms_key_id` encrypts every put with SSE-KMS (None: the bucket's
+    /// default encryption).
+    pub fn new(client: Client, bucket: impl Into<String>, kms_key_id: Option<String>) -> Self {
+        Self { client, bucket: bucket.into(), prefix: String::new(), kms_key_id }
+    }
+
+    /// Keys are kept under `prefix` (empty, or ending in `/`) in the bucket.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        let mut p = prefix.into();
+        if !p.is_empty() && !p.ends_with('/') {
+            p.push('/');
+        }
+        self.prefix = p;
+        self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The object's key in the bucket.
+    pub fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn svc(&self, op: &str, key: &str, detail: String) -> Error {
+        Error::Service(format!("s3 {op} s3://{}/{}: {detail}", self.bucket, self.full_key(key)))
+    }
+
+    /// Puts the body; `Ok(false)` when `if_absent` and the object existed.
+    async fn put_inner(&self, key: &str, body: Bytes, metadata: Metadata, if_absent: bool) -> Result<bool> {
+        validate_key(key)?;
+        if body.len() > MULTIPART_THRESHOLD {
+            return self.put_multipart(key, body, metadata, if_absent).await;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .body(ByteStream::from(body.clone()))
+                .set_metadata(Some(metadata.clone().into_iter().collect()));
+            if let Some(k) = &self.kms_key_id {
+                req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
+            }
+            if if_absent {
+                req = req.if_none_match("*");
+            }
+            match req.send().await {
+                Ok(_) => return Ok(true),
+                Err(e) if if_absent && (code(&e) == Some("PreconditionFailed") || status(&e) == Some(412)) => return Ok(false),
+                Err(e) if if_absent && status(&e) == Some(409) && attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => return Err(self.svc("PutObject", key, describe(&e))),
+            }
+        }
+    }
+
+    async fn put_multipart(&self, key: &str, body: Bytes, metadata: Metadata, if_absent: bool) -> Result<bool> {
+        let full = self.full_key(key);
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_metadata(Some(metadata.into_iter().collect()));
+        if let Some(k) = &self.kms_key_id {
+            create = create.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
+        }
+        let upload = create.send().await.map_err(|e| self.svc("CreateMultipartUpload", key, describe(&e)))?;
+        let upload_id = upload.upload_id().ok_or_else(|| self.svc("CreateMultipartUpload", key, "no upload id".into()))?.to_string();
+        let result = async {
+            let mut parts = Vec::new();
+            for (i, chunk) in body.chunks(PART_SIZE).enumerate() {
+                let n = i as i32 + 1;
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(n)
+                    .body(ByteStream::from(body.slice_ref(chunk)))
+                    .send()
+                    .await
+                    .map_err(|e| self.svc("UploadPart", key, describe(&e)))?;
+                parts.push(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag().map(String::from)).build());
+            }
+            let mut complete = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+            if if_absent {
+                complete = complete.if_none_match("*");
+            }
+            match complete.send().await {
+                Ok(_) => Ok(true),
+                Err(e) if if_absent && (code(&e) == Some("PreconditionFailed") || status(&e) == Some(412)) => Ok(false),
+                Err(e) => Err(self.svc("CompleteMultipartUpload", key, describe(&e))),
+            }
+        }
+        .await;
+        if !matches!(result, Ok(true)) {
+            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id).send().await;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3ObjectStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}{key}", self.bucket, self.prefix)
+    }
+
+    async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {
+        self.put_inner(key, body, metadata, false).await.map(|_| ())
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<bool> {
+        self.put_inner(key, body, metadata, true).await
+    }
+
+    async fn get(&self, key: &str) -> Result<GetResult> {
+        validate_key(key)?;
+        let out = match self.client.get_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+            Ok(o) => o,
+            Err(e) if code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Err(Error::NotFound { key: key.to_string() }),
+            Err(e) => return Err(self.svc("GetObject", key, describe(&e))),
+        };
+        let metadata = to_metadata(out.metadata());
+        let last_modified = to_chrono(out.last_modified());
+        let body = out.body.collect().await.map_err(|e| self.svc("GetObject", key, format!("reading the body: {e}")))?.into_bytes();
+        Ok(GetResult { info: ObjectInfo { key: key.to_string(), size: body.len() as u64, last_modified, metadata }, body })
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        validate_key(key)?;
+        match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+            Ok(out) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                last_modified: to_chrono(out.last_modified()),
+                metadata: to_metadata(out.metadata()),
+            })),
+            Err(e) if status(&e) == Some(404) || code(&e) == Some("NotFound") || code(&e) == Some("NoSuchKey") => Ok(None),
+            Err(e) => Err(self.svc("HeadObject", key, describe(&e))),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let full_prefix = self.full_key(prefix);
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.svc("ListObjectsV2", prefix, describe(&e)))?;
+            for o in page.contents() {
+                let Some(k) = o.key() else { continue };
+                let Some(rel) = k.strip_prefix(&self.prefix) else { continue };
+                out.push(ObjectInfo {
+                    key: rel.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    last_modified: to_chrono(o.last_modified()),
+                    metadata: Metadata::new(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        match self.client.delete_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.svc("DeleteObject", key, describe(&e))),
+        }
+    }
+}
