@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// User metadata of an object (S3's `x-amz-meta-*`), keys lowercase.
 pub type Metadata = BTreeMap<String, String>;
@@ -89,7 +90,25 @@ const TMP_DIR: &str = ".tarn-tmp";
 pub struct LocalObjectStore {
     bucket: String,
     root: PathBuf,
+    committer: Arc<Committer>,
 }
+
+/// Group commit: puts and deletes queue here; one thread writes every queued body to a temp
+/// file, syncs the filesystem once, renames them all into place, and syncs once more before
+/// answering them all. Under load a group holds everything that arrived during the previous
+/// commit, so the cost of a durable write is two journal commits per group, not per object.
+#[derive(Debug)]
+struct Committer {
+    tx: std::sync::Mutex<std::sync::mpsc::Sender<Op>>,
+}
+
+enum Op {
+    Put { key: String, body: Bytes, metadata: Metadata, done: tokio::sync::oneshot::Sender<Result<()>> },
+    Delete { key: String, done: tokio::sync::oneshot::Sender<Result<()>> },
+}
+
+/// The most operations one group commits.
+const MAX_GROUP: usize = 1024;
 
 impl LocalObjectStore {
     /// Opens (creating if needed) the bucket directory `root`.
@@ -99,7 +118,25 @@ impl LocalObjectStore {
             fs::create_dir_all(&dir).map_err(Error::io("creating bucket directory", &dir))?;
         }
         let root = root.canonicalize().map_err(Error::io("resolving bucket directory", &root))?;
-        Ok(Self { bucket: bucket.into(), root })
+        let (tx, rx) = std::sync::mpsc::channel::<Op>();
+        let bucket = bucket.into();
+        let worker = Worker { root: root.clone() };
+        std::thread::Builder::new()
+            .name(format!("commit-{bucket}"))
+            .spawn(move || worker.run(rx))
+            .map_err(Error::io("starting the commit thread", &root))?;
+        Ok(Self { bucket, root, committer: Arc::new(Committer { tx: std::sync::Mutex::new(tx) }) })
+    }
+
+    async fn submit(&self, op: impl FnOnce(tokio::sync::oneshot::Sender<Result<()>>) -> Op) -> Result<()> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.committer
+            .tx
+            .lock()
+            .expect("commit queue lock")
+            .send(op(done))
+            .map_err(|_| Error::Service("the commit thread stopped".into()))?;
+        wait.await.map_err(|_| Error::Service("the commit thread stopped".into()))?
     }
 
     pub fn root(&self) -> &Path {
@@ -281,8 +318,9 @@ impl ObjectStore for LocalObjectStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {
+        validate_key(key)?;
         let key = key.to_string();
-        self.blocking(move |s| s.put_sync(&key, &body, &metadata, false).map(|_| ())).await
+        self.submit(move |done| Op::Put { key, body, metadata, done }).await
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<bool> {
@@ -321,18 +359,195 @@ impl ObjectStore for LocalObjectStore {
     async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
         let key = key.to_string();
-        self.blocking(move |s| {
-            let path = s.path_of(&key);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(Error::io("deleting object", &path)(e)),
+        self.submit(move |done| Op::Delete { key, done }).await
+    }
+}
+
+struct Worker {
+    root: PathBuf,
+}
+
+struct Prepared {
+    dest: PathBuf,
+    body_tmp: PathBuf,
+    meta: Option<(PathBuf, Option<PathBuf>)>,
+}
+
+impl Worker {
+    fn run(self, rx: std::sync::mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
             }
-            let meta = s.meta_path(&key);
-            let _ = fs::remove_file(meta);
-            sync_dir(path.parent().expect("object path has a parent"))
-        })
-        .await
+            self.commit(ops);
+        }
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.join(TMP_DIR).join(uuid::Uuid::new_v4().to_string())
+    }
+
+    fn write(&self, path: &Path, body: &[u8]) -> Result<()> {
+        let mut f = File::create(path).map_err(Error::io("creating temp file", path))?;
+        f.write_all(body).map_err(Error::io("writing temp file", path))
+    }
+
+    /// Phase 1 of a put: bodies and metadata in temp files.
+    fn prepare(&self, key: &str, body: &[u8], metadata: &Metadata) -> Result<Prepared> {
+        let body_tmp = self.tmp();
+        self.write(&body_tmp, body)?;
+        let meta_path = self.root.join(META_DIR).join(format!("{key}.json"));
+        let meta = if metadata.is_empty() {
+            Some((meta_path, None))
+        } else {
+            let t = self.tmp();
+            self.write(&t, &serde_json::to_vec(metadata).map_err(|e| Error::InvalidInput(e.to_string()))?)?;
+            Some((meta_path, Some(t)))
+        };
+        Ok(Prepared { dest: self.root.join(key), body_tmp, meta })
+    }
+
+    /// Phase 2 of a put: the metadata, then the body, renamed into place.
+    fn publish(&self, p: &Prepared, dirs: &mut std::collections::BTreeSet<PathBuf>) -> Result<()> {
+        if let Some((meta_path, tmp)) = &p.meta {
+            let parent = meta_path.parent().expect("meta path has a parent");
+            match tmp {
+                Some(t) => {
+                    create_dirs(parent, dirs)?;
+                    fs::rename(t, meta_path).map_err(Error::io("renaming metadata", meta_path))?;
+                    dirs.insert(parent.to_path_buf());
+                }
+                None => match fs::remove_file(meta_path) {
+                    Ok(()) => {
+                        dirs.insert(parent.to_path_buf());
+                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("removing metadata", meta_path)(e)),
+                    _ => {}
+                },
+            }
+        }
+        let parent = p.dest.parent().expect("object path has a parent");
+        create_dirs(parent, dirs)?;
+        fs::rename(&p.body_tmp, &p.dest).map_err(Error::io("renaming object", &p.dest))?;
+        dirs.insert(parent.to_path_buf());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str, dirs: &mut std::collections::BTreeSet<PathBuf>) -> Result<()> {
+        let path = self.root.join(key);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("deleting object", &path)(e)),
+        }
+        dirs.insert(path.parent().expect("object path has a parent").to_path_buf());
+        let meta = self.root.join(META_DIR).join(format!("{key}.json"));
+        if fs::remove_file(&meta).is_ok() {
+            dirs.insert(meta.parent().expect("meta path has a parent").to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn commit(&self, ops: Vec<Op>) {
+        // phase 1: temp files, then every one fsynced at once (the journal merges them)
+        let mut prepared: Vec<Option<Result<Prepared>>> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, body, metadata, .. } => Some(self.prepare(key, body, metadata)),
+                Op::Delete { .. } => None,
+            })
+            .collect();
+        let temps: Vec<PathBuf> = prepared
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|p| std::iter::once(p.body_tmp.clone()).chain(p.meta.as_ref().and_then(|(_, t)| t.clone())))
+            .collect();
+        let synced = fsync_all(&temps);
+        for p in prepared.iter_mut().flatten() {
+            if let Ok(prep) = p {
+                let failed = std::iter::once(&prep.body_tmp)
+                    .chain(prep.meta.as_ref().and_then(|(_, t)| t.as_ref()))
+                    .find_map(|t| synced.get(t).and_then(|r| r.as_ref().err()).map(|e| e.to_string()));
+                if let Some(e) = failed {
+                    *p = Err(Error::Service(format!("syncing a temp file: {e}")));
+                }
+            }
+        }
+        // phase 2: into place (or deleted); then the directories that changed, fsynced at once
+        let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+        let mut results: Vec<Result<()>> = Vec::with_capacity(ops.len());
+        for (op, prep) in ops.iter().zip(&prepared) {
+            results.push(match (op, prep) {
+                (_, Some(Err(e))) => Err(Error::Service(format!("writing {}: {e}", op_key(op)))),
+                (_, Some(Ok(p))) => self.publish(p, &mut dirs),
+                (Op::Delete { key, .. }, None) => self.delete(key, &mut dirs),
+                (Op::Put { .. }, None) => unreachable!("every put was prepared"),
+            });
+        }
+        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+        let dir_sync = fsync_all(&dirs);
+        let dir_error = dir_sync.values().find_map(|r| r.as_ref().err()).map(|e| e.to_string());
+        for ((op, prep), result) in ops.into_iter().zip(prepared).zip(results) {
+            if let Some(Ok(p)) = &prep
+                && result.is_err()
+            {
+                let _ = fs::remove_file(&p.body_tmp);
+                if let Some((_, Some(t))) = &p.meta {
+                    let _ = fs::remove_file(t);
+                }
+            }
+            let result = match (&dir_error, result) {
+                (Some(e), Ok(())) => Err(Error::Service(format!("syncing directories: {e}"))),
+                (_, r) => r,
+            };
+            let done = match op {
+                Op::Put { done, .. } | Op::Delete { done, .. } => done,
+            };
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// Creates `dir` and missing parents, recording every directory whose entries changed.
+fn create_dirs(dir: &Path, changed: &mut std::collections::BTreeSet<PathBuf>) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent, changed)?;
+        changed.insert(parent.to_path_buf());
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io("creating directory", dir)(e)),
+    }
+}
+
+/// fsyncs every path, many at once: concurrent fsyncs share journal commits.
+fn fsync_all(paths: &[PathBuf]) -> std::collections::HashMap<PathBuf, Result<(), std::io::Error>> {
+    const THREADS: usize = 32;
+    if paths.is_empty() {
+        return Default::default();
+    }
+    let chunk = paths.len().div_ceil(THREADS).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|p| (p.clone(), File::open(p).and_then(|f| f.sync_all()))).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("fsync thread")).collect()
+    })
+}
+
+fn op_key(op: &Op) -> &str {
+    match op {
+        Op::Put { key, .. } | Op::Delete { key, .. } => key,
     }
 }
 
