@@ -40,12 +40,14 @@ pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
     let mut exif_written = false;
     let mut in_scan = false;
     loop {
-        // the next marker: in the header, right here (after optional fill bytes); after a scan
-        // has begun, past the entropy-coded data, which is copied as it is
-        let at = if in_scan {
-            let at = next_marker(input, pos)?;
-            out.extend_from_slice(&input[pos..at]);
-            at
+        // the next marker: in the header, right here (after optional fill bytes, dropped); after
+        // a scan has begun, past the entropy-coded data, which is copied as it is. `lead`: where
+        // a kept segment's bytes start (its fill bytes in a scan, which are kept with it: dropped
+        // with a removed segment, so that the data before and after it cannot meet into a marker)
+        let (lead, at) = if in_scan {
+            let (fill, at) = next_marker(input, pos)?;
+            out.extend_from_slice(&input[pos..fill]);
+            (fill, at)
         } else {
             let mut at = pos;
             if input.get(at) != Some(&0xFF) {
@@ -63,7 +65,7 @@ pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
             while input.get(at + 1) == Some(&0xFF) {
                 at += 1;
             }
-            at
+            (at, at)
         };
         let Some(&marker) = input.get(at + 1) else {
             return Err(StripError::truncated(
@@ -74,7 +76,7 @@ pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
         pos = at + 2;
         match marker {
             0xD9 if in_scan => {
-                out.extend_from_slice(&[0xFF, 0xD9]);
+                out.extend_from_slice(&input[lead..pos]);
                 break;
             }
             0xD9 => return Err(StripError::malformed(F, "end of image before any scan")),
@@ -91,7 +93,7 @@ pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
                 ));
             }
             // standalone markers: no length
-            0x01 | 0xD0..=0xD7 => out.extend_from_slice(&[0xFF, marker]),
+            0x01 | 0xD0..=0xD7 => out.extend_from_slice(&input[lead..pos]),
             _ => {
                 let Some(len) = input.get(pos..pos + 2) else {
                     return Err(StripError::truncated(
@@ -116,7 +118,8 @@ pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
                         ),
                     ));
                 }
-                let segment = &input[at..end];
+                let segment = &input[lead..end];
+                let whole = &input[at..end];
                 let payload = &input[pos + 2..end];
                 pos = end;
                 match marker {
@@ -127,7 +130,7 @@ pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
                             let exif = read_exif(&payload[EXIF_ID.len() + 1..]);
                             let keep = exif.orientation.filter(|_| !exif_written).map(minimal_exif);
                             match keep {
-                                Some(minimal) if minimal.as_slice() == segment => {
+                                Some(minimal) if minimal.as_slice() == whole => {
                                     out.extend_from_slice(segment)
                                 }
                                 Some(minimal) => {
@@ -207,16 +210,24 @@ fn check_frame(payload: &[u8], limits: &Limits) -> Result<(), StripError> {
 /// The next marker's offset at or after `from` in entropy-coded data: an 0xFF followed by
 /// neither a stuffed 0x00, nor RSTn, nor another 0xFF (fill; the last 0xFF of a run is the
 /// marker's).
-fn next_marker(data: &[u8], mut from: usize) -> Result<usize, StripError> {
+/// Returns where the run of fill bytes before it starts, and the marker's offset.
+fn next_marker(data: &[u8], mut from: usize) -> Result<(usize, usize), StripError> {
+    let mut fill = None;
     loop {
         let Some(i) = find_ff(data, from) else {
             return Err(StripError::truncated(F, "no end-of-image marker"));
         };
         match data.get(i + 1) {
             None => return Err(StripError::truncated(F, "no end-of-image marker")),
-            Some(0x00 | 0xD0..=0xD7) => from = i + 2,
-            Some(0xFF) => from = i + 1,
-            Some(_) => return Ok(i),
+            Some(0x00 | 0xD0..=0xD7) => {
+                fill = None;
+                from = i + 2;
+            }
+            Some(0xFF) => {
+                fill = fill.or(Some(i));
+                from = i + 1;
+            }
+            Some(_) => return Ok((fill.unwrap_or(i), i)),
         }
     }
 }
@@ -433,6 +444,27 @@ mod tests {
         assert_eq!(s.removed, ["comment", "trailer"]);
         assert!(!s.bytes.windows(13).any(|w| w == b"between scans"));
         assert!(s.bytes.ends_with(&[0x01, 0x02, 0xFF, 0xD9]));
+    }
+
+    #[test]
+    fn fill_bytes_go_with_a_removed_segment() {
+        // entropy-coded data, fill bytes, a comment, more data: without the comment, the fill
+        // bytes and the data after it must not meet into a marker (0xFF 0x05)
+        let mut input = jpeg(&[]);
+        input.truncate(input.len() - 3);
+        input.extend_from_slice(&[0x12, 0xFF, 0xFF, 0xFF]);
+        input.extend(seg(0xFE, b"c"));
+        input.extend_from_slice(&[0x05, 0x06, 0xFF, 0xFF, 0xD9]);
+        let s = strip_jpeg(&input, &Limits::default()).unwrap();
+        assert_eq!(s.removed, ["comment"]);
+        assert!(
+            s.bytes
+                .ends_with(&[0x56, 0x12, 0x05, 0x06, 0xFF, 0xFF, 0xD9]),
+            "{:02x?}",
+            s.bytes
+        );
+        let again = strip_jpeg(&s.bytes, &Limits::default()).unwrap();
+        assert_eq!((again.bytes, again.removed.len()), (s.bytes, 0));
     }
 
     #[test]
