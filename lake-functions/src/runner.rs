@@ -12,7 +12,13 @@
 //!   (idempotent) status/delete step; an uncommitted one by processing its documents again
 //!   (their landed objects still exist) and rewriting the same file names, removing any file of
 //!   the old plan that the new plan does not have.
+//!
+//! Each Parquet file goes under its partition's *current* catalog location (the Hive directory
+//! `tables/<t>/<k=v>/` for a new partition; a `_compacted/<job>/` directory once compaction has
+//! moved it). Given a lake lock ([`Pipeline::with_lake_lock`]), a flush holds the write lock from
+//! its manifest to its commit, so compaction's location swap never falls in the middle of one.
 
+use crate::compact::lock::{LakeLock, WRITE_LOCK};
 use crate::error::{ErrorKind, LakeError, Result};
 use crate::landed;
 use crate::normalize::{documents_batch, file_schema, records_batch, write_parquet};
@@ -27,6 +33,7 @@ use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tarn_catalog::evolution::evolve_table;
 use tarn_catalog::schemas::DOCUMENTS_TABLE;
 use tarn_catalog::{Catalog, Granularity, Partition, TableDef, TableKind, TableSpec, documents_table};
 use tarn_core::document::{id_from_ingress_key, ingress_key, meta, quarantine_key, status_key};
@@ -137,6 +144,8 @@ pub struct Pipeline {
     specs: BTreeMap<String, TableSpec>,
     defs: BTreeMap<String, (TableDef, SchemaRef)>,
     lake_root: String,
+    /// held by each flush from its manifest to its commit (see [`Pipeline::with_lake_lock`])
+    lake_lock: Option<Arc<dyn LakeLock>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -166,7 +175,16 @@ impl Pipeline {
         let docs_schema = file_schema(&docs);
         defs.insert(DOCUMENTS_TABLE.to_string(), (docs, docs_schema));
         let specs = deps.tables.iter().map(|s| (s.name.clone(), s.clone())).collect();
-        Self { deps, config, specs, defs, lake_root }
+        Self { deps, config, specs, defs, lake_root, lake_lock: None }
+    }
+
+    /// Shares the lake's write lock with compaction: each flush holds it from its manifest to
+    /// its commit and writes into each partition's *current* catalog location, so a compaction
+    /// (which swaps locations under the same lock) never loses a batch. Without it, compaction
+    /// must not run while this pipeline does.
+    pub fn with_lake_lock(mut self, lock: Arc<dyn LakeLock>) -> Self {
+        self.lake_lock = Some(lock);
+        self
     }
 
     pub fn lake_root(&self) -> &str {
@@ -179,11 +197,13 @@ impl Pipeline {
     }
 
     /// Registers the database and every table (JSON tables and `documents`) in the catalog.
+    /// A table already there is evolved ([`tarn_catalog::evolution`]): new optional columns are
+    /// added; a change its existing files cannot be read with is refused, saying what to do.
     pub async fn setup_catalog(&self) -> Result<()> {
         let db = &self.deps.database;
         self.deps.catalog.ensure_database(db).await?;
-        for (def, _) in self.defs.values() {
-            self.deps.catalog.upsert_table(db, def).await?;
+        for (name, (def, _)) in &self.defs {
+            evolve_table(self.deps.catalog.as_ref(), db, def, self.specs.get(name)).await?;
         }
         Ok(())
     }
@@ -374,18 +394,30 @@ impl Pipeline {
         for r in &rows {
             doc_rows.entry(vec![r.table_name.clone(), r.dt.clone()]).or_default().push(r.clone());
         }
+        // from here to the commit, compaction cannot swap a partition's location
+        let _write_lock = match &self.lake_lock {
+            Some(l) => Some(l.acquire(WRITE_LOCK).await?),
+            None => None,
+        };
+        // each file goes under its partition's current location (compaction moves it)
+        let mut current: BTreeMap<&str, BTreeMap<Vec<String>, String>> = BTreeMap::new();
+        for table in data.keys().map(|(t, _)| t.as_str()).chain(doc_rows.keys().next().map(|_| DOCUMENTS_TABLE)) {
+            if !current.contains_key(table) {
+                current.insert(table, self.partition_dirs(table).await?);
+            }
+        }
+        let key_in = |table: &str, values: &Vec<String>| -> String {
+            match current.get(table).and_then(|m| m.get(values)) {
+                Some(dir) => format!("{dir}{file_name}"),
+                None => format!("tables/{table}/{}/{file_name}", self.defs[table].0.partition_path(values)),
+            }
+        };
         let mut files: Vec<(String, String, Vec<String>)> = Vec::new(); // (table, key, values)
         for (table, values) in data.keys() {
-            let def = &self.defs[table].0;
-            files.push((table.clone(), format!("tables/{table}/{}/{file_name}", def.partition_path(values)), values.clone()));
+            files.push((table.clone(), key_in(table, values), values.clone()));
         }
-        let docs_def = &self.defs[DOCUMENTS_TABLE].0;
         for values in doc_rows.keys() {
-            files.push((
-                DOCUMENTS_TABLE.into(),
-                format!("tables/{DOCUMENTS_TABLE}/{}/{file_name}", docs_def.partition_path(values)),
-                values.clone(),
-            ));
+            files.push((DOCUMENTS_TABLE.into(), key_in(DOCUMENTS_TABLE, values), values.clone()));
         }
         let mut manifest =
             Manifest { batch: batch.to_string(), committed: false, rows: rows.clone(), files: files.iter().map(|f| f.1.clone()).collect() };
@@ -432,8 +464,23 @@ impl Pipeline {
 
         manifest.committed = true;
         self.put_manifest(&manifest).await?;
+        drop(_write_lock);
         self.finish(&manifest).await?;
         Ok(rows)
+    }
+
+    /// The lake key prefixes (ending in `/`) of a table's registered partitions' locations.
+    async fn partition_dirs(&self, table: &str) -> Result<BTreeMap<Vec<String>, String>> {
+        let mut out = BTreeMap::new();
+        for p in self.deps.catalog.get_partitions(&self.deps.database, table).await? {
+            match p.location.strip_prefix(&self.lake_root) {
+                Some(dir) => {
+                    out.insert(p.values, dir.to_string());
+                }
+                None => warn!(table, location = %p.location, lake = %self.lake_root, "a partition is outside the lake; writing to its Hive directory"),
+            }
+        }
+        Ok(out)
     }
 
     async fn put_manifest(&self, m: &Manifest) -> Result<()> {
@@ -444,19 +491,28 @@ impl Pipeline {
 
     /// The committed batch's last step: status records, landed objects removed, manifest removed.
     async fn finish(&self, m: &Manifest) -> Result<()> {
+        // many at once: the stores commit concurrent writes together (group commit)
+        const AT_ONCE: usize = 512;
         futures::stream::iter(m.rows.iter().cloned())
             .map(|row| async move {
                 let body = serde_json::to_vec(&row).expect("a row serializes");
                 self.deps.state.put(&status_key(&row.id), body.into(), Default::default()).await?;
-                self.deps.ingress.delete(&ingress_key(&row.id)).await?;
                 info!(id = %row.id, table = %row.table_name, status = row.status.as_str(), reason = row.reason.as_deref().unwrap_or(""), "document committed");
                 Ok::<_, LakeError>(())
             })
-            .buffer_unordered(16)
+            .buffer_unordered(AT_ONCE)
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<Result<Vec<()>>>()?;
+        // landed objects go only once every status is durable
+        futures::stream::iter(m.rows.iter().map(|row| ingress_key(&row.id)))
+            .map(|key| async move { self.deps.ingress.delete(&key).await })
+            .buffer_unordered(AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<tarn_core::Result<Vec<()>>>()?;
         self.deps.state.delete(&batch_key(&m.batch)).await?;
         Ok(())
     }

@@ -1,14 +1,19 @@
 //! Compaction: many small Parquet files of a partition become few big ones, without a reader
 //! ever seeing a row twice or missing one.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn example(deps: tarn_lake::compact::CompactionDeps) -> tarn_lake::Result<()> {
+//! use tarn_lake::compact::Compaction;
 //! let report = Compaction::new(deps)
-//!     .table("events")                         // default: every table of the database
-//!     .partition("dt=2024-05-06")?             // default: every partition
+//!     .table("events")                // default: every table of the database
+//!     .partition("dt=2024-05-06")?    // default: every partition
 //!     .target_size(128 << 20)
-//!     .with_progress(|p| bar.observe(p))
+//!     .with_progress(|p| eprintln!("{p:?}"))
 //!     .execute()
 //!     .await?;
+//! println!("{}", serde_json::to_string(&report).unwrap());
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! ## Layout
