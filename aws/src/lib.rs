@@ -12,6 +12,7 @@ pub mod cognito;
 pub mod config;
 pub mod glue;
 pub mod kms;
+pub mod lock;
 pub mod ports;
 pub mod s3;
 
@@ -21,6 +22,7 @@ pub use cognito::CognitoJwks;
 pub use config::{AwsConfig, ConfigError, RawAwsConfig};
 pub use glue::GlueCatalog;
 pub use kms::KmsClient;
+pub use lock::S3LakeLock;
 pub use ports::{AwsPorts, sdk_config};
 pub use s3::S3ObjectStore;
 pub mod lambda;

@@ -22,6 +22,8 @@ use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
 use tarn_core::SystemClock;
+use crate::lock::S3LakeLock;
+use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock};
 use tarn_lake::{PipelineDeps, Stage};
 
 pub type BoxError = lambda_runtime::Error;
@@ -54,6 +56,8 @@ pub struct Functions {
     pub config: AwsConfig,
     pub deps: PipelineDeps,
     pub function: FunctionConfig,
+    /// the lake's locks (normalize's write lock, compaction's), leases in the state store
+    pub lock: Arc<dyn LakeLock>,
 }
 
 impl Functions {
@@ -77,7 +81,8 @@ impl Functions {
         if let Some(secs) = std::env::var("TARN_AWS_LEASE_SECS").ok().and_then(|s| s.parse().ok()) {
             function.lease = std::time::Duration::from_secs(secs);
         }
-        Ok(Self { config, deps, function })
+        let lock: Arc<dyn LakeLock> = Arc::new(S3LakeLock::new(ports.state.clone()));
+        Ok(Self { config, deps, function, lock })
     }
 
     /// Configuration from `TARN_AWS_CONFIG`/`TARN_AWS_*`, clients from the default chain.
@@ -97,7 +102,61 @@ impl Functions {
     }
 
     pub fn normalize(&self) -> NormalizeFunction {
-        NormalizeFunction::new(self.deps.clone(), self.function.clone())
+        NormalizeFunction::new(self.deps.clone(), self.function.clone()).with_lake_lock(self.lock.clone())
+    }
+
+    pub fn compaction(&self) -> CompactionFunction {
+        CompactionFunction {
+            deps: CompactionDeps {
+                lake: self.deps.lake.clone(),
+                state: self.deps.state.clone(),
+                catalog: self.deps.catalog.clone(),
+                database: self.deps.database.clone(),
+                clock: self.deps.clock.clone(),
+                lock: self.lock.clone(),
+            },
+        }
+    }
+}
+
+/// What a compaction run is asked to do: an EventBridge schedule's event (every field absent:
+/// every table and partition, default target size) or a direct invocation with
+/// `{"table": "events", "partition": "dt=2024-05-06", "target_size": 134217728}`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct CompactionRequest {
+    pub table: Option<String>,
+    pub partition: Option<String>,
+    pub target_size: Option<u64>,
+}
+
+/// Compaction as a Lambda function (the same [`Compaction`] `tarn compact` runs).
+#[derive(Debug, Clone)]
+pub struct CompactionFunction {
+    pub deps: CompactionDeps,
+}
+
+impl CompactionFunction {
+    /// Runs one compaction; the report is the function's answer.
+    pub async fn handle(&self, event: serde_json::Value) -> Result<serde_json::Value, BoxError> {
+        // an EventBridge scheduled event carries its input in `detail` (or nothing)
+        let input = match event.get("detail-type") {
+            Some(_) => event.get("detail").cloned().unwrap_or_default(),
+            None => event,
+        };
+        let req: CompactionRequest = if input.is_null() { CompactionRequest::default() } else { serde_json::from_value(input).map_err(|e| format!("bad compaction request: {e}"))? };
+        let mut c = Compaction::new(self.deps.clone());
+        if let Some(t) = &req.table {
+            c = c.table(t.clone());
+        }
+        if let Some(p) = &req.partition {
+            c = c.partition(p)?;
+        }
+        if let Some(n) = req.target_size {
+            c = c.target_size(n);
+        }
+        let report = c.execute().await?;
+        tracing::info!(partitions = report.partitions_compacted, files_in = report.files_in, files_out = report.files_out, "compaction done");
+        Ok(serde_json::to_value(&report)?)
     }
 }
 
@@ -120,6 +179,17 @@ pub async fn run_normalize() -> Result<(), BoxError> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
         let f = f.clone();
         async move { Ok::<SqsBatchResponse, BoxError>(f.handle(ev.payload).await) }
+    }))
+    .await
+}
+
+/// Runs compaction under the Lambda runtime (an EventBridge schedule, or direct invocations).
+pub async fn run_compaction() -> Result<(), BoxError> {
+    init_tracing();
+    let f = Arc::new(Functions::connect().await?.compaction());
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
+        let f = f.clone();
+        async move { f.handle(ev.payload).await }
     }))
     .await
 }

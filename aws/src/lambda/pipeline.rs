@@ -36,10 +36,12 @@ use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use tarn_catalog::evolution::evolve_table;
 use tarn_catalog::schemas::DOCUMENTS_TABLE;
 use tarn_catalog::{Granularity, Partition, TableDef, TableKind, TableSpec, documents_table};
 use tarn_core::document::{ingress_key, meta, quarantine_key, status_key};
 use tarn_core::{DocumentRow, EncryptionContext, ErrorKind, GetResult, Metadata, Status, envelope};
+use tarn_lake::compact::{LakeLock, WRITE_LOCK};
 use tarn_lake::normalize::{documents_batch, file_schema, records_batch, write_parquet};
 use tarn_lake::{Document, PipelineDeps, Stage, StageError, Verdict, landed};
 use tracing::{Instrument, error, info, info_span, warn};
@@ -374,6 +376,9 @@ pub struct NormalizeFunction {
     specs: BTreeMap<String, TableSpec>,
     defs: BTreeMap<String, (TableDef, SchemaRef)>,
     config: FunctionConfig,
+    lake_root: String,
+    /// held from each batch's manifest to its commit, shared with compaction
+    lock: Option<Arc<dyn LakeLock>>,
 }
 
 impl NormalizeFunction {
@@ -393,14 +398,36 @@ impl NormalizeFunction {
         let schema = file_schema(&docs);
         defs.insert(DOCUMENTS_TABLE.to_string(), (docs, schema));
         let specs = deps.tables.iter().map(|s| (s.name.clone(), s.clone())).collect();
-        Self { deps, specs, defs, config }
+        Self { deps, specs, defs, config, lake_root, lock: None }
+    }
+
+    /// Shares the lake's write lock with compaction (see [`tarn_lake::compact`]): each batch
+    /// holds it from its manifest to its commit and writes into each partition's *current*
+    /// catalog location.
+    pub fn with_lake_lock(mut self, lock: Arc<dyn LakeLock>) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// The lake key prefixes (ending in `/`) of a table's registered partitions' locations.
+    async fn partition_dirs(&self, table: &str) -> Result<BTreeMap<Vec<String>, String>, Retry> {
+        let mut out = BTreeMap::new();
+        for p in self.deps.catalog.get_partitions(&self.deps.database, table).await? {
+            match p.location.strip_prefix(&self.lake_root) {
+                Some(dir) => {
+                    out.insert(p.values, dir.to_string());
+                }
+                None => warn!(table, location = %p.location, "a partition is outside the lake; writing to its Hive directory"),
+            }
+        }
+        Ok(out)
     }
 
     /// Registers the database and every table in the catalog (run once at deploy or cold start).
     pub async fn setup_catalog(&self) -> Result<(), Retry> {
         self.deps.catalog.ensure_database(&self.deps.database).await?;
-        for (def, _) in self.defs.values() {
-            self.deps.catalog.upsert_table(&self.deps.database, def).await?;
+        for (name, (def, _)) in &self.defs {
+            evolve_table(self.deps.catalog.as_ref(), &self.deps.database, def, self.specs.get(name)).await?;
         }
         Ok(())
     }
@@ -679,14 +706,30 @@ impl NormalizeFunction {
         for r in &rows {
             doc_rows.entry(vec![r.table_name.clone(), r.dt.clone()]).or_default().push(r.clone());
         }
+        // from here to the commit, compaction cannot swap a partition's location
+        let write_lock = match &self.lock {
+            Some(l) => Some(l.acquire(WRITE_LOCK).await?),
+            None => None,
+        };
+        // each file goes under its partition's current location (compaction moves it)
+        let mut current: BTreeMap<String, BTreeMap<Vec<String>, String>> = BTreeMap::new();
+        let tables: BTreeSet<String> = data.keys().map(|(t, _)| t.clone()).chain(std::iter::once(DOCUMENTS_TABLE.to_string())).collect();
+        for t in tables {
+            let dirs = self.partition_dirs(&t).await?;
+            current.insert(t, dirs);
+        }
+        let key_in = |table: &str, values: &Vec<String>| -> String {
+            match current.get(table).and_then(|m| m.get(values)) {
+                Some(dir) => format!("{dir}{file_name}"),
+                None => format!("tables/{table}/{}/{file_name}", self.defs[table].0.partition_path(values)),
+            }
+        };
         let mut files: Vec<(String, String, Vec<String>)> = Vec::new();
         for (table, values) in data.keys() {
-            let def = &self.defs[table].0;
-            files.push((table.clone(), format!("tables/{table}/{}/{file_name}", def.partition_path(values)), values.clone()));
+            files.push((table.clone(), key_in(table, values), values.clone()));
         }
-        let docs_def = &self.defs[DOCUMENTS_TABLE].0;
         for values in doc_rows.keys() {
-            files.push((DOCUMENTS_TABLE.into(), format!("tables/{DOCUMENTS_TABLE}/{}/{file_name}", docs_def.partition_path(values)), values.clone()));
+            files.push((DOCUMENTS_TABLE.into(), key_in(DOCUMENTS_TABLE, values), values.clone()));
         }
         let mut manifest = Manifest {
             batch: batch.to_string(),
@@ -730,6 +773,7 @@ impl NormalizeFunction {
         }
         manifest.committed = true;
         self.put_manifest(&manifest).await?;
+        drop(write_lock);
         self.finish(&manifest).await
     }
 
