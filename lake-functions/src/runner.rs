@@ -506,7 +506,9 @@ impl Pipeline {
             .into_iter()
             .collect::<Result<Vec<()>>>()?;
         // landed objects go only once every status is durable
-        futures::stream::iter(m.rows.iter().map(|row| ingress_key(&row.id)))
+        // owned keys: a borrowing closure here makes `run`'s future fail the `Send` check
+        let keys: Vec<String> = m.rows.iter().map(|row| ingress_key(&row.id)).collect();
+        futures::stream::iter(keys)
             .map(|key| async move { self.deps.ingress.delete(&key).await })
             .buffer_unordered(AT_ONCE)
             .collect::<Vec<_>>()
