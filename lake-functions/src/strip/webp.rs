@@ -38,6 +38,7 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
     // where the VP8X flags are in `out`, and whether a minimal EXIF chunk was written
     let mut flags_at = None;
     let mut exif_kept = false;
+    let mut image = false;
     for chunk in Chunks::new(input, 12, riff_end) {
         let chunk = chunk?;
         match &chunk.fourcc {
@@ -61,7 +62,11 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
                 out.extend_from_slice(chunk.whole);
             }
             b"VP8X" => return Err(StripError::malformed(F, "vp8x is not the first chunk")),
-            b"ICCP" | b"ANIM" | b"ALPH" | b"VP8 " | b"VP8L" => out.extend_from_slice(chunk.whole),
+            b"VP8 " | b"VP8L" => {
+                image = true;
+                out.extend_from_slice(chunk.whole);
+            }
+            b"ICCP" | b"ANIM" | b"ALPH" => out.extend_from_slice(chunk.whole),
             b"EXIF" => {
                 let tiff = chunk.data.strip_prefix(b"Exif\0\0").unwrap_or(chunk.data);
                 let facts = read_exif(tiff);
@@ -86,6 +91,7 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
                 if chunk.data.len() < ANMF_HEADER {
                     return Err(StripError::malformed(F, "anmf chunk too short"));
                 }
+                image = true;
                 let start = out.len();
                 out.extend_from_slice(&chunk.whole[..8 + ANMF_HEADER]);
                 let frame_start = chunk.offset + 8;
@@ -108,8 +114,11 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
         }
         first = false;
     }
-    if first {
-        return Err(StripError::malformed(F, "no chunks"));
+    if !image {
+        return Err(StripError::malformed(
+            F,
+            "no image chunk (vp8, vp8l or anmf)",
+        ));
     }
     if let Some(at) = flags_at {
         out[at] &= !(FLAG_EXIF | FLAG_XMP);
@@ -304,5 +313,6 @@ mod tests {
         bogus[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(strip_webp(&bogus, &l).is_err());
         assert!(strip_webp(&riff(&[]), &l).is_err());
+        assert!(strip_webp(&riff(&[vp8x(0), chunk(b"EXIF", b"MM\0*")]), &l).is_err());
     }
 }
