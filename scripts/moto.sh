@@ -27,8 +27,8 @@ fi
 install() {
   if ! "$py" -c 'import moto.server, flask, flask_cors, joserfc' >/dev/null 2>&1; then
     echo "moto.sh: installing moto[server] with pip" >&2
-    "$py" -m pip install --quiet --disable-pip-version-check "${pip_user[@]}" 'moto[server]>=5.1,<6' >&2 \
-      || "$py" -m pip install --quiet --disable-pip-version-check "${pip_user[@]}" --break-system-packages 'moto[server]>=5.1,<6' >&2
+    "$py" -m pip install --quiet --disable-pip-version-check "${pip_user[@]}" 'moto[server]==5.2.1' >&2 \
+      || "$py" -m pip install --quiet --disable-pip-version-check "${pip_user[@]}" --break-system-packages 'moto[server]==5.2.1' >&2
   fi
 }
 

@@ -12,7 +12,7 @@ use aws_sdk_athena::Client;
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 use serde_json::{Number, Value};
 use std::time::{Duration, Instant};
-use tarn_query::{ErrorKind, QueryEngine, QueryError, QueryResult, ResultColumn, Result};
+use tarn_query::{ErrorKind, QueryEngine, QueryError, QueryResult, Result, ResultColumn};
 use tracing::debug;
 
 /// How results are polled.
@@ -30,7 +30,12 @@ pub struct AthenaPolling {
 
 impl Default for AthenaPolling {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(200), max: Duration::from_secs(5), timeout: Duration::from_secs(30 * 60), page_size: 1000 }
+        Self {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            timeout: Duration::from_secs(30 * 60),
+            page_size: 1000,
+        }
     }
 }
 
@@ -45,13 +50,27 @@ pub struct AthenaQueryEngine {
 
 impl std::fmt::Debug for AthenaQueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AthenaQueryEngine").field("database", &self.database).field("workgroup", &self.workgroup).finish_non_exhaustive()
+        f.debug_struct("AthenaQueryEngine")
+            .field("database", &self.database)
+            .field("workgroup", &self.workgroup)
+            .finish_non_exhaustive()
     }
 }
 
 impl AthenaQueryEngine {
-    pub fn new(client: Client, database: impl Into<String>, workgroup: impl Into<String>, output_location: impl Into<String>) -> Self {
-        Self { client, database: database.into(), workgroup: workgroup.into(), output_location: output_location.into(), polling: AthenaPolling::default() }
+    pub fn new(
+        client: Client,
+        database: impl Into<String>,
+        workgroup: impl Into<String>,
+        output_location: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            database: database.into(),
+            workgroup: workgroup.into(),
+            output_location: output_location.into(),
+            polling: AthenaPolling::default(),
+        }
     }
 
     pub fn with_polling(mut self, polling: AthenaPolling) -> Self {
@@ -66,8 +85,16 @@ impl AthenaQueryEngine {
             .start_query_execution()
             .query_string(sql)
             .work_group(&self.workgroup)
-            .query_execution_context(QueryExecutionContext::builder().database(&self.database).build())
-            .result_configuration(ResultConfiguration::builder().output_location(&self.output_location).build())
+            .query_execution_context(
+                QueryExecutionContext::builder()
+                    .database(&self.database)
+                    .build(),
+            )
+            .result_configuration(
+                ResultConfiguration::builder()
+                    .output_location(&self.output_location)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| {
@@ -79,7 +106,9 @@ impl AthenaQueryEngine {
                     QueryError::new(ErrorKind::Io, format!("athena StartQueryExecution: {text}"))
                 }
             })?;
-        out.query_execution_id().map(String::from).ok_or_else(|| QueryError::new(ErrorKind::Io, "athena StartQueryExecution returned no id"))
+        out.query_execution_id().map(String::from).ok_or_else(|| {
+            QueryError::new(ErrorKind::Io, "athena StartQueryExecution returned no id")
+        })
     }
 
     /// Polls until the query ends; an error for `FAILED` or `CANCELLED`, naming the state and
@@ -96,7 +125,12 @@ impl AthenaQueryEngine {
                 .query_execution_id(id)
                 .send()
                 .await
-                .map_err(|e| QueryError::new(ErrorKind::Io, format!("athena GetQueryExecution {id}: {}", describe(&e))))?;
+                .map_err(|e| {
+                    QueryError::new(
+                        ErrorKind::Io,
+                        format!("athena GetQueryExecution {id}: {}", describe(&e)),
+                    )
+                })?;
             let status = out.query_execution().and_then(|q| q.status());
             let state = status.and_then(|s| s.state()).cloned();
             debug!(query_execution_id = id, state = ?state, polls, "athena query state");
@@ -104,23 +138,44 @@ impl AthenaQueryEngine {
                 Some(QueryExecutionState::Succeeded) => return Ok(()),
                 Some(s @ (QueryExecutionState::Failed | QueryExecutionState::Cancelled)) => {
                     let message = status
-                        .and_then(|s| s.athena_error().and_then(|e| e.error_message()).or(s.state_change_reason()))
+                        .and_then(|s| {
+                            s.athena_error()
+                                .and_then(|e| e.error_message())
+                                .or(s.state_change_reason())
+                        })
                         .unwrap_or("(athena gave no reason)");
                     let state = s.as_str().to_string();
                     let kind = if state == "CANCELLED" {
                         ErrorKind::Execution
-                    } else if message.contains("SYNTAX_ERROR") || message.contains("mismatched input") || message.contains("line ") {
+                    } else if message.contains("SYNTAX_ERROR")
+                        || message.contains("mismatched input")
+                        || message.contains("line ")
+                    {
                         ErrorKind::Plan
                     } else {
                         ErrorKind::Execution
                     };
-                    return Err(QueryError::new(kind, format!("athena query {id} {state}: {message}")));
+                    return Err(QueryError::new(
+                        kind,
+                        format!("athena query {id} {state}: {message}"),
+                    ));
                 }
                 _ => {}
             }
             if started.elapsed() >= self.polling.timeout {
-                let _ = self.client.stop_query_execution().query_execution_id(id).send().await;
-                return Err(QueryError::new(ErrorKind::Execution, format!("athena query {id} still running after {:?}; stopped", self.polling.timeout)));
+                let _ = self
+                    .client
+                    .stop_query_execution()
+                    .query_execution_id(id)
+                    .send()
+                    .await;
+                return Err(QueryError::new(
+                    ErrorKind::Execution,
+                    format!(
+                        "athena query {id} still running after {:?}; stopped",
+                        self.polling.timeout
+                    ),
+                ));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(self.polling.max);
@@ -142,24 +197,58 @@ impl AthenaQueryEngine {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| QueryError::new(ErrorKind::Io, format!("athena GetQueryResults {id}: {}", describe(&e))))?;
+                .map_err(|e| {
+                    QueryError::new(
+                        ErrorKind::Io,
+                        format!("athena GetQueryResults {id}: {}", describe(&e)),
+                    )
+                })?;
             let Some(set) = page.result_set() else { break };
             if first_page {
                 columns = set
                     .result_set_metadata()
-                    .map(|m| m.column_info().iter().map(|c| (ResultColumn { name: c.name().to_string(), data_type: hive_type(c.r#type()) }, c.r#type().to_ascii_lowercase())).collect())
+                    .map(|m| {
+                        m.column_info()
+                            .iter()
+                            .map(|c| {
+                                (
+                                    ResultColumn {
+                                        name: c.name().to_string(),
+                                        data_type: hive_type(c.r#type()),
+                                    },
+                                    c.r#type().to_ascii_lowercase(),
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
             }
-            let mut page_rows = set.rows().iter().map(|r| r.data().iter().map(|d| d.var_char_value().map(String::from)).collect::<Vec<_>>()).collect::<Vec<_>>();
+            let mut page_rows = set
+                .rows()
+                .iter()
+                .map(|r| {
+                    r.data()
+                        .iter()
+                        .map(|d| d.var_char_value().map(String::from))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>();
             if first_page && !page_rows.is_empty() {
                 // a SELECT's first row holds the column names
-                let header: Vec<Option<String>> = columns.iter().map(|(c, _)| Some(c.name.clone())).collect();
+                let header: Vec<Option<String>> =
+                    columns.iter().map(|(c, _)| Some(c.name.clone())).collect();
                 if page_rows[0] == header {
                     page_rows.remove(0);
                 }
             }
             for raw in page_rows {
-                rows.push(columns.iter().enumerate().map(|(i, (_, t))| convert(raw.get(i).cloned().flatten(), t)).collect());
+                rows.push(
+                    columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, t))| convert(raw.get(i).cloned().flatten(), t))
+                        .collect(),
+                );
             }
             first_page = false;
             match page.next_token() {
@@ -167,7 +256,10 @@ impl AthenaQueryEngine {
                 _ => break,
             }
         }
-        Ok(QueryResult { columns: columns.into_iter().map(|(c, _)| c).collect(), rows })
+        Ok(QueryResult {
+            columns: columns.into_iter().map(|(c, _)| c).collect(),
+            rows,
+        })
     }
 }
 
@@ -197,12 +289,20 @@ pub fn hive_type(athena: &str) -> String {
 pub fn convert(raw: Option<String>, athena_type: &str) -> Value {
     let Some(s) = raw else { return Value::Null };
     match athena_type {
-        "bigint" | "integer" | "int" | "smallint" | "tinyint" => s.parse::<i64>().map(Value::from).unwrap_or(Value::String(s)),
+        "bigint" | "integer" | "int" | "smallint" | "tinyint" => s
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or(Value::String(s)),
         "double" | "float" | "real" => match s.as_str() {
             "NaN" => Value::String("NaN".into()),
             "Infinity" => Value::String("Infinity".into()),
             "-Infinity" => Value::String("-Infinity".into()),
-            _ => s.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number).unwrap_or(Value::String(s)),
+            _ => s
+                .parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number)
+                .unwrap_or(Value::String(s)),
         },
         "boolean" => match s.as_str() {
             "true" => Value::Bool(true),
@@ -223,7 +323,11 @@ fn timestamp(s: &str) -> Option<String> {
         naive.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     } else {
         let frac = naive.format("%.f").to_string();
-        format!("{}{}Z", naive.format("%Y-%m-%dT%H:%M:%S"), frac.trim_end_matches('0'))
+        format!(
+            "{}{}Z",
+            naive.format("%Y-%m-%dT%H:%M:%S"),
+            frac.trim_end_matches('0')
+        )
     };
     Some(fmt)
 }
@@ -240,9 +344,18 @@ mod tests {
         assert_eq!(convert(Some("true".into()), "boolean"), Value::Bool(true));
         assert_eq!(convert(None, "bigint"), Value::Null);
         assert_eq!(convert(Some("x".into()), "varchar"), Value::from("x"));
-        assert_eq!(convert(Some("2024-01-02 03:04:05.120".into()), "timestamp"), Value::from("2024-01-02T03:04:05.12Z"));
-        assert_eq!(convert(Some("2024-01-02 03:04:05.000".into()), "timestamp"), Value::from("2024-01-02T03:04:05Z"));
-        assert_eq!(convert(Some("2024-01-02".into()), "date"), Value::from("2024-01-02"));
+        assert_eq!(
+            convert(Some("2024-01-02 03:04:05.120".into()), "timestamp"),
+            Value::from("2024-01-02T03:04:05.12Z")
+        );
+        assert_eq!(
+            convert(Some("2024-01-02 03:04:05.000".into()), "timestamp"),
+            Value::from("2024-01-02T03:04:05Z")
+        );
+        assert_eq!(
+            convert(Some("2024-01-02".into()), "date"),
+            Value::from("2024-01-02")
+        );
         assert_eq!(hive_type("varchar"), "string");
         assert_eq!(hive_type("bigint"), "bigint");
     }

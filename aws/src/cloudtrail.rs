@@ -42,7 +42,9 @@ fn arn_covers(value: &str, bucket: &str) -> bool {
 }
 
 fn basic(sel: &EventSelector, bucket: &str, cov: &mut Coverage) {
-    let covers = sel.data_resources().iter().any(|d| d.r#type() == Some("AWS::S3::Object") && d.values().iter().any(|v| arn_covers(v, bucket)));
+    let covers = sel.data_resources().iter().any(|d| {
+        d.r#type() == Some("AWS::S3::Object") && d.values().iter().any(|v| arn_covers(v, bucket))
+    });
     if !covers {
         return;
     }
@@ -68,9 +70,15 @@ fn advanced(sel: &AdvancedEventSelector, bucket: &str, cov: &mut Coverage) {
             "resources.ARN" => {
                 let prefix_ok = f.starts_with().iter().any(|p| {
                     let p = p.trim();
-                    p == "arn:aws:s3:::" || p == format!("arn:aws:s3:::{bucket}/") || p == format!("arn:aws:s3:::{bucket}")
+                    p == "arn:aws:s3:::"
+                        || p == format!("arn:aws:s3:::{bucket}/")
+                        || p == format!("arn:aws:s3:::{bucket}")
                 });
-                let excluded = f.not_starts_with().iter().chain(f.not_equals()).any(|p| p.starts_with(&format!("arn:aws:s3:::{bucket}")));
+                let excluded = f
+                    .not_starts_with()
+                    .iter()
+                    .chain(f.not_equals())
+                    .any(|p| p.starts_with(&format!("arn:aws:s3:::{bucket}")));
                 let only_filters = f.starts_with().is_empty() && f.equals().is_empty();
                 arn_ok = !excluded && (prefix_ok || only_filters);
             }
@@ -105,7 +113,12 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 
 /// Checks `trail` against the platform's `buckets` and `audit_bucket`. `Err` only when CloudTrail
 /// cannot be asked; a missing trail is a finding.
-pub async fn check_trail(client: &Client, trail: &str, buckets: &[&str], audit_bucket: &str) -> Result<TrailReport, String> {
+pub async fn check_trail(
+    client: &Client,
+    trail: &str,
+    buckets: &[&str],
+    audit_bucket: &str,
+) -> Result<TrailReport, String> {
     let mut missing = Vec::new();
     let t = match client.get_trail().name(trail).send().await {
         Ok(out) => out.trail().cloned(),
@@ -114,20 +127,38 @@ pub async fn check_trail(client: &Client, trail: &str, buckets: &[&str], audit_b
     };
     let Some(t) = t else {
         missing.push(format!("trail {trail} does not exist: create it (multi-region, delivering to s3://{audit_bucket}/, with log file validation and S3 data events for the platform buckets)"));
-        return Ok(TrailReport { trail: trail.into(), missing });
+        return Ok(TrailReport {
+            trail: trail.into(),
+            missing,
+        });
     };
     if t.log_file_validation_enabled() != Some(true) {
         missing.push(format!("log file validation is off: aws cloudtrail update-trail --name {trail} --enable-log-file-validation"));
     }
     if t.s3_bucket_name() != Some(audit_bucket) {
-        missing.push(format!("the trail delivers to {:?}, not the audit bucket {audit_bucket}", t.s3_bucket_name().unwrap_or("(none)")));
+        missing.push(format!(
+            "the trail delivers to {:?}, not the audit bucket {audit_bucket}",
+            t.s3_bucket_name().unwrap_or("(none)")
+        ));
     }
     match client.get_trail_status().name(trail).send().await {
         Ok(s) if s.is_logging() == Some(true) => {}
-        Ok(_) => missing.push(format!("the trail is not logging: aws cloudtrail start-logging --name {trail}")),
-        Err(e) => return Err(format!("cloudtrail GetTrailStatus {trail}: {}", describe(&e))),
+        Ok(_) => missing.push(format!(
+            "the trail is not logging: aws cloudtrail start-logging --name {trail}"
+        )),
+        Err(e) => {
+            return Err(format!(
+                "cloudtrail GetTrailStatus {trail}: {}",
+                describe(&e)
+            ));
+        }
     }
-    let sel = client.get_event_selectors().trail_name(trail).send().await.map_err(|e| format!("cloudtrail GetEventSelectors {trail}: {}", describe(&e)))?;
+    let sel = client
+        .get_event_selectors()
+        .trail_name(trail)
+        .send()
+        .await
+        .map_err(|e| format!("cloudtrail GetEventSelectors {trail}: {}", describe(&e)))?;
     for bucket in buckets {
         let mut cov = Coverage::default();
         for s in sel.event_selectors() {
@@ -143,5 +174,90 @@ pub async fn check_trail(client: &Client, trail: &str, buckets: &[&str], audit_b
             (true, false) => missing.push(format!("S3 data events for bucket {bucket} are logged for reads only; writes are missing")),
         }
     }
-    Ok(TrailReport { trail: trail.into(), missing })
+    Ok(TrailReport {
+        trail: trail.into(),
+        missing,
+    })
+}
+
+/// One management event, as `tarn audit` prints it on AWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub user: Option<String>,
+    pub event_name: String,
+    pub event_source: String,
+    /// `type:name` of each resource the event names
+    pub resources: Vec<String>,
+    pub read_only: Option<bool>,
+}
+
+/// Where S3 data events (object reads and writes) are found: `LookupEvents` returns management
+/// events only.
+pub const DATA_EVENTS_HINT: &str = "S3 data events (object reads and writes) are not returned by LookupEvents; query the CloudTrail table in Athena (tarn query --engine athena) over the audit bucket's AWSLogs/ prefix";
+
+/// Management events since `since` (CloudTrail keeps 90 days), optionally of one user, newest
+/// first, at most `limit`, paging through `LookupEvents`.
+pub async fn lookup_events(
+    client: &Client,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    user: Option<&str>,
+    limit: usize,
+) -> Result<Vec<AuditEvent>, String> {
+    use aws_sdk_cloudtrail::primitives::DateTime as SmithyTime;
+    use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = client
+            .lookup_events()
+            .max_results(50)
+            .set_next_token(token.take());
+        if let Some(t) = since {
+            req = req.start_time(SmithyTime::from_secs(t.timestamp()));
+        }
+        if let Some(u) = user {
+            let attr = LookupAttribute::builder()
+                .attribute_key(LookupAttributeKey::Username)
+                .attribute_value(u)
+                .build()
+                .map_err(|e| e.to_string())?;
+            req = req.lookup_attributes(attr);
+        }
+        let page = req
+            .send()
+            .await
+            .map_err(|e| format!("cloudtrail LookupEvents: {}", describe(&e)))?;
+        for e in page.events() {
+            let time = e
+                .event_time()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                .unwrap_or_default();
+            out.push(AuditEvent {
+                time,
+                user: e.username().map(String::from),
+                event_name: e.event_name().unwrap_or_default().to_string(),
+                event_source: e.event_source().unwrap_or_default().to_string(),
+                resources: e
+                    .resources()
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}:{}",
+                            r.resource_type().unwrap_or_default(),
+                            r.resource_name().unwrap_or_default()
+                        )
+                    })
+                    .collect(),
+                read_only: e.read_only().map(|r| r == "true"),
+            });
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
 }

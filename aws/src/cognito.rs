@@ -5,8 +5,10 @@
 use async_trait::async_trait;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tarn_ingress::{AuthError, Claims, Jwks, JwksSource, JwksVerifier, TokenVerifier, VerifierConfig};
 use tarn_core::Clock;
+use tarn_ingress::{
+    AuthError, Claims, Jwks, JwksSource, JwksVerifier, TokenVerifier, VerifierConfig,
+};
 use tracing::{info, warn};
 
 /// The least time between two fetches caused by unknown `kid`s.
@@ -23,7 +25,9 @@ pub struct CognitoJwks {
 
 impl std::fmt::Debug for CognitoJwks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CognitoJwks").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("CognitoJwks")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -34,7 +38,13 @@ impl CognitoJwks {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("an HTTP client builds");
-        Self { url: url.into(), http, min_refresh: DEFAULT_MIN_REFRESH, cache: RwLock::new(None), fetching: tokio::sync::Mutex::new(None) }
+        Self {
+            url: url.into(),
+            http,
+            min_refresh: DEFAULT_MIN_REFRESH,
+            cache: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(None),
+        }
     }
 
     pub fn with_min_refresh(mut self, min_refresh: Duration) -> Self {
@@ -51,8 +61,14 @@ impl CognitoJwks {
     }
 
     async fn fetch(&self) -> Result<Arc<Jwks>, AuthError> {
-        let unavailable = |e: String| AuthError::KeysUnavailable(format!("fetching {}: {e}", self.url));
-        let resp = self.http.get(&self.url).send().await.map_err(|e| unavailable(e.to_string()))?;
+        let unavailable =
+            |e: String| AuthError::KeysUnavailable(format!("fetching {}: {e}", self.url));
+        let resp = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
@@ -110,14 +126,27 @@ impl JwksSource for CognitoJwks {
 }
 
 /// A verifier for the pool's tokens: `iss` = `issuer`, `aud`/`client_id` one of `client_ids`.
-pub fn cognito_verifier(issuer: &str, jwks_url: &str, client_ids: &[String], clock: Arc<dyn Clock>) -> JwksVerifier {
-    JwksVerifier::new(VerifierConfig::new(issuer, client_ids.iter().cloned()), Arc::new(CognitoJwks::new(jwks_url)), clock)
+pub fn cognito_verifier(
+    issuer: &str,
+    jwks_url: &str,
+    client_ids: &[String],
+    clock: Arc<dyn Clock>,
+) -> JwksVerifier {
+    JwksVerifier::new(
+        VerifierConfig::new(issuer, client_ids.iter().cloned()),
+        Arc::new(CognitoJwks::new(jwks_url)),
+        clock,
+    )
 }
 
 /// Verifies `raw` (a bare JWT or `Bearer <jwt>`).
 pub async fn verify_bearer(verifier: &dyn TokenVerifier, raw: &str) -> Result<Claims, AuthError> {
     let raw = raw.trim();
-    let token = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .unwrap_or(raw)
+        .trim();
     if token.is_empty() {
         return Err(AuthError::Missing);
     }

@@ -82,19 +82,27 @@ pub struct RawAwsConfig {
     pub schemas_dir: Option<PathBuf>,
 }
 
-/// The stage names the Lambdas know.
-pub const KNOWN_STAGES: &[&str] = &["validate", "scan", "strip"];
+/// The stage names the Lambdas know (scan joins once its stage is in `tarn-lake`).
+pub const KNOWN_STAGES: &[&str] = &["validate", "strip"];
 
 fn env_name(setting: &str) -> String {
     format!("TARN_AWS_{}", setting.to_ascii_uppercase())
 }
 
 fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { setting, env: env_name(setting), problem: problem.into() }
+    ConfigError {
+        setting,
+        env: env_name(setting),
+        problem: problem.into(),
+    }
 }
 
 fn list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 impl RawAwsConfig {
@@ -110,18 +118,36 @@ impl RawAwsConfig {
 
     /// Settings from `lookup` (the environment: `TARN_AWS_<SETTING>`; the region also from
     /// `AWS_REGION`, the endpoint also from `AWS_ENDPOINT_URL`) override these.
-    pub fn merge_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn merge_env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |setting: &str| lookup(&env_name(setting)).filter(|v| !v.trim().is_empty());
         macro_rules! s {
             ($($f:ident),*) => { $( if let Some(v) = get(stringify!($f)) { self.$f = Some(v); } )* };
         }
         s!(
-            region, endpoint_url, ingress_bucket, lake_bucket, quarantine_bucket, state_bucket, state_prefix,
-            audit_bucket, kms_key_id, glue_database, athena_workgroup, athena_output_location, trail_name,
-            cognito_pool_id, cognito_issuer, cognito_jwks_url
+            region,
+            endpoint_url,
+            ingress_bucket,
+            lake_bucket,
+            quarantine_bucket,
+            state_bucket,
+            state_prefix,
+            audit_bucket,
+            kms_key_id,
+            glue_database,
+            athena_workgroup,
+            athena_output_location,
+            trail_name,
+            cognito_pool_id,
+            cognito_issuer,
+            cognito_jwks_url
         );
         if self.region.is_none() {
-            self.region = lookup("AWS_REGION").or_else(|| lookup("AWS_DEFAULT_REGION")).filter(|v| !v.is_empty());
+            self.region = lookup("AWS_REGION")
+                .or_else(|| lookup("AWS_DEFAULT_REGION"))
+                .filter(|v| !v.is_empty());
         }
         if self.endpoint_url.is_none() {
             self.endpoint_url = lookup("AWS_ENDPOINT_URL").filter(|v| !v.is_empty());
@@ -130,7 +156,12 @@ impl RawAwsConfig {
             self.force_path_style = Some(match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" => true,
                 "0" | "false" | "no" => false,
-                other => return Err(err("force_path_style", format!("{other:?} is not true or false"))),
+                other => {
+                    return Err(err(
+                        "force_path_style",
+                        format!("{other:?} is not true or false"),
+                    ));
+                }
             });
         }
         if let Some(v) = get("cognito_client_ids") {
@@ -155,15 +186,25 @@ impl RawAwsConfig {
         }
         let region = req(self.region, "region")?;
         let region_ok = region.split('-').count() >= 3
-            && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !region_ok {
-            return Err(err("region", format!("{region:?} is not an AWS region like us-east-1")));
+            return Err(err(
+                "region",
+                format!("{region:?} is not an AWS region like us-east-1"),
+            ));
         }
-        let endpoint_url = self.endpoint_url.map(|s| s.trim().trim_end_matches('/').to_string());
+        let endpoint_url = self
+            .endpoint_url
+            .map(|s| s.trim().trim_end_matches('/').to_string());
         if let Some(u) = &endpoint_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
-            return Err(err("endpoint_url", format!("{u:?} is not an http:// or https:// URL")));
+            return Err(err(
+                "endpoint_url",
+                format!("{u:?} is not an http:// or https:// URL"),
+            ));
         }
         let bucket = |v: Option<String>, setting: &'static str| -> Result<String, ConfigError> {
             let b = req(v, setting)?;
@@ -178,20 +219,41 @@ impl RawAwsConfig {
             Some(b) if !b.trim().is_empty() => bucket(Some(b), "state_bucket")?,
             _ => lake_bucket.clone(),
         };
-        let mut state_prefix = self.state_prefix.unwrap_or_else(|| "state/".into()).trim().to_string();
+        let mut state_prefix = self
+            .state_prefix
+            .unwrap_or_else(|| "state/".into())
+            .trim()
+            .to_string();
         if !state_prefix.is_empty() && !state_prefix.ends_with('/') {
             state_prefix.push('/');
         }
         if state_prefix.starts_with('/') || state_prefix.contains("//") {
-            return Err(err("state_prefix", format!("{state_prefix:?} must be a relative key prefix like state/")));
+            return Err(err(
+                "state_prefix",
+                format!("{state_prefix:?} must be a relative key prefix like state/"),
+            ));
         }
-        if state_bucket == lake_bucket && (state_prefix.is_empty() || state_prefix.starts_with("tables/") || state_prefix.starts_with("objects/")) {
-            return Err(err("state_prefix", "the state shares the lake bucket, so it needs its own prefix (like state/) outside tables/ and objects/"));
+        if state_bucket == lake_bucket
+            && (state_prefix.is_empty()
+                || state_prefix.starts_with("tables/")
+                || state_prefix.starts_with("objects/"))
+        {
+            return Err(err(
+                "state_prefix",
+                "the state shares the lake bucket, so it needs its own prefix (like state/) outside tables/ and objects/",
+            ));
         }
-        let distinct = [(&ingress_bucket, "ingress_bucket"), (&quarantine_bucket, "quarantine_bucket"), (&audit_bucket, "audit_bucket")];
+        let distinct = [
+            (&ingress_bucket, "ingress_bucket"),
+            (&quarantine_bucket, "quarantine_bucket"),
+            (&audit_bucket, "audit_bucket"),
+        ];
         for (b, setting) in distinct {
             if *b == lake_bucket {
-                return Err(err(setting, format!("{b:?} is also the lake bucket; each needs its own bucket")));
+                return Err(err(
+                    setting,
+                    format!("{b:?} is also the lake bucket; each needs its own bucket"),
+                ));
             }
         }
         let kms_key_id = req(self.kms_key_id, "kms_key_id")?;
@@ -200,49 +262,98 @@ impl RawAwsConfig {
             || uuid::Uuid::parse_str(&kms_key_id).is_ok()
             || kms_key_id.starts_with("mrk-");
         if !key_ok {
-            return Err(err("kms_key_id", format!("{kms_key_id:?} is not a key id, key ARN or alias/NAME")));
+            return Err(err(
+                "kms_key_id",
+                format!("{kms_key_id:?} is not a key id, key ARN or alias/NAME"),
+            ));
         }
         let glue_database = req(self.glue_database, "glue_database")?;
-        if !glue_database.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || glue_database.len() > 255 {
-            return Err(err("glue_database", format!("{glue_database:?} must be lowercase letters, digits and _")));
+        if !glue_database
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || glue_database.len() > 255
+        {
+            return Err(err(
+                "glue_database",
+                format!("{glue_database:?} must be lowercase letters, digits and _"),
+            ));
         }
-        let athena_workgroup = self.athena_workgroup.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "primary".into());
+        let athena_workgroup = self
+            .athena_workgroup
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "primary".into());
         let athena_output_location = req(self.athena_output_location, "athena_output_location")?;
         if !athena_output_location.starts_with("s3://") || athena_output_location.len() <= 5 {
-            return Err(err("athena_output_location", format!("{athena_output_location:?} is not an s3://bucket/prefix/ URL")));
+            return Err(err(
+                "athena_output_location",
+                format!("{athena_output_location:?} is not an s3://bucket/prefix/ URL"),
+            ));
         }
-        let trail_name = self.trail_name.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "tarn".into());
+        let trail_name = self
+            .trail_name
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "tarn".into());
         let cognito_pool_id = req(self.cognito_pool_id, "cognito_pool_id")?;
         match cognito_pool_id.split_once('_') {
             Some((r, id)) if !r.is_empty() && !id.is_empty() && r.contains('-') => {}
-            _ => return Err(err("cognito_pool_id", format!("{cognito_pool_id:?} is not a pool id like us-east-1_AbC123"))),
+            _ => {
+                return Err(err(
+                    "cognito_pool_id",
+                    format!("{cognito_pool_id:?} is not a pool id like us-east-1_AbC123"),
+                ));
+            }
         }
-        let pool_region = cognito_pool_id.split('_').next().unwrap_or_default().to_string();
+        let pool_region = cognito_pool_id
+            .split('_')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let cognito_issuer = self
             .cognito_issuer
             .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| format!("https://cognito-idp.{pool_region}.amazonaws.com/{cognito_pool_id}"));
+            .unwrap_or_else(|| {
+                format!("https://cognito-idp.{pool_region}.amazonaws.com/{cognito_pool_id}")
+            });
         if !cognito_issuer.starts_with("https://") && !cognito_issuer.starts_with("http://") {
-            return Err(err("cognito_issuer", format!("{cognito_issuer:?} is not a URL")));
+            return Err(err(
+                "cognito_issuer",
+                format!("{cognito_issuer:?} is not a URL"),
+            ));
         }
         let cognito_jwks_url = self
             .cognito_jwks_url
             .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| format!("{}/.well-known/jwks.json", cognito_issuer.trim_end_matches('/')));
+            .unwrap_or_else(|| {
+                format!(
+                    "{}/.well-known/jwks.json",
+                    cognito_issuer.trim_end_matches('/')
+                )
+            });
         if !cognito_jwks_url.starts_with("https://") && !cognito_jwks_url.starts_with("http://") {
-            return Err(err("cognito_jwks_url", format!("{cognito_jwks_url:?} is not a URL")));
+            return Err(err(
+                "cognito_jwks_url",
+                format!("{cognito_jwks_url:?} is not a URL"),
+            ));
         }
         let cognito_client_ids = self.cognito_client_ids.unwrap_or_default();
         if cognito_client_ids.is_empty() {
-            return Err(err("cognito_client_ids", "missing: give the app client ids whose tokens are accepted (comma-separated)"));
+            return Err(err(
+                "cognito_client_ids",
+                "missing: give the app client ids whose tokens are accepted (comma-separated)",
+            ));
         }
-        let stages = self.stages.unwrap_or_else(|| vec!["validate".into(), "strip".into()]);
+        let stages = self
+            .stages
+            .unwrap_or_else(|| vec!["validate".into(), "strip".into()]);
         if stages.first().map(String::as_str) != Some("validate") {
             return Err(err("stages", "the first stage must be validate"));
         }
         for s in &stages {
             if !KNOWN_STAGES.contains(&s.as_str()) {
-                return Err(err("stages", format!("unknown stage {s:?}; known: {}", KNOWN_STAGES.join(", "))));
+                return Err(err(
+                    "stages",
+                    format!("unknown stage {s:?}; known: {}", KNOWN_STAGES.join(", ")),
+                ));
             }
         }
         Ok(AwsConfig {
@@ -275,7 +386,10 @@ fn check_bucket(b: &str) -> Result<(), &'static str> {
     if b.len() < 3 || b.len() > 63 {
         return Err("must be 3 to 63 characters");
     }
-    if !b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+    if !b
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
         return Err("may hold only lowercase letters, digits, - and .");
     }
     let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
@@ -288,7 +402,9 @@ fn check_bucket(b: &str) -> Result<(), &'static str> {
 impl AwsConfig {
     /// From the environment only.
     pub fn from_env() -> Result<Self, ConfigError> {
-        RawAwsConfig::default().merge_env(|k| std::env::var(k).ok())?.finish()
+        RawAwsConfig::default()
+            .merge_env(|k| std::env::var(k).ok())?
+            .finish()
     }
 
     /// From a TOML file (settings at the top level or under `[aws]`), then the environment.
@@ -341,7 +457,10 @@ mod tests {
             ("TARN_AWS_AUDIT_BUCKET", "tarn-audit"),
             ("TARN_AWS_KMS_KEY_ID", "alias/tarn"),
             ("TARN_AWS_GLUE_DATABASE", "tarn"),
-            ("TARN_AWS_ATHENA_OUTPUT_LOCATION", "s3://tarn-athena/results/"),
+            (
+                "TARN_AWS_ATHENA_OUTPUT_LOCATION",
+                "s3://tarn-athena/results/",
+            ),
             ("TARN_AWS_COGNITO_POOL_ID", "us-east-1_AbC123"),
             ("TARN_AWS_COGNITO_CLIENT_IDS", "a, b"),
         ]
@@ -351,7 +470,9 @@ mod tests {
     }
 
     fn load(env: &HashMap<String, String>) -> Result<AwsConfig, ConfigError> {
-        RawAwsConfig::default().merge_env(|k| env.get(k).cloned())?.finish()
+        RawAwsConfig::default()
+            .merge_env(|k| env.get(k).cloned())?
+            .finish()
     }
 
     #[test]
@@ -360,8 +481,14 @@ mod tests {
         assert_eq!(c.state_bucket, "tarn-lake");
         assert_eq!(c.state_prefix, "state/");
         assert_eq!(c.athena_workgroup, "primary");
-        assert_eq!(c.cognito_issuer, "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123");
-        assert_eq!(c.cognito_jwks_url, "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123/.well-known/jwks.json");
+        assert_eq!(
+            c.cognito_issuer,
+            "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123"
+        );
+        assert_eq!(
+            c.cognito_jwks_url,
+            "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123/.well-known/jwks.json"
+        );
         assert_eq!(c.cognito_client_ids, ["a", "b"]);
         assert_eq!(c.stages, ["validate", "strip"]);
         assert_eq!(c.next_stage("validate"), "strip");
@@ -375,7 +502,10 @@ mod tests {
             env.remove(key);
             let e = load(&env).unwrap_err();
             assert_eq!(&e.env, key, "{e}");
-            assert!(e.to_string().contains(key.as_str()) && e.to_string().contains("missing"), "{e}");
+            assert!(
+                e.to_string().contains(key.as_str()) && e.to_string().contains("missing"),
+                "{e}"
+            );
         }
     }
 
@@ -410,11 +540,19 @@ mod tests {
         env.remove("TARN_AWS_REGION");
         env.remove("TARN_AWS_LAKE_BUCKET");
         env.insert("TARN_AWS_INGRESS_BUCKET".into(), "env-ingress".into());
-        let c = raw.merge_env(|k| env.get(k).cloned()).unwrap().finish().unwrap();
+        let c = raw
+            .merge_env(|k| env.get(k).cloned())
+            .unwrap()
+            .finish()
+            .unwrap();
         assert_eq!(c.region, "eu-west-1");
         assert_eq!(c.lake_bucket, "file-lake");
         assert_eq!(c.ingress_bucket, "env-ingress");
         assert!(c.force_path_style);
-        assert!(RawAwsConfig::from_toml("lake_bukket = \"x\"").unwrap_err().contains("lake_bukket"));
+        assert!(
+            RawAwsConfig::from_toml("lake_bukket = \"x\"")
+                .unwrap_err()
+                .contains("lake_bukket")
+        );
     }
 }

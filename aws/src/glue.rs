@@ -16,8 +16,10 @@ use aws_sdk_glue::types::{
 use tarn_catalog::{Catalog, CatalogError, Column, Partition, Result, TableDef};
 
 pub const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
-pub const PARQUET_INPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
-pub const PARQUET_OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
+pub const PARQUET_INPUT_FORMAT: &str =
+    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+pub const PARQUET_OUTPUT_FORMAT: &str =
+    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
 /// Glue takes at most this many partitions per `BatchCreatePartition`.
 pub const BATCH_CREATE_LIMIT: usize = 100;
 
@@ -39,12 +41,19 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     }
 }
 
-fn svc<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(op: &str, what: &str, e: &SdkError<E, R>) -> CatalogError {
+fn svc<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    op: &str,
+    what: &str,
+    e: &SdkError<E, R>,
+) -> CatalogError {
     CatalogError::Service(format!("glue {op} {what}: {}", describe(e)))
 }
 
 fn not_found(what: &'static str, name: impl Into<String>) -> CatalogError {
-    CatalogError::NotFound { what, name: name.into() }
+    CatalogError::NotFound {
+        what,
+        name: name.into(),
+    }
 }
 
 fn glue_column(c: &Column) -> Result<GlueColumn> {
@@ -57,15 +66,26 @@ fn glue_column(c: &Column) -> Result<GlueColumn> {
 }
 
 fn tarn_column(c: &GlueColumn) -> Column {
-    Column { name: c.name().to_string(), data_type: c.r#type().unwrap_or("string").to_string(), comment: c.comment().map(String::from) }
+    Column {
+        name: c.name().to_string(),
+        data_type: c.r#type().unwrap_or("string").to_string(),
+        comment: c.comment().map(String::from),
+    }
 }
 
 fn storage(def: &TableDef, location: &str) -> Result<StorageDescriptor> {
-    let columns = def.columns.iter().map(glue_column).collect::<Result<Vec<_>>>()?;
+    let columns = def
+        .columns
+        .iter()
+        .map(glue_column)
+        .collect::<Result<Vec<_>>>()?;
     let (input, output, serde) = match def.format.as_str() {
         "parquet" => (PARQUET_INPUT_FORMAT, PARQUET_OUTPUT_FORMAT, PARQUET_SERDE),
         other => {
-            return Err(CatalogError::Incompatible { table: def.name.clone(), reason: format!("format {other:?} is not supported on Glue; use parquet") });
+            return Err(CatalogError::Incompatible {
+                table: def.name.clone(),
+                reason: format!("format {other:?} is not supported on Glue; use parquet"),
+            });
         }
     };
     Ok(StorageDescriptor::builder()
@@ -73,25 +93,45 @@ fn storage(def: &TableDef, location: &str) -> Result<StorageDescriptor> {
         .location(location)
         .input_format(input)
         .output_format(output)
-        .serde_info(SerDeInfo::builder().serialization_library(serde).parameters("serialization.format", "1").build())
+        .serde_info(
+            SerDeInfo::builder()
+                .serialization_library(serde)
+                .parameters("serialization.format", "1")
+                .build(),
+        )
         .build())
 }
 
 fn format_of(sd: Option<&StorageDescriptor>) -> String {
     let input = sd.and_then(|s| s.input_format()).unwrap_or_default();
-    let serde = sd.and_then(|s| s.serde_info()).and_then(|s| s.serialization_library()).unwrap_or_default();
-    if input.contains("Parquet") || serde.contains("parquet") { "parquet".into() } else { input.to_string() }
+    let serde = sd
+        .and_then(|s| s.serde_info())
+        .and_then(|s| s.serialization_library())
+        .unwrap_or_default();
+    if input.contains("Parquet") || serde.contains("parquet") {
+        "parquet".into()
+    } else {
+        input.to_string()
+    }
 }
 
 fn table_def(t: &aws_sdk_glue::types::Table) -> TableDef {
     let sd = t.storage_descriptor();
     TableDef {
         name: t.name().to_string(),
-        columns: sd.map(|s| s.columns().iter().map(tarn_column).collect()).unwrap_or_default(),
+        columns: sd
+            .map(|s| s.columns().iter().map(tarn_column).collect())
+            .unwrap_or_default(),
         partition_keys: t.partition_keys().iter().map(tarn_column).collect(),
-        location: sd.and_then(|s| s.location()).unwrap_or_default().to_string(),
+        location: sd
+            .and_then(|s| s.location())
+            .unwrap_or_default()
+            .to_string(),
         format: format_of(sd),
-        parameters: t.parameters().map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+        parameters: t
+            .parameters()
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -109,14 +149,21 @@ impl GlueCatalog {
             .name(&def.name)
             .table_type("EXTERNAL_TABLE")
             .set_parameters(Some(def.parameters.clone().into_iter().collect()))
-            .set_partition_keys(Some(def.partition_keys.iter().map(glue_column).collect::<Result<Vec<_>>>()?))
+            .set_partition_keys(Some(
+                def.partition_keys
+                    .iter()
+                    .map(glue_column)
+                    .collect::<Result<Vec<_>>>()?,
+            ))
             .storage_descriptor(storage(def, &def.location)?)
             .build()
             .map_err(|e| CatalogError::Service(format!("glue table {}: {e}", def.name)))
     }
 
     async fn table_or_not_found(&self, database: &str, table: &str) -> Result<TableDef> {
-        self.get_table(database, table).await?.ok_or_else(|| not_found("table", format!("{database}.{table}")))
+        self.get_table(database, table)
+            .await?
+            .ok_or_else(|| not_found("table", format!("{database}.{table}")))
     }
 }
 
@@ -128,7 +175,13 @@ impl Catalog for GlueCatalog {
             .description("tarn's lake tables")
             .build()
             .map_err(|e| CatalogError::Service(format!("glue database {database}: {e}")))?;
-        match self.client.create_database().database_input(input).send().await {
+        match self
+            .client
+            .create_database()
+            .database_input(input)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if code(&e) == Some("AlreadyExistsException") => Ok(()),
             Err(e) => Err(svc("CreateDatabase", database, &e)),
@@ -139,21 +192,51 @@ impl Catalog for GlueCatalog {
         let input = Self::table_input(def)?;
         let what = format!("{database}.{}", def.name);
         if self.get_table(database, &def.name).await?.is_some() {
-            return self.client.update_table().database_name(database).table_input(input).send().await.map(|_| ()).map_err(|e| svc("UpdateTable", &what, &e));
+            return self
+                .client
+                .update_table()
+                .database_name(database)
+                .table_input(input)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| svc("UpdateTable", &what, &e));
         }
-        match self.client.create_table().database_name(database).table_input(input.clone()).send().await {
+        match self
+            .client
+            .create_table()
+            .database_name(database)
+            .table_input(input.clone())
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             // created meanwhile by someone else: update it
-            Err(e) if code(&e) == Some("AlreadyExistsException") => {
-                self.client.update_table().database_name(database).table_input(input).send().await.map(|_| ()).map_err(|e| svc("UpdateTable", &what, &e))
+            Err(e) if code(&e) == Some("AlreadyExistsException") => self
+                .client
+                .update_table()
+                .database_name(database)
+                .table_input(input)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| svc("UpdateTable", &what, &e)),
+            Err(e) if code(&e) == Some("EntityNotFoundException") => {
+                Err(not_found("database", database))
             }
-            Err(e) if code(&e) == Some("EntityNotFoundException") => Err(not_found("database", database)),
             Err(e) => Err(svc("CreateTable", &what, &e)),
         }
     }
 
     async fn get_table(&self, database: &str, name: &str) -> Result<Option<TableDef>> {
-        match self.client.get_table().database_name(database).name(name).send().await {
+        match self
+            .client
+            .get_table()
+            .database_name(database)
+            .name(name)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.table().map(table_def)),
             Err(e) if code(&e) == Some("EntityNotFoundException") => Ok(None),
             Err(e) => Err(svc("GetTable", &format!("{database}.{name}"), &e)),
@@ -164,7 +247,14 @@ impl Catalog for GlueCatalog {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = match self.client.get_tables().database_name(database).set_next_token(token.take()).send().await {
+            let page = match self
+                .client
+                .get_tables()
+                .database_name(database)
+                .set_next_token(token.take())
+                .send()
+                .await
+            {
                 Ok(p) => p,
                 Err(e) if code(&e) == Some("EntityNotFoundException") => return Ok(vec![]),
                 Err(e) => return Err(svc("GetTables", database, &e)),
@@ -179,14 +269,24 @@ impl Catalog for GlueCatalog {
         Ok(out)
     }
 
-    async fn add_partitions(&self, database: &str, table: &str, partitions: &[Partition]) -> Result<usize> {
+    async fn add_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: &[Partition],
+    ) -> Result<usize> {
         let def = self.table_or_not_found(database, table).await?;
         let what = format!("{database}.{table}");
         let mut created = 0;
         for chunk in partitions.chunks(BATCH_CREATE_LIMIT) {
             let inputs = chunk
                 .iter()
-                .map(|p| Ok(PartitionInput::builder().set_values(Some(p.values.clone())).storage_descriptor(storage(&def, &p.location)?).build()))
+                .map(|p| {
+                    Ok(PartitionInput::builder()
+                        .set_values(Some(p.values.clone()))
+                        .storage_descriptor(storage(&def, &p.location)?)
+                        .build())
+                })
                 .collect::<Result<Vec<_>>>()?;
             let out = self
                 .client
@@ -210,7 +310,9 @@ impl Catalog for GlueCatalog {
                             "glue BatchCreatePartition {what}: partition {:?}: {}: {}",
                             err.partition_values(),
                             other.unwrap_or("error"),
-                            detail.and_then(|d| d.error_message()).unwrap_or("(no message)")
+                            detail
+                                .and_then(|d| d.error_message())
+                                .unwrap_or("(no message)")
                         )));
                     }
                 }
@@ -220,17 +322,36 @@ impl Catalog for GlueCatalog {
         Ok(created)
     }
 
-    async fn update_partition(&self, database: &str, table: &str, values: &[String], location: &str) -> Result<()> {
+    async fn update_partition(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[String],
+        location: &str,
+    ) -> Result<()> {
         let def = self.table_or_not_found(database, table).await?;
         let what = format!("{database}.{table} {values:?}");
         // UpdatePartition replaces the whole partition input; make sure it exists first, so a
         // missing partition is NotFound whatever the service does
-        match self.client.get_partition().database_name(database).table_name(table).set_partition_values(Some(values.to_vec())).send().await {
+        match self
+            .client
+            .get_partition()
+            .database_name(database)
+            .table_name(table)
+            .set_partition_values(Some(values.to_vec()))
+            .send()
+            .await
+        {
             Ok(_) => {}
-            Err(e) if code(&e) == Some("EntityNotFoundException") => return Err(not_found("partition", what)),
+            Err(e) if code(&e) == Some("EntityNotFoundException") => {
+                return Err(not_found("partition", what));
+            }
             Err(e) => return Err(svc("GetPartition", &what, &e)),
         }
-        let input = PartitionInput::builder().set_values(Some(values.to_vec())).storage_descriptor(storage(&def, location)?).build();
+        let input = PartitionInput::builder()
+            .set_values(Some(values.to_vec()))
+            .storage_descriptor(storage(&def, location)?)
+            .build();
         match self
             .client
             .update_partition()
@@ -242,7 +363,9 @@ impl Catalog for GlueCatalog {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if code(&e) == Some("EntityNotFoundException") => Err(not_found("partition", what)),
+            Err(e) if code(&e) == Some("EntityNotFoundException") => {
+                Err(not_found("partition", what))
+            }
             Err(e) => Err(svc("UpdatePartition", &what, &e)),
         }
     }
@@ -267,7 +390,11 @@ impl Catalog for GlueCatalog {
             for p in page.partitions() {
                 out.push(Partition {
                     values: p.values().to_vec(),
-                    location: p.storage_descriptor().and_then(|s| s.location()).unwrap_or_default().to_string(),
+                    location: p
+                        .storage_descriptor()
+                        .and_then(|s| s.location())
+                        .unwrap_or_default()
+                        .to_string(),
                 });
             }
             match page.next_token() {

@@ -17,7 +17,7 @@ pub mod ports;
 pub mod s3;
 
 pub use athena::{AthenaPolling, AthenaQueryEngine};
-pub use cloudtrail::{TrailReport, check_trail};
+pub use cloudtrail::{AuditEvent, TrailReport, check_trail, lookup_events};
 pub use cognito::CognitoJwks;
 pub use config::{AwsConfig, ConfigError, RawAwsConfig};
 pub use glue::GlueCatalog;

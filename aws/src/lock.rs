@@ -43,7 +43,10 @@ fn lock_key(name: &str) -> String {
 }
 
 fn lease_body(owner: &str, ttl: Duration) -> Bytes {
-    let lease = Lease { owner: owner.to_string(), expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default() };
+    let lease = Lease {
+        owner: owner.to_string(),
+        expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default(),
+    };
     Bytes::from(serde_json::to_vec(&lease).expect("a lease serializes"))
 }
 
@@ -62,7 +65,12 @@ impl Drop for Held {
 impl S3LakeLock {
     /// Leases under `locks/` in `store` (the pipeline's state store).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, ttl: Duration::from_secs(120), poll: Duration::from_millis(500), wait: Duration::from_secs(600) }
+        Self {
+            store,
+            ttl: Duration::from_secs(120),
+            poll: Duration::from_millis(500),
+            wait: Duration::from_secs(600),
+        }
     }
 
     pub fn with_timing(mut self, ttl: Duration, poll: Duration, wait: Duration) -> Self {
@@ -86,7 +94,11 @@ impl LakeLock for S3LakeLock {
         let owner = uuid::Uuid::new_v4().to_string();
         let started = std::time::Instant::now();
         loop {
-            if self.store.put_if_absent(&key, lease_body(&owner, self.ttl), Metadata::new()).await? {
+            if self
+                .store
+                .put_if_absent(&key, lease_body(&owner, self.ttl), Metadata::new())
+                .await?
+            {
                 break;
             }
             match self.read(&key).await? {
@@ -104,7 +116,10 @@ impl LakeLock for S3LakeLock {
                 Some(_) => {}
             }
             if started.elapsed() > self.wait {
-                return Err(LakeError::Pipeline(format!("lock {name} still held after {:?}", self.wait)));
+                return Err(LakeError::Pipeline(format!(
+                    "lock {name} still held after {:?}",
+                    self.wait
+                )));
             }
             tokio::time::sleep(self.poll).await;
         }
@@ -134,7 +149,9 @@ impl LakeLock for S3LakeLock {
                 }
             }
             if let Ok(o) = store.get(&key).await
-                && serde_json::from_slice::<Lease>(&o.body).map(|l| l.owner == owner).unwrap_or(false)
+                && serde_json::from_slice::<Lease>(&o.body)
+                    .map(|l| l.owner == owner)
+                    .unwrap_or(false)
             {
                 let _ = store.delete(&key).await;
             }

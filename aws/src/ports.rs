@@ -32,7 +32,8 @@ pub struct AwsPorts {
 /// The SDK configuration for `config`: its region and endpoint override, credentials from the
 /// default chain (environment, profile, container or instance role).
 pub async fn sdk_config(config: &AwsConfig) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region.clone()));
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.region.clone()));
     if let Some(url) = &config.endpoint_url {
         loader = loader.endpoint_url(url);
     }
@@ -48,13 +49,23 @@ impl AwsPorts {
 
     /// Builds every port on a given SDK configuration (the tests give static credentials).
     pub fn with_sdk_config(config: &AwsConfig, sdk: SdkConfig) -> Self {
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.force_path_style).build());
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(config.force_path_style)
+                .build(),
+        );
         let key = Some(config.kms_key_id.clone());
         let store = |bucket: &str| Arc::new(S3ObjectStore::new(s3.clone(), bucket, key.clone()));
-        let state = Arc::new(S3ObjectStore::new(s3.clone(), &config.state_bucket, key.clone()).with_prefix(&config.state_prefix));
+        let state = Arc::new(
+            S3ObjectStore::new(s3.clone(), &config.state_bucket, key.clone())
+                .with_prefix(&config.state_prefix),
+        );
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let verifier = Arc::new(JwksVerifier::new(
-            VerifierConfig::new(&config.cognito_issuer, config.cognito_client_ids.iter().cloned()),
+            VerifierConfig::new(
+                &config.cognito_issuer,
+                config.cognito_client_ids.iter().cloned(),
+            ),
             Arc::new(CognitoJwks::new(&config.cognito_jwks_url)),
             clock,
         ));
@@ -63,7 +74,10 @@ impl AwsPorts {
             lake: store(&config.lake_bucket),
             quarantine: store(&config.quarantine_bucket),
             state,
-            kms: Arc::new(KmsClient::new(aws_sdk_kms::Client::new(&sdk), &config.kms_key_id)),
+            kms: Arc::new(KmsClient::new(
+                aws_sdk_kms::Client::new(&sdk),
+                &config.kms_key_id,
+            )),
             catalog: Arc::new(GlueCatalog::new(aws_sdk_glue::Client::new(&sdk))),
             query: Arc::new(AthenaQueryEngine::new(
                 aws_sdk_athena::Client::new(&sdk),
@@ -81,10 +95,15 @@ impl AwsPorts {
     /// `tarn audit --check-trail`: the configured trail against the platform's buckets.
     pub async fn check_trail(&self) -> Result<crate::cloudtrail::TrailReport, String> {
         let c = &self.config;
-        let mut buckets = vec![c.ingress_bucket.as_str(), c.lake_bucket.as_str(), c.quarantine_bucket.as_str()];
+        let mut buckets = vec![
+            c.ingress_bucket.as_str(),
+            c.lake_bucket.as_str(),
+            c.quarantine_bucket.as_str(),
+        ];
         if !buckets.contains(&c.state_bucket.as_str()) {
             buckets.push(&c.state_bucket);
         }
-        crate::cloudtrail::check_trail(&self.cloudtrail, &c.trail_name, &buckets, &c.audit_bucket).await
+        crate::cloudtrail::check_trail(&self.cloudtrail, &c.trail_name, &buckets, &c.audit_bucket)
+            .await
     }
 }

@@ -36,16 +36,28 @@ pub struct S3ObjectStore {
 
 impl std::fmt::Debug for S3ObjectStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3ObjectStore").field("bucket", &self.bucket).field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("S3ObjectStore")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
 /// The service error's code and message, or the transport error's text.
-pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {
+pub(crate) fn describe<
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+>(
+    e: &SdkError<E, R>,
+) -> String {
     match e {
         SdkError::ServiceError(se) => {
             let err = se.err();
-            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or("(no message)"))
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("error"),
+                err.message().unwrap_or("(no message)")
+            )
         }
         other => {
             let mut s = other.to_string();
@@ -84,18 +96,29 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
 }
 
 fn to_chrono(t: Option<&aws_sdk_s3::primitives::DateTime>) -> DateTime<Utc> {
-    t.and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())).unwrap_or_else(Utc::now)
+    t.and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+        .unwrap_or_else(Utc::now)
 }
 
 fn to_metadata(m: Option<&HashMap<String, String>>) -> Metadata {
-    m.map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()).unwrap_or_default()
+    m.map(|m| {
+        m.iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 impl S3ObjectStore {
     /// A store over `bucket`; `kms_key_id` encrypts every put with SSE-KMS (None: the bucket's
     /// default encryption).
     pub fn new(client: Client, bucket: impl Into<String>, kms_key_id: Option<String>) -> Self {
-        Self { client, bucket: bucket.into(), prefix: String::new(), kms_key_id }
+        Self {
+            client,
+            bucket: bucket.into(),
+            prefix: String::new(),
+            kms_key_id,
+        }
     }
 
     /// Keys are kept under `prefix` (empty, or ending in `/`) in the bucket.
@@ -122,11 +145,21 @@ impl S3ObjectStore {
     }
 
     fn svc(&self, op: &str, key: &str, detail: String) -> Error {
-        Error::Service(format!("s3 {op} s3://{}/{}: {detail}", self.bucket, self.full_key(key)))
+        Error::Service(format!(
+            "s3 {op} s3://{}/{}: {detail}",
+            self.bucket,
+            self.full_key(key)
+        ))
     }
 
     /// Puts the body; `Ok(false)` when `if_absent` and the object existed.
-    async fn put_inner(&self, key: &str, body: Bytes, metadata: Metadata, if_absent: bool) -> Result<bool> {
+    async fn put_inner(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: Metadata,
+        if_absent: bool,
+    ) -> Result<bool> {
         validate_key(key)?;
         // conditional writes stay single PUTs (up to 5 GiB): atomic by themselves, with nothing
         // to abort
@@ -144,14 +177,21 @@ impl S3ObjectStore {
                 .body(ByteStream::from(body.clone()))
                 .set_metadata(Some(metadata.clone().into_iter().collect()));
             if let Some(k) = &self.kms_key_id {
-                req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
+                req = req
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(k);
             }
             if if_absent {
                 req = req.if_none_match("*");
             }
             match req.send().await {
                 Ok(_) => return Ok(true),
-                Err(e) if if_absent && (code(&e) == Some("PreconditionFailed") || status(&e) == Some(412)) => return Ok(false),
+                Err(e)
+                    if if_absent
+                        && (code(&e) == Some("PreconditionFailed") || status(&e) == Some(412)) =>
+                {
+                    return Ok(false);
+                }
                 Err(e) if if_absent && status(&e) == Some(409) && attempt < 5 => {
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
@@ -169,10 +209,18 @@ impl S3ObjectStore {
             .key(&full)
             .set_metadata(Some(metadata.into_iter().collect()));
         if let Some(k) = &self.kms_key_id {
-            create = create.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
+            create = create
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
         }
-        let upload = create.send().await.map_err(|e| self.svc("CreateMultipartUpload", key, describe(&e)))?;
-        let upload_id = upload.upload_id().ok_or_else(|| self.svc("CreateMultipartUpload", key, "no upload id".into()))?.to_string();
+        let upload = create
+            .send()
+            .await
+            .map_err(|e| self.svc("CreateMultipartUpload", key, describe(&e)))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| self.svc("CreateMultipartUpload", key, "no upload id".into()))?
+            .to_string();
         let result = async {
             let mut parts = Vec::new();
             for (i, chunk) in body.chunks(PART_SIZE).enumerate() {
@@ -188,33 +236,82 @@ impl S3ObjectStore {
                     .send()
                     .await
                     .map_err(|e| self.svc("UploadPart", key, describe(&e)))?;
-                parts.push(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag().map(String::from)).build());
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(out.e_tag().map(String::from))
+                        .build(),
+                );
             }
-            self
-                .client
+            self.client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&full)
                 .upload_id(&upload_id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
                 .send()
                 .await
                 .map(|_| ())
                 .or_else(|e| {
                     // some S3 look-alikes (moto) answer 200 with a body the SDK does not parse:
                     // the upload is complete when the object is there with its parts
-                    if status(&e) == Some(200) { Ok(()) } else { Err(self.svc("CompleteMultipartUpload", key, format!("HTTP {:?}: {}", status(&e), describe(&e)))) }
+                    if status(&e) == Some(200) {
+                        Ok(())
+                    } else {
+                        Err(self.svc(
+                            "CompleteMultipartUpload",
+                            key,
+                            format!("HTTP {:?}: {}", status(&e), describe(&e)),
+                        ))
+                    }
                 })?;
             let n_parts = body.len().div_ceil(PART_SIZE);
-            match self.client.head_object().bucket(&self.bucket).key(&full).send().await {
-                Ok(h) if h.content_length() == Some(body.len() as i64) && h.e_tag().is_some_and(|t| t.trim_matches('"').ends_with(&format!("-{n_parts}"))) => Ok(true),
-                Ok(h) => Err(self.svc("CompleteMultipartUpload", key, format!("the completed object is not the upload (size {:?}, etag {:?})", h.content_length(), h.e_tag()))),
-                Err(e) => Err(self.svc("HeadObject after CompleteMultipartUpload", key, describe(&e))),
+            match self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send()
+                .await
+            {
+                Ok(h)
+                    if h.content_length() == Some(body.len() as i64)
+                        && h.e_tag().is_some_and(|t| {
+                            t.trim_matches('"').ends_with(&format!("-{n_parts}"))
+                        }) =>
+                {
+                    Ok(true)
+                }
+                Ok(h) => Err(self.svc(
+                    "CompleteMultipartUpload",
+                    key,
+                    format!(
+                        "the completed object is not the upload (size {:?}, etag {:?})",
+                        h.content_length(),
+                        h.e_tag()
+                    ),
+                )),
+                Err(e) => Err(self.svc(
+                    "HeadObject after CompleteMultipartUpload",
+                    key,
+                    describe(&e),
+                )),
             }
         }
         .await;
         if !matches!(result, Ok(true)) {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id).send().await;
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
         }
         result
     }
@@ -240,27 +337,64 @@ impl ObjectStore for S3ObjectStore {
 
     async fn get(&self, key: &str) -> Result<GetResult> {
         validate_key(key)?;
-        let out = match self.client.get_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
             Ok(o) => o,
-            Err(e) if code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Err(Error::NotFound { key: key.to_string() }),
+            Err(e) if code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => {
+                return Err(Error::NotFound {
+                    key: key.to_string(),
+                });
+            }
             Err(e) => return Err(self.svc("GetObject", key, describe(&e))),
         };
         let metadata = to_metadata(out.metadata());
         let last_modified = to_chrono(out.last_modified());
-        let body = out.body.collect().await.map_err(|e| self.svc("GetObject", key, format!("reading the body: {e}")))?.into_bytes();
-        Ok(GetResult { info: ObjectInfo { key: key.to_string(), size: body.len() as u64, last_modified, metadata }, body })
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.svc("GetObject", key, format!("reading the body: {e}")))?
+            .into_bytes();
+        Ok(GetResult {
+            info: ObjectInfo {
+                key: key.to_string(),
+                size: body.len() as u64,
+                last_modified,
+                metadata,
+            },
+            body,
+        })
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         validate_key(key)?;
-        match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(ObjectInfo {
                 key: key.to_string(),
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 last_modified: to_chrono(out.last_modified()),
                 metadata: to_metadata(out.metadata()),
             })),
-            Err(e) if status(&e) == Some(404) || code(&e) == Some("NotFound") || code(&e) == Some("NoSuchKey") => Ok(None),
+            Err(e)
+                if status(&e) == Some(404)
+                    || code(&e) == Some("NotFound")
+                    || code(&e) == Some("NoSuchKey") =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(self.svc("HeadObject", key, describe(&e))),
         }
     }
@@ -268,12 +402,20 @@ impl ObjectStore for S3ObjectStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let full_prefix = self.full_key(prefix);
         let mut out = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.svc("ListObjectsV2", prefix, describe(&e)))?;
             for o in page.contents() {
                 let Some(k) = o.key() else { continue };
-                let Some(rel) = k.strip_prefix(&self.prefix) else { continue };
+                let Some(rel) = k.strip_prefix(&self.prefix) else {
+                    continue;
+                };
                 out.push(ObjectInfo {
                     key: rel.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
@@ -288,7 +430,14 @@ impl ObjectStore for S3ObjectStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
-        match self.client.delete_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if status(&e) == Some(404) => Ok(()),
             Err(e) => Err(self.svc("DeleteObject", key, describe(&e))),

@@ -24,7 +24,12 @@ struct Pool {
 }
 
 async fn pool(url: &str) -> Pool {
-    let p = json_call(url, &format!("{T}.CreateUserPool"), json!({"PoolName": "tarn"})).await;
+    let p = json_call(
+        url,
+        &format!("{T}.CreateUserPool"),
+        json!({"PoolName": "tarn"}),
+    )
+    .await;
     let id = p["UserPool"]["Id"].as_str().unwrap().to_string();
     let c = json_call(
         url,
@@ -32,7 +37,10 @@ async fn pool(url: &str) -> Pool {
         json!({"UserPoolId": id, "ClientName": "tarn-cli", "ExplicitAuthFlows": ["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]}),
     )
     .await;
-    let client_id = c["UserPoolClient"]["ClientId"].as_str().unwrap().to_string();
+    let client_id = c["UserPoolClient"]["ClientId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     Pool { id, client_id }
 }
 
@@ -40,8 +48,18 @@ async fn user_token(url: &str, pool: &Pool, user: &str, groups: &[&str]) -> (Str
     json_call(url, &format!("{T}.AdminCreateUser"), json!({"UserPoolId": pool.id, "Username": user, "TemporaryPassword": "Temp-Passw0rd!", "MessageAction": "SUPPRESS"})).await;
     json_call(url, &format!("{T}.AdminSetUserPassword"), json!({"UserPoolId": pool.id, "Username": user, "Password": "Passw0rd-Strong!", "Permanent": true})).await;
     for g in groups {
-        json_call_ok(url, &format!("{T}.CreateGroup"), json!({"UserPoolId": pool.id, "GroupName": g})).await;
-        json_call(url, &format!("{T}.AdminAddUserToGroup"), json!({"UserPoolId": pool.id, "Username": user, "GroupName": g})).await;
+        json_call_ok(
+            url,
+            &format!("{T}.CreateGroup"),
+            json!({"UserPoolId": pool.id, "GroupName": g}),
+        )
+        .await;
+        json_call(
+            url,
+            &format!("{T}.AdminAddUserToGroup"),
+            json!({"UserPoolId": pool.id, "Username": user, "GroupName": g}),
+        )
+        .await;
     }
     let auth = json_call(
         url,
@@ -50,7 +68,10 @@ async fn user_token(url: &str, pool: &Pool, user: &str, groups: &[&str]) -> (Str
     )
     .await;
     let r = &auth["AuthenticationResult"];
-    (r["IdToken"].as_str().unwrap().to_string(), r["AccessToken"].as_str().unwrap().to_string())
+    (
+        r["IdToken"].as_str().unwrap().to_string(),
+        r["AccessToken"].as_str().unwrap().to_string(),
+    )
 }
 
 /// Like `json_call`, but an error answer (a group that exists) is fine.
@@ -68,32 +89,58 @@ async fn json_call_ok(url: &str, target: &str, body: Value) {
 fn verifier(url: &str, pool: &Pool) -> Arc<JwksVerifier> {
     let issuer = format!("https://cognito-idp.{REGION}.amazonaws.com/{}", pool.id);
     let jwks = format!("{url}/{}/.well-known/jwks.json", pool.id);
-    Arc::new(JwksVerifier::new(VerifierConfig::new(issuer, [pool.client_id.clone()]), Arc::new(CognitoJwks::new(jwks)), Arc::new(SystemClock)))
+    Arc::new(JwksVerifier::new(
+        VerifierConfig::new(issuer, [pool.client_id.clone()]),
+        Arc::new(CognitoJwks::new(jwks)),
+        Arc::new(SystemClock),
+    ))
 }
 
 #[tokio::test]
 async fn real_pool_tokens_verify_through_the_fetched_jwks() {
     let m = moto().await;
     let pool = pool(&m.url).await;
-    let (id_token, access_token) = user_token(&m.url, &pool, "alice", &["tarn-writers-events"]).await;
+    let (id_token, access_token) =
+        user_token(&m.url, &pool, "alice", &["tarn-writers-events"]).await;
     let v = verifier(&m.url, &pool);
 
     let claims = v.verify(&id_token).await.expect("the ID token verifies");
     assert_eq!(claims.username, "alice");
     assert_eq!(claims.token_use, "id");
     assert_eq!(claims.client_id, pool.client_id);
-    assert!(claims.groups.contains(&"tarn-writers-events".to_string()), "{:?}", claims.groups);
+    assert!(
+        claims.groups.contains(&"tarn-writers-events".to_string()),
+        "{:?}",
+        claims.groups
+    );
     assert!(claims.can_write("events") && !claims.can_write("photos"));
-    let access = v.verify(&access_token).await.expect("the access token verifies");
+    let access = v
+        .verify(&access_token)
+        .await
+        .expect("the access token verifies");
     assert_eq!(access.token_use, "access");
 
     // another client id, another issuer: refused
     let issuer = format!("https://cognito-idp.{REGION}.amazonaws.com/{}", pool.id);
     let jwks = format!("{}/{}/.well-known/jwks.json", m.url, pool.id);
-    let wrong_client = JwksVerifier::new(VerifierConfig::new(issuer, ["other"]), Arc::new(CognitoJwks::new(&jwks)), Arc::new(SystemClock));
-    assert_eq!(wrong_client.verify(&id_token).await.unwrap_err(), AuthError::WrongAudience);
-    let wrong_iss = JwksVerifier::new(VerifierConfig::new("https://example.com/x", [pool.client_id.clone()]), Arc::new(CognitoJwks::new(&jwks)), Arc::new(SystemClock));
-    assert_eq!(wrong_iss.verify(&id_token).await.unwrap_err(), AuthError::WrongIssuer);
+    let wrong_client = JwksVerifier::new(
+        VerifierConfig::new(issuer, ["other"]),
+        Arc::new(CognitoJwks::new(&jwks)),
+        Arc::new(SystemClock),
+    );
+    assert_eq!(
+        wrong_client.verify(&id_token).await.unwrap_err(),
+        AuthError::WrongAudience
+    );
+    let wrong_iss = JwksVerifier::new(
+        VerifierConfig::new("https://example.com/x", [pool.client_id.clone()]),
+        Arc::new(CognitoJwks::new(&jwks)),
+        Arc::new(SystemClock),
+    );
+    assert_eq!(
+        wrong_iss.verify(&id_token).await.unwrap_err(),
+        AuthError::WrongIssuer
+    );
     // a tampered token
     let mut parts: Vec<String> = id_token.split('.').map(String::from).collect();
     parts[2] = format!("{}AA", &parts[2][..parts[2].len() - 2]);
@@ -101,11 +148,17 @@ async fn real_pool_tokens_verify_through_the_fetched_jwks() {
 
     // keys unavailable (nothing listening): 503-class, not 401
     let down = JwksVerifier::new(
-        VerifierConfig::new(format!("https://cognito-idp.{REGION}.amazonaws.com/{}", pool.id), [pool.client_id.clone()]),
+        VerifierConfig::new(
+            format!("https://cognito-idp.{REGION}.amazonaws.com/{}", pool.id),
+            [pool.client_id.clone()],
+        ),
         Arc::new(CognitoJwks::new("http://127.0.0.1:9/jwks.json")),
         Arc::new(SystemClock),
     );
-    assert!(matches!(down.verify(&id_token).await.unwrap_err(), AuthError::KeysUnavailable(_)));
+    assert!(matches!(
+        down.verify(&id_token).await.unwrap_err(),
+        AuthError::KeysUnavailable(_)
+    ));
 }
 
 fn request_event(method: &str, path: &str, token: Option<&str>) -> Value {
@@ -131,7 +184,10 @@ fn request_event(method: &str, path: &str, token: Option<&str>) -> Value {
 
 fn effect(resp: &aws_lambda_events::event::apigw::ApiGatewayCustomAuthorizerResponse) -> String {
     let v = serde_json::to_value(resp).unwrap();
-    v["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string()
+    v["policyDocument"]["Statement"][0]["Effect"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -143,33 +199,103 @@ async fn the_authorizer_applies_the_table_and_group_rules_to_real_tokens() {
     let a = Authorizer::new(verifier(&m.url, &pool));
     let id = "0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11";
 
-    let r = a.handle(request_event("POST", "/table/events/object", Some(&writer))).await.unwrap();
+    let r = a
+        .handle(request_event("POST", "/table/events/object", Some(&writer)))
+        .await
+        .unwrap();
     assert_eq!(effect(&r), "Allow");
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["context"]["producer"], "alice");
-    assert_eq!(v["policyDocument"]["Statement"][0]["Resource"][0], format!("arn:aws:execute-api:{REGION}:123456789012:abc123/prod/POST/table/events/object"));
-    assert_eq!(effect(&a.handle(request_event("POST", "/table/photos/object", Some(&writer))).await.unwrap()), "Deny");
-    assert_eq!(effect(&a.handle(request_event("GET", &format!("/table/events/object/{id}/content"), Some(&writer))).await.unwrap()), "Deny");
-    assert_eq!(effect(&a.handle(request_event("GET", &format!("/table/events/object/{id}"), Some(&writer))).await.unwrap()), "Allow");
-    assert_eq!(effect(&a.handle(request_event("GET", &format!("/table/photos/object/{id}/content"), Some(&reader))).await.unwrap()), "Allow");
-    assert_eq!(effect(&a.handle(request_event("POST", "/table/photos/object", Some(&reader))).await.unwrap()), "Deny");
+    assert_eq!(
+        v["policyDocument"]["Statement"][0]["Resource"][0],
+        format!("arn:aws:execute-api:{REGION}:123456789012:abc123/prod/POST/table/events/object")
+    );
+    assert_eq!(
+        effect(
+            &a.handle(request_event("POST", "/table/photos/object", Some(&writer)))
+                .await
+                .unwrap()
+        ),
+        "Deny"
+    );
+    assert_eq!(
+        effect(
+            &a.handle(request_event(
+                "GET",
+                &format!("/table/events/object/{id}/content"),
+                Some(&writer)
+            ))
+            .await
+            .unwrap()
+        ),
+        "Deny"
+    );
+    assert_eq!(
+        effect(
+            &a.handle(request_event(
+                "GET",
+                &format!("/table/events/object/{id}"),
+                Some(&writer)
+            ))
+            .await
+            .unwrap()
+        ),
+        "Allow"
+    );
+    assert_eq!(
+        effect(
+            &a.handle(request_event(
+                "GET",
+                &format!("/table/photos/object/{id}/content"),
+                Some(&reader)
+            ))
+            .await
+            .unwrap()
+        ),
+        "Allow"
+    );
+    assert_eq!(
+        effect(
+            &a.handle(request_event("POST", "/table/photos/object", Some(&reader)))
+                .await
+                .unwrap()
+        ),
+        "Deny"
+    );
 
     // TOKEN authorizers: the route from the method ARN
     let token_event = json!({"type": "TOKEN", "authorizationToken": writer, "methodArn": format!("arn:aws:execute-api:{REGION}:123456789012:abc123/prod/POST/table/events/object")});
     assert_eq!(effect(&a.handle(token_event).await.unwrap()), "Allow");
 
     // no token, a bad token: "Unauthorized" (API Gateway's 401)
-    let e = a.handle(request_event("POST", "/table/events/object", None)).await.unwrap_err();
+    let e = a
+        .handle(request_event("POST", "/table/events/object", None))
+        .await
+        .unwrap_err();
     assert!(matches!(e, AuthorizerError::Unauthorized));
     assert_eq!(e.to_string(), "Unauthorized");
-    assert!(matches!(a.handle(request_event("POST", "/table/events/object", Some("not.a.jwt"))).await.unwrap_err(), AuthorizerError::Unauthorized));
+    assert!(matches!(
+        a.handle(request_event(
+            "POST",
+            "/table/events/object",
+            Some("not.a.jwt")
+        ))
+        .await
+        .unwrap_err(),
+        AuthorizerError::Unauthorized
+    ));
 }
 
 #[tokio::test]
 async fn the_key_set_is_cached_and_refreshes_are_rate_limited() {
     let m = moto().await;
     let pool = pool(&m.url).await;
-    let doc: Value = reqwest::get(format!("{}/{}/.well-known/jwks.json", m.url, pool.id)).await.unwrap().json().await.unwrap();
+    let doc: Value = reqwest::get(format!("{}/{}/.well-known/jwks.json", m.url, pool.id))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     drop(m);
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
@@ -192,12 +318,24 @@ async fn the_key_set_is_cached_and_refreshes_are_rate_limited() {
     let k1 = src.keys().await.unwrap();
     assert!(!k1.is_empty());
     src.keys().await.unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "keys() is served from the cache");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "keys() is served from the cache"
+    );
     src.refresh().await.unwrap();
     src.refresh().await.unwrap();
     src.refresh().await.unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "refreshes within min_refresh of the last fetch use the cache");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "refreshes within min_refresh of the last fetch use the cache"
+    );
     tokio::time::sleep(Duration::from_millis(350)).await;
     src.refresh().await.unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 2, "a refresh after min_refresh fetches again");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "a refresh after min_refresh fetches again"
+    );
 }

@@ -22,7 +22,11 @@ use tarn_lake::compact::LakeLock;
 async fn the_s3_lease_lock_is_exclusive_and_taken_over_when_expired() {
     let m = moto().await;
     let p = platform(&m.url).await;
-    let lock = Arc::new(S3LakeLock::new(p.ports.state.clone()).with_timing(Duration::from_secs(30), Duration::from_millis(50), Duration::from_secs(20)));
+    let lock = Arc::new(S3LakeLock::new(p.ports.state.clone()).with_timing(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        Duration::from_secs(20),
+    ));
     let inside = Arc::new(AtomicUsize::new(0));
     let max = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -45,19 +49,44 @@ async fn the_s3_lease_lock_is_exclusive_and_taken_over_when_expired() {
     // a holder that died without releasing: its lease expires and is taken over
     let expired = json!({"owner": "crashed", "expires_at": "2020-01-01T00:00:00Z"});
     tokio::time::sleep(Duration::from_millis(200)).await;
-    p.ports.state.put("locks/compaction.json", Bytes::from(expired.to_string()), Metadata::new()).await.unwrap();
-    let g = tokio::time::timeout(Duration::from_secs(5), lock.acquire("compaction")).await.expect("an expired lease is taken over").unwrap();
+    p.ports
+        .state
+        .put(
+            "locks/compaction.json",
+            Bytes::from(expired.to_string()),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
+    let g = tokio::time::timeout(Duration::from_secs(5), lock.acquire("compaction"))
+        .await
+        .expect("an expired lease is taken over")
+        .unwrap();
     drop(g);
 }
 
 async fn land_and_commit(p: &Platform, f: &Functions, user: &str) -> String {
     let id = uuid::Uuid::new_v4().to_string();
-    let body = format!(r#"{{"user_id":"{user}","action":"login","occurred_at":"2024-03-05T10:00:00Z"}}"#);
-    let m: Metadata = [("table", "events"), ("content-type", "application/json"), ("producer", "alice"), ("request-time", "05/Mar/2024:10:11:12 +0000")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    p.ports.ingress.put(&ingress_key(&id), Bytes::from(base64::engine::general_purpose::STANDARD.encode(body)), m).await.unwrap();
+    let body =
+        format!(r#"{{"user_id":"{user}","action":"login","occurred_at":"2024-03-05T10:00:00Z"}}"#);
+    let m: Metadata = [
+        ("table", "events"),
+        ("content-type", "application/json"),
+        ("producer", "alice"),
+        ("request-time", "05/Mar/2024:10:11:12 +0000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    p.ports
+        .ingress
+        .put(
+            &ingress_key(&id),
+            Bytes::from(base64::engine::general_purpose::STANDARD.encode(body)),
+            m,
+        )
+        .await
+        .unwrap();
     f.stage("validate").unwrap().process(&id).await.unwrap();
     f.stage("strip").unwrap().process(&id).await.unwrap();
     let failed = f.normalize().commit(std::slice::from_ref(&id)).await;
@@ -69,11 +98,18 @@ async fn rows_under(p: &Platform, prefix: &str) -> usize {
     let mut n = 0;
     for o in p.ports.lake.list(prefix).await.unwrap() {
         let rel = &o.key[prefix.len()..];
-        if !o.key.ends_with(".parquet") || rel.split('/').any(|s| s.starts_with('_') || s.starts_with('.')) {
+        if !o.key.ends_with(".parquet")
+            || rel
+                .split('/')
+                .any(|s| s.starts_with('_') || s.starts_with('.'))
+        {
             continue;
         }
         let body = p.ports.lake.get(&o.key).await.unwrap().body;
-        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap().build().unwrap();
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap();
         n += r.map(|b| b.unwrap().num_rows()).sum::<usize>();
     }
     n
@@ -88,7 +124,16 @@ async fn compaction_runs_as_a_function_and_later_batches_follow_the_swapped_loca
     for u in ["u1", "u2", "u3"] {
         land_and_commit(&p, &f, u).await;
     }
-    assert_eq!(p.ports.lake.list("tables/events/dt=2024-03-05/").await.unwrap().len(), 3, "three small files");
+    assert_eq!(
+        p.ports
+            .lake
+            .list("tables/events/dt=2024-03-05/")
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "three small files"
+    );
 
     // an EventBridge scheduled event with the request in its detail
     let event = json!({
@@ -99,16 +144,34 @@ async fn compaction_runs_as_a_function_and_later_batches_follow_the_swapped_loca
     let report = f.compaction().handle(event).await.unwrap();
     assert_eq!(report["partitions_compacted"], 1, "{report}");
     assert_eq!(report["files_in"], 3, "{report}");
-    let part = p.ports.catalog.get_partitions("tarn", "events").await.unwrap().remove(0);
-    assert!(part.location.starts_with("s3://tarn-lake/tables/events/dt=2024-03-05/_compacted/"), "{}", part.location);
-    let dir = part.location.strip_prefix("s3://tarn-lake/").unwrap().to_string();
+    let part = p
+        .ports
+        .catalog
+        .get_partitions("tarn", "events")
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        part.location
+            .starts_with("s3://tarn-lake/tables/events/dt=2024-03-05/_compacted/"),
+        "{}",
+        part.location
+    );
+    let dir = part
+        .location
+        .strip_prefix("s3://tarn-lake/")
+        .unwrap()
+        .to_string();
     assert_eq!(rows_under(&p, &dir).await, 3);
 
     // the next batch goes to the current location, so the table shows all four rows
     land_and_commit(&p, &f, "u4").await;
     assert_eq!(rows_under(&p, &dir).await, 4);
-    assert!(p.ports.state.list("locks/").await.unwrap().is_empty() || {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        p.ports.state.list("locks/").await.unwrap().is_empty()
-    }, "locks are released");
+    assert!(
+        p.ports.state.list("locks/").await.unwrap().is_empty() || {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            p.ports.state.list("locks/").await.unwrap().is_empty()
+        },
+        "locks are released"
+    );
 }

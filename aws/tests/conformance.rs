@@ -18,11 +18,24 @@ async fn s3_object_store_passes_the_conformance_suite() {
 
     // the same under a prefix (how the state shares the lake bucket)
     let prefixed = S3ObjectStore::new(s3(&m.url), "conformance", Some(key)).with_prefix("state");
-    prefixed.put("a/b", Bytes::from_static(b"x"), Metadata::new()).await.unwrap();
+    prefixed
+        .put("a/b", Bytes::from_static(b"x"), Metadata::new())
+        .await
+        .unwrap();
     assert_eq!(prefixed.url("a/b"), "s3://conformance/state/a/b");
     assert_eq!(prefixed.list("a/").await.unwrap()[0].key, "a/b");
-    let raw = s3(&m.url).get_object().bucket("conformance").key("state/a/b").send().await.unwrap();
-    assert_eq!(raw.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"), "every put is SSE-KMS");
+    let raw = s3(&m.url)
+        .get_object()
+        .bucket("conformance")
+        .key("state/a/b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms"),
+        "every put is SSE-KMS"
+    );
     assert_eq!(store.url(""), "s3://conformance/");
 }
 
@@ -32,27 +45,80 @@ async fn s3_puts_are_sse_kms_with_the_platform_key_and_large_bodies_go_multipart
     create_bucket(&m.url, "big").await;
     let key = create_key(&m.url).await;
     let store = S3ObjectStore::new(s3(&m.url), "big", Some(key.clone()));
-    let meta: Metadata = [("table".to_string(), "photos".to_string()), ("producer".to_string(), "alice".to_string())].into();
-    store.put("small", Bytes::from_static(b"hello"), meta.clone()).await.unwrap();
-    let head = s3(&m.url).head_object().bucket("big").key("small").send().await.unwrap();
-    assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    let meta: Metadata = [
+        ("table".to_string(), "photos".to_string()),
+        ("producer".to_string(), "alice".to_string()),
+    ]
+    .into();
+    store
+        .put("small", Bytes::from_static(b"hello"), meta.clone())
+        .await
+        .unwrap();
+    let head = s3(&m.url)
+        .head_object()
+        .bucket("big")
+        .key("small")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms")
+    );
     assert_eq!(head.ssekms_key_id(), Some(key.as_str()));
 
     // 20 MiB: three parts
     let body: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
-    store.put("large", Bytes::from(body.clone()), meta.clone()).await.unwrap();
+    store
+        .put("large", Bytes::from(body.clone()), meta.clone())
+        .await
+        .unwrap();
     let got = store.get("large").await.unwrap();
     assert!(got.body == body);
     assert_eq!(got.info.metadata, meta);
-    let head = s3(&m.url).head_object().bucket("big").key("large").send().await.unwrap();
-    assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
-    assert!(head.e_tag().unwrap_or_default().contains('-'), "a multipart ETag: {:?}", head.e_tag());
+    let head = s3(&m.url)
+        .head_object()
+        .bucket("big")
+        .key("large")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms")
+    );
+    assert!(
+        head.e_tag().unwrap_or_default().contains('-'),
+        "a multipart ETag: {:?}",
+        head.e_tag()
+    );
     // large conditional writes: one PUT, refused when the key exists
-    assert!(!store.put_if_absent("large", Bytes::from(body.clone()), Metadata::new()).await.unwrap());
-    assert!(store.get("large").await.unwrap().info.metadata == meta, "the refused write changed nothing");
-    assert!(store.put_if_absent("large2", Bytes::from(body), Metadata::new()).await.unwrap());
-    let uploads = s3(&m.url).list_multipart_uploads().bucket("big").send().await.unwrap();
-    assert!(uploads.uploads().is_empty(), "no multipart upload is left behind");
+    assert!(
+        !store
+            .put_if_absent("large", Bytes::from(body.clone()), Metadata::new())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.get("large").await.unwrap().info.metadata == meta,
+        "the refused write changed nothing"
+    );
+    assert!(
+        store
+            .put_if_absent("large2", Bytes::from(body), Metadata::new())
+            .await
+            .unwrap()
+    );
+    let uploads = s3(&m.url)
+        .list_multipart_uploads()
+        .bucket("big")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "no multipart upload is left behind"
+    );
 
     // paging: more than one ListObjectsV2 page (1000 keys)
     let store2 = Arc::new(store.clone());
@@ -61,7 +127,13 @@ async fn s3_puts_are_sse_kms_with_the_platform_key_and_large_bodies_go_multipart
         let s = store2.clone();
         handles.push(tokio::spawn(async move {
             for i in (t * 110)..((t + 1) * 110) {
-                s.put(&format!("many/{i:05}"), Bytes::from_static(b"x"), Metadata::new()).await.unwrap();
+                s.put(
+                    &format!("many/{i:05}"),
+                    Bytes::from_static(b"x"),
+                    Metadata::new(),
+                )
+                .await
+                .unwrap();
             }
         }));
     }
@@ -98,21 +170,42 @@ async fn glue_tables_are_parquet_and_partitions_go_in_chunks_of_100() {
     let mut def = tarn_catalog::conformance::sample_table("t");
     def.location = "s3://lake/tables/t/".into();
     glue.upsert_table("tarn", &def).await.unwrap();
-    let raw = client.get_table().database_name("tarn").name("t").send().await.unwrap();
+    let raw = client
+        .get_table()
+        .database_name("tarn")
+        .name("t")
+        .send()
+        .await
+        .unwrap();
     let sd = raw.table().unwrap().storage_descriptor().unwrap();
-    assert_eq!(sd.serde_info().unwrap().serialization_library(), Some(tarn_aws::glue::PARQUET_SERDE));
-    assert_eq!(sd.input_format(), Some(tarn_aws::glue::PARQUET_INPUT_FORMAT));
-    assert_eq!(sd.output_format(), Some(tarn_aws::glue::PARQUET_OUTPUT_FORMAT));
+    assert_eq!(
+        sd.serde_info().unwrap().serialization_library(),
+        Some(tarn_aws::glue::PARQUET_SERDE)
+    );
+    assert_eq!(
+        sd.input_format(),
+        Some(tarn_aws::glue::PARQUET_INPUT_FORMAT)
+    );
+    assert_eq!(
+        sd.output_format(),
+        Some(tarn_aws::glue::PARQUET_OUTPUT_FORMAT)
+    );
     assert_eq!(raw.table().unwrap().table_type(), Some("EXTERNAL_TABLE"));
 
     // 250 partitions: three BatchCreatePartition calls; again: none new; a mix: only the new
     let parts: Vec<Partition> = (0..250)
-        .map(|i| Partition { values: vec![format!("2024-{:02}-{:02}", i / 28 + 1, i % 28 + 1)], location: format!("s3://lake/tables/t/dt={i}/") })
+        .map(|i| Partition {
+            values: vec![format!("2024-{:02}-{:02}", i / 28 + 1, i % 28 + 1)],
+            location: format!("s3://lake/tables/t/dt={i}/"),
+        })
         .collect();
     assert_eq!(glue.add_partitions("tarn", "t", &parts).await.unwrap(), 250);
     assert_eq!(glue.add_partitions("tarn", "t", &parts).await.unwrap(), 0);
     let mut more = parts[200..].to_vec();
-    more.push(Partition { values: vec!["2025-01-01".into()], location: "s3://lake/tables/t/dt=2025-01-01/".into() });
+    more.push(Partition {
+        values: vec!["2025-01-01".into()],
+        location: "s3://lake/tables/t/dt=2025-01-01/".into(),
+    });
     assert_eq!(glue.add_partitions("tarn", "t", &more).await.unwrap(), 1);
     let got = glue.get_partitions("tarn", "t").await.unwrap();
     assert_eq!(got.len(), 251, "paged through every partition");
@@ -122,6 +215,19 @@ async fn glue_tables_are_parquet_and_partitions_go_in_chunks_of_100() {
 }
 
 async fn raw_partition(client: &aws_sdk_glue::Client, dt: &str) -> String {
-    let out = client.get_partition().database_name("tarn").table_name("t").partition_values(dt).send().await.unwrap();
-    out.partition().unwrap().storage_descriptor().unwrap().location().unwrap().to_string()
+    let out = client
+        .get_partition()
+        .database_name("tarn")
+        .table_name("t")
+        .partition_values(dt)
+        .send()
+        .await
+        .unwrap();
+    out.partition()
+        .unwrap()
+        .storage_descriptor()
+        .unwrap()
+        .location()
+        .unwrap()
+        .to_string()
 }

@@ -57,14 +57,22 @@ fn event(bucket: &str, keys: &[String], extra: Vec<Value>) -> SqsEvent {
     let mut records: Vec<Value> = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| sqs_message(&format!("msg-{i}-{}", &k[k.len() - 8..]), json!({"Records": [s3_record(bucket, k)]}).to_string()))
+        .map(|(i, k)| {
+            sqs_message(
+                &format!("msg-{i}-{}", &k[k.len() - 8..]),
+                json!({"Records": [s3_record(bucket, k)]}).to_string(),
+            )
+        })
         .collect();
     records.extend(extra);
     serde_json::from_value(json!({"Records": records})).unwrap()
 }
 
 fn failures(r: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
-    r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
 }
 
 /// Lands a document as API Gateway's S3 proxy does: base64 body, SSE-KMS by the bucket, metadata
@@ -81,19 +89,31 @@ async fn land(p: &Platform, table: &str, content_type: &str, body: &[u8]) -> Str
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let b64 = base64::engine::general_purpose::STANDARD.encode(body);
-    p.ports.ingress.put(&ingress_key(&id), Bytes::from(b64), m).await.unwrap();
+    p.ports
+        .ingress
+        .put(&ingress_key(&id), Bytes::from(b64), m)
+        .await
+        .unwrap();
     id
 }
 
 fn parquet_rows(body: Bytes) -> (usize, Vec<String>) {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap();
-    let fields: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap();
+    let fields: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let n = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
     (n, fields)
 }
 
 fn state_keys(p: &Platform, stage: &str, ids: &[String]) -> Vec<String> {
-    ids.iter().map(|id| format!("{}{}", p.config.state_prefix, handoff_key(stage, id))).collect()
+    ids.iter()
+        .map(|id| format!("{}{}", p.config.state_prefix, handoff_key(stage, id)))
+        .collect()
 }
 
 async fn status(p: &Platform, id: &str) -> DocumentRow {
@@ -111,14 +131,40 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
     normalize.setup_catalog().await.unwrap();
 
     let good = land(&p, "events", "application/json", br#"[{"user_id":"u1","action":"login","occurred_at":"2024-03-05T10:00:00Z"},{"user_id":"u2","action":"signup","occurred_at":"2024-03-05T10:01:00Z","amount":3.5}]"#).await;
-    let ndjson = land(&p, "events", "application/x-ndjson", b"{\"user_id\":\"u3\",\"action\":\"logout\",\"occurred_at\":\"2024-03-05T11:00:00Z\"}\n").await;
-    let bad = land(&p, "events", "application/json", br#"{"user_id":"u4","action":"dance","occurred_at":"2024-03-05T10:00:00Z"}"#).await;
+    let ndjson = land(
+        &p,
+        "events",
+        "application/x-ndjson",
+        b"{\"user_id\":\"u3\",\"action\":\"logout\",\"occurred_at\":\"2024-03-05T11:00:00Z\"}\n",
+    )
+    .await;
+    let bad = land(
+        &p,
+        "events",
+        "application/json",
+        br#"{"user_id":"u4","action":"dance","occurred_at":"2024-03-05T10:00:00Z"}"#,
+    )
+    .await;
     let png = std::fs::read(repo_root().join("samples/diagram.png")).unwrap();
     let photo = land(&p, "photos", "image/png", &png).await;
     // an object with no metadata at all: unreadable, quarantined
     let broken = uuid::Uuid::new_v4().to_string();
-    p.ports.ingress.put(&ingress_key(&broken), Bytes::from_static(b"???"), Metadata::new()).await.unwrap();
-    let ids = vec![good.clone(), ndjson.clone(), bad.clone(), photo.clone(), broken.clone()];
+    p.ports
+        .ingress
+        .put(
+            &ingress_key(&broken),
+            Bytes::from_static(b"???"),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
+    let ids = vec![
+        good.clone(),
+        ndjson.clone(),
+        bad.clone(),
+        photo.clone(),
+        broken.clone(),
+    ];
 
     // validate: one message per landed object, plus a malformed message and S3's test event
     let keys: Vec<String> = ids.iter().map(|id| ingress_key(id)).collect();
@@ -126,17 +172,42 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
         sqs_message("malformed", "this is not an S3 event".into()),
         sqs_message("test-event", json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2024-03-05T10:11:12.000Z", "Bucket": "tarn-ingress"}).to_string()),
     ];
-    let r = validate.handle(event("tarn-ingress", &keys, extra.clone())).await;
-    assert_eq!(failures(&r), ["malformed"], "only the malformed message is retried");
+    let r = validate
+        .handle(event("tarn-ingress", &keys, extra.clone()))
+        .await;
+    assert_eq!(
+        failures(&r),
+        ["malformed"],
+        "only the malformed message is retried"
+    );
     // the JSON and binary documents go on to strip; the rejected and the unreadable straight to normalize
     for id in [&good, &ndjson, &photo] {
-        assert!(p.ports.state.head(&handoff_key("strip", id)).await.unwrap().is_some());
+        assert!(
+            p.ports
+                .state
+                .head(&handoff_key("strip", id))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     for id in [&bad, &broken] {
-        assert!(p.ports.state.head(&handoff_key("normalize", id)).await.unwrap().is_some());
+        assert!(
+            p.ports
+                .state
+                .head(&handoff_key("normalize", id))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     // hand-offs are sealed: no plaintext in the state bucket
-    let raw = p.ports.state.get(&handoff_key("strip", &good)).await.unwrap();
+    let raw = p
+        .ports
+        .state
+        .get(&handoff_key("strip", &good))
+        .await
+        .unwrap();
     assert!(tarn_core::envelope::is_sealed(&raw.body));
     assert!(!raw.body.windows(5).any(|w| w == b"login"));
     // redelivery of the validate batch: same hand-offs, nothing else
@@ -145,11 +216,32 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
 
     // strip, triggered by the hand-offs' notifications from the lake bucket (state/ prefix)
     let strip_ids = vec![good.clone(), ndjson.clone(), photo.clone()];
-    let r = strip.handle(event("tarn-lake", &state_keys(&p, "strip", &strip_ids), vec![])).await;
+    let r = strip
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "strip", &strip_ids),
+            vec![],
+        ))
+        .await;
     assert!(failures(&r).is_empty(), "{r:?}");
     for id in &strip_ids {
-        assert!(p.ports.state.head(&handoff_key("strip", id)).await.unwrap().is_none(), "the strip hand-off is consumed");
-        assert!(p.ports.state.head(&handoff_key("normalize", id)).await.unwrap().is_some());
+        assert!(
+            p.ports
+                .state
+                .head(&handoff_key("strip", id))
+                .await
+                .unwrap()
+                .is_none(),
+            "the strip hand-off is consumed"
+        );
+        assert!(
+            p.ports
+                .state
+                .head(&handoff_key("normalize", id))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     // normalize: one batch; a message repeated inside the batch counts once
@@ -167,20 +259,42 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
     assert!(rb.reason.unwrap().contains("/action"));
     let rp = status(&p, &photo).await;
     assert_eq!(rp.status, Status::Stored);
-    assert_eq!(rp.object_key.as_deref(), Some(format!("objects/photos/dt=2024-03-05/{photo}").as_str()));
+    assert_eq!(
+        rp.object_key.as_deref(),
+        Some(format!("objects/photos/dt=2024-03-05/{photo}").as_str())
+    );
     assert_eq!(status(&p, &broken).await.status, Status::Quarantined);
     // landed objects and hand-offs are gone; rejected/quarantined copies are in quarantine
     assert!(p.ports.ingress.list("id=").await.unwrap().is_empty());
     assert!(p.ports.state.list("work/").await.unwrap().is_empty());
     assert!(p.ports.state.list("claims/").await.unwrap().is_empty());
     assert!(p.ports.state.list("batches/").await.unwrap().is_empty());
-    assert!(p.ports.quarantine.head(&format!("events/{bad}")).await.unwrap().is_some());
-    assert!(p.ports.quarantine.head(&format!("unknown/{broken}")).await.unwrap().is_some());
+    assert!(
+        p.ports
+            .quarantine
+            .head(&format!("events/{bad}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        p.ports
+            .quarantine
+            .head(&format!("unknown/{broken}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // Parquet in the lake bucket, readable
     let files = p.ports.lake.list("tables/events/").await.unwrap();
     assert_eq!(files.len(), 1, "{files:?}");
-    assert!(files[0].key.starts_with("tables/events/dt=2024-03-05/part-") && files[0].key.ends_with(".parquet"));
+    assert!(
+        files[0]
+            .key
+            .starts_with("tables/events/dt=2024-03-05/part-")
+            && files[0].key.ends_with(".parquet")
+    );
     let (n, fields) = parquet_rows(p.ports.lake.get(&files[0].key).await.unwrap().body);
     assert_eq!(n, 3);
     for c in ["user_id", "action", "_id", "_received_at", "_producer"] {
@@ -200,26 +314,72 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
     assert!(tarn_core::envelope::is_sealed(&obj.body));
 
     // partitions in Glue
-    let parts = p.ports.catalog.get_partitions("tarn", "events").await.unwrap();
+    let parts = p
+        .ports
+        .catalog
+        .get_partitions("tarn", "events")
+        .await
+        .unwrap();
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].values, ["2024-03-05"]);
-    assert_eq!(parts[0].location, "s3://tarn-lake/tables/events/dt=2024-03-05/");
-    let dparts: Vec<Vec<String>> = p.ports.catalog.get_partitions("tarn", "documents").await.unwrap().into_iter().map(|p| p.values).collect();
-    assert!(dparts.contains(&vec!["events".to_string(), "2024-03-05".to_string()]), "{dparts:?}");
-    assert!(dparts.contains(&vec!["photos".to_string(), "2024-03-05".to_string()]), "{dparts:?}");
+    assert_eq!(
+        parts[0].location,
+        "s3://tarn-lake/tables/events/dt=2024-03-05/"
+    );
+    let dparts: Vec<Vec<String>> = p
+        .ports
+        .catalog
+        .get_partitions("tarn", "documents")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.values)
+        .collect();
+    assert!(
+        dparts.contains(&vec!["events".to_string(), "2024-03-05".to_string()]),
+        "{dparts:?}"
+    );
+    assert!(
+        dparts.contains(&vec!["photos".to_string(), "2024-03-05".to_string()]),
+        "{dparts:?}"
+    );
 
     // redeliveries write no second row: the whole batch, one message alone, every stage again
-    let r = normalize.handle(event("tarn-lake", &state_keys(&p, "normalize", &ids), vec![])).await;
+    let r = normalize
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "normalize", &ids),
+            vec![],
+        ))
+        .await;
     assert!(failures(&r).is_empty());
-    let r = normalize.handle(event("tarn-lake", &state_keys(&p, "normalize", &ids[..1]), vec![])).await;
+    let r = normalize
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "normalize", &ids[..1]),
+            vec![],
+        ))
+        .await;
     assert!(failures(&r).is_empty());
     let r = validate.handle(event("tarn-ingress", &keys, vec![])).await;
     assert!(failures(&r).is_empty());
-    let r = strip.handle(event("tarn-lake", &state_keys(&p, "strip", &strip_ids), vec![])).await;
+    let r = strip
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "strip", &strip_ids),
+            vec![],
+        ))
+        .await;
     assert!(failures(&r).is_empty());
-    assert!(p.ports.state.list("work/").await.unwrap().is_empty(), "no stage wrote a hand-off for a committed document");
+    assert!(
+        p.ports.state.list("work/").await.unwrap().is_empty(),
+        "no stage wrote a hand-off for a committed document"
+    );
     assert_eq!(p.ports.lake.list("tables/events/").await.unwrap().len(), 1);
-    assert_eq!(p.ports.lake.list("tables/documents/").await.unwrap().len(), docs.len());
+    assert_eq!(
+        p.ports.lake.list("tables/documents/").await.unwrap().len(),
+        docs.len()
+    );
 }
 
 #[tokio::test]
@@ -228,33 +388,88 @@ async fn normalize_waits_for_a_live_claim_and_rolls_back_a_crashed_batch() {
     let p = platform(&m.url).await;
     let f = Functions::new(&p.ports).unwrap();
     f.normalize().setup_catalog().await.unwrap();
-    let id = land(&p, "events", "application/json", br#"{"user_id":"u1","action":"login","occurred_at":"2024-03-05T10:00:00Z"}"#).await;
+    let id = land(
+        &p,
+        "events",
+        "application/json",
+        br#"{"user_id":"u1","action":"login","occurred_at":"2024-03-05T10:00:00Z"}"#,
+    )
+    .await;
     let validate = f.stage("validate").unwrap();
     validate.process(&id).await.unwrap();
     f.stage("strip").unwrap().process(&id).await.unwrap();
 
     // another batch claimed the document and wrote a file, then (say) crashed before committing
     let stale_file = "tables/events/dt=2024-03-05/part-crashed.parquet";
-    p.ports.lake.put(stale_file, Bytes::from_static(b"half"), Metadata::new()).await.unwrap();
+    p.ports
+        .lake
+        .put(stale_file, Bytes::from_static(b"half"), Metadata::new())
+        .await
+        .unwrap();
     let manifest = json!({"batch": "crashed", "committed": false, "rows": [status_row(&id)], "files": [stale_file], "handoffs": []});
-    p.ports.state.put("batches/crashed.json", Bytes::from(manifest.to_string()), Metadata::new()).await.unwrap();
-    p.ports.state.put(&format!("claims/{id}.json"), Bytes::from(json!({"batch": "crashed"}).to_string()), Metadata::new()).await.unwrap();
+    p.ports
+        .state
+        .put(
+            "batches/crashed.json",
+            Bytes::from(manifest.to_string()),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
+    p.ports
+        .state
+        .put(
+            &format!("claims/{id}.json"),
+            Bytes::from(json!({"batch": "crashed"}).to_string()),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
 
     // within the lease: the message is retried later, nothing is written
     let keys = state_keys(&p, "normalize", std::slice::from_ref(&id));
-    let r = f.normalize().handle(event("tarn-lake", &keys, vec![])).await;
+    let r = f
+        .normalize()
+        .handle(event("tarn-lake", &keys, vec![]))
+        .await;
     assert_eq!(failures(&r).len(), 1);
-    assert!(p.ports.state.head(&status_key(&id)).await.unwrap().is_none());
+    assert!(
+        p.ports
+            .state
+            .head(&status_key(&id))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // past the lease: the crashed batch is rolled back and the document committed once
-    let expired = NormalizeFunction::new(f.deps.clone(), FunctionConfig { lease: Duration::ZERO, ..FunctionConfig::default() });
+    let expired = NormalizeFunction::new(
+        f.deps.clone(),
+        FunctionConfig {
+            lease: Duration::ZERO,
+            ..FunctionConfig::default()
+        },
+    );
     let r = expired.handle(event("tarn-lake", &keys, vec![])).await;
     assert!(failures(&r).is_empty(), "{r:?}");
-    assert!(p.ports.lake.head(stale_file).await.unwrap().is_none(), "the crashed batch's file is gone");
-    assert!(p.ports.state.head("batches/crashed.json").await.unwrap().is_none());
+    assert!(
+        p.ports.lake.head(stale_file).await.unwrap().is_none(),
+        "the crashed batch's file is gone"
+    );
+    assert!(
+        p.ports
+            .state
+            .head("batches/crashed.json")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let files = p.ports.lake.list("tables/events/").await.unwrap();
     assert_eq!(files.len(), 1);
-    assert_eq!(parquet_rows(p.ports.lake.get(&files[0].key).await.unwrap().body).0, 1);
+    assert_eq!(
+        parquet_rows(p.ports.lake.get(&files[0].key).await.unwrap().body).0,
+        1
+    );
     assert_eq!(status(&p, &id).await.status, Status::Stored);
 }
 
@@ -267,7 +482,12 @@ fn status_row(id: &str) -> Value {
 }
 
 /// A minimal Lambda Runtime API: hands out `events` one by one, collects the responses.
-async fn runtime_api(events: Vec<Value>) -> (String, tokio::sync::mpsc::UnboundedReceiver<(String, String, Value)>) {
+async fn runtime_api(
+    events: Vec<Value>,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String, Value)>,
+) {
     use axum::extract::{Path, State};
     use axum::routing::{get, post};
     use std::sync::{Arc, Mutex};
@@ -278,7 +498,11 @@ async fn runtime_api(events: Vec<Value>) -> (String, tokio::sync::mpsc::Unbounde
         n: Arc<Mutex<u32>>,
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let s = S { queue: Arc::new(Mutex::new(events.into_iter().rev().collect())), tx, n: Arc::new(Mutex::new(0)) };
+    let s = S {
+        queue: Arc::new(Mutex::new(events.into_iter().rev().collect())),
+        tx,
+        n: Arc::new(Mutex::new(0)),
+    };
     async fn next(State(s): State<S>) -> axum::response::Response {
         use axum::response::IntoResponse;
         let ev = s.queue.lock().unwrap().pop();
@@ -297,21 +521,33 @@ async fn runtime_api(events: Vec<Value>) -> (String, tokio::sync::mpsc::Unbounde
             [
                 ("lambda-runtime-aws-request-id", format!("req-{n}")),
                 ("lambda-runtime-deadline-ms", deadline),
-                ("lambda-runtime-invoked-function-arn", format!("arn:aws:lambda:{REGION}:123456789012:function:tarn-validate")),
-                ("lambda-runtime-trace-id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1".to_string()),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    format!("arn:aws:lambda:{REGION}:123456789012:function:tarn-validate"),
+                ),
+                (
+                    "lambda-runtime-trace-id",
+                    "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1"
+                        .to_string(),
+                ),
                 ("content-type", "application/json".to_string()),
             ],
             ev.to_string(),
         )
             .into_response()
     }
-    async fn respond(State(s): State<S>, Path((id, kind)): Path<(String, String)>, body: String) -> &'static str {
+    async fn respond(
+        State(s): State<S>,
+        Path((id, kind)): Path<(String, String)>,
+        body: String,
+    ) -> &'static str {
         let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
         let _ = s.tx.send((id, kind, v));
         "{}"
     }
     async fn init_error(State(s): State<S>, body: String) -> &'static str {
-        let _ = s.tx.send(("init".into(), "error".into(), Value::String(body)));
+        let _ =
+            s.tx.send(("init".into(), "error".into(), Value::String(body)));
         "{}"
     }
     let app = axum::Router::new()
@@ -329,8 +565,19 @@ async fn runtime_api(events: Vec<Value>) -> (String, tokio::sync::mpsc::Unbounde
 async fn the_validate_binary_runs_through_a_lambda_runtime_api() {
     let m = moto().await;
     let p = platform(&m.url).await;
-    let id = land(&p, "events", "application/json", br#"{"user_id":"u1","action":"login","occurred_at":"2024-03-05T10:00:00Z"}"#).await;
-    let ev = serde_json::to_value(event("tarn-ingress", &[ingress_key(&id)], vec![sqs_message("malformed", "{}".into())])).unwrap();
+    let id = land(
+        &p,
+        "events",
+        "application/json",
+        br#"{"user_id":"u1","action":"login","occurred_at":"2024-03-05T10:00:00Z"}"#,
+    )
+    .await;
+    let ev = serde_json::to_value(event(
+        "tarn-ingress",
+        &[ingress_key(&id)],
+        vec![sqs_message("malformed", "{}".into())],
+    ))
+    .unwrap();
     let (addr, mut rx) = runtime_api(vec![ev]).await;
 
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tarn-validate"));
@@ -349,16 +596,33 @@ async fn the_validate_binary_runs_through_a_lambda_runtime_api() {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("the function answered within 60 s").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("the function answered within 60 s")
+        .unwrap();
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let logs = String::from_utf8_lossy(&out.stdout);
     assert_eq!(got.0, "req-1");
     assert_eq!(got.1, "response", "{got:?}\n{logs}");
-    assert_eq!(got.2, json!({"batchItemFailures": [{"itemIdentifier": "malformed"}]}));
-    assert!(p.ports.state.head(&handoff_key("strip", &id)).await.unwrap().is_some(), "{logs}");
+    assert_eq!(
+        got.2,
+        json!({"batchItemFailures": [{"itemIdentifier": "malformed"}]})
+    );
+    assert!(
+        p.ports
+            .state
+            .head(&handoff_key("strip", &id))
+            .await
+            .unwrap()
+            .is_some(),
+        "{logs}"
+    );
     // structured logs carry the document id
-    let line = logs.lines().find(|l| l.contains("stage done")).unwrap_or_else(|| panic!("no stage log in {logs}"));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("stage done"))
+        .unwrap_or_else(|| panic!("no stage log in {logs}"));
     let v: Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["span"]["id"], id, "{line}");
 }

@@ -9,7 +9,9 @@
 //! - allowed → an Allow policy for the method ARN, with `producer`, `sub`, `username` and
 //!   `groups` in the context for the integration (the S3 proxy writes `producer` as metadata).
 
-use aws_lambda_events::event::apigw::{ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse};
+use aws_lambda_events::event::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
+};
 use aws_lambda_events::event::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -44,7 +46,10 @@ pub fn parse_method_arn(arn: &str) -> Option<(String, String)> {
     let resource = arn.splitn(6, ':').nth(5)?;
     let mut parts = resource.splitn(4, '/');
     let (_api, _stage, method) = (parts.next()?, parts.next()?, parts.next()?);
-    Some((method.to_string(), format!("/{}", parts.next().unwrap_or(""))))
+    Some((
+        method.to_string(),
+        format!("/{}", parts.next().unwrap_or("")),
+    ))
 }
 
 /// Whether `claims` may use `route`.
@@ -74,7 +79,11 @@ pub struct Authorizer {
 }
 
 fn header(headers: Option<&Value>, name: &str) -> Option<String> {
-    headers?.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str().map(String::from))
+    headers?
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str().map(String::from))
 }
 
 fn policy(effect: IamPolicyEffect, resource: &str) -> ApiGatewayCustomAuthorizerPolicy {
@@ -93,27 +102,58 @@ impl Authorizer {
         Self { verifier }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
-        let method_arn = event.get("methodArn").and_then(Value::as_str).ok_or_else(|| AuthorizerError::BadEvent("no methodArn".into()))?.to_string();
+    pub async fn handle(
+        &self,
+        event: Value,
+    ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
+        let method_arn = event
+            .get("methodArn")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AuthorizerError::BadEvent("no methodArn".into()))?
+            .to_string();
         let (token, method, path) = match event.get("type").and_then(Value::as_str) {
             Some("TOKEN") => {
-                let (m, p) = parse_method_arn(&method_arn).ok_or_else(|| AuthorizerError::BadEvent("unreadable methodArn".into()))?;
-                (event.get("authorizationToken").and_then(Value::as_str).map(String::from), m, p)
+                let (m, p) = parse_method_arn(&method_arn)
+                    .ok_or_else(|| AuthorizerError::BadEvent("unreadable methodArn".into()))?;
+                (
+                    event
+                        .get("authorizationToken")
+                        .and_then(Value::as_str)
+                        .map(String::from),
+                    m,
+                    p,
+                )
             }
             Some("REQUEST") | None => {
                 let from_arn = parse_method_arn(&method_arn);
-                let method = event.get("httpMethod").and_then(Value::as_str).map(String::from).or_else(|| from_arn.as_ref().map(|a| a.0.clone()));
-                let path = event.get("path").and_then(Value::as_str).map(String::from).or_else(|| from_arn.as_ref().map(|a| a.1.clone()));
+                let method = event
+                    .get("httpMethod")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .or_else(|| from_arn.as_ref().map(|a| a.0.clone()));
+                let path = event
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .or_else(|| from_arn.as_ref().map(|a| a.1.clone()));
                 let (Some(m), Some(p)) = (method, path) else {
                     return Err(AuthorizerError::BadEvent("no httpMethod/path".into()));
                 };
                 (header(event.get("headers"), "authorization"), m, p)
             }
-            Some(other) => return Err(AuthorizerError::BadEvent(format!("unknown authorizer type {other:?}"))),
+            Some(other) => {
+                return Err(AuthorizerError::BadEvent(format!(
+                    "unknown authorizer type {other:?}"
+                )));
+            }
         };
         let raw = token.unwrap_or_default();
         let raw = raw.trim();
-        let bare = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
+        let bare = raw
+            .strip_prefix("Bearer ")
+            .or_else(|| raw.strip_prefix("bearer "))
+            .unwrap_or(raw)
+            .trim();
         if bare.is_empty() {
             info!(%method, %path, "no token");
             return Err(AuthorizerError::Unauthorized);
@@ -134,7 +174,14 @@ impl Authorizer {
         info!(%method, %path, user = %claims.username, allowed = ok, "authorized");
         let mut resp = ApiGatewayCustomAuthorizerResponse::default();
         resp.principal_id = Some(claims.sub.clone());
-        resp.policy_document = policy(if ok { IamPolicyEffect::Allow } else { IamPolicyEffect::Deny }, &method_arn);
+        resp.policy_document = policy(
+            if ok {
+                IamPolicyEffect::Allow
+            } else {
+                IamPolicyEffect::Deny
+            },
+            &method_arn,
+        );
         resp.context = json!({
             "producer": claims.username,
             "username": claims.username,
@@ -151,12 +198,23 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route("POST", "/table/events/object"), Route::Write("events".into()));
-        assert_eq!(route("GET", "/table/events/object/x/content"), Route::ReadContent("events".into()));
-        assert_eq!(route("GET", "/table/events/object/x"), Route::Status("events".into()));
+        assert_eq!(
+            route("POST", "/table/events/object"),
+            Route::Write("events".into())
+        );
+        assert_eq!(
+            route("GET", "/table/events/object/x/content"),
+            Route::ReadContent("events".into())
+        );
+        assert_eq!(
+            route("GET", "/table/events/object/x"),
+            Route::Status("events".into())
+        );
         assert_eq!(route("DELETE", "/table/events/object/x"), Route::Other);
         assert_eq!(
-            parse_method_arn("arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/table/events/object"),
+            parse_method_arn(
+                "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/table/events/object"
+            ),
             Some(("POST".into(), "/table/events/object".into()))
         );
     }

@@ -16,7 +16,9 @@ pub struct Message {
 /// Decodes an S3 event key: `+` is a space, `%XX` a byte.
 pub fn decode_key(key: &str) -> String {
     let spaced = key.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The document id an object key names: its last segment `id=<uuid>` (`id=<uuid>` in the ingress
@@ -42,11 +44,13 @@ pub fn messages(event: &SqsEvent) -> Vec<Message> {
 }
 
 fn parse_body(body: &str) -> Result<Vec<String>, String> {
-    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("the message body is not JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("the message body is not JSON: {e}"))?;
     if value.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
         return Ok(vec![]);
     }
-    let event: S3Event = serde_json::from_value(value).map_err(|e| format!("the message body is not an S3 event: {e}"))?;
+    let event: S3Event = serde_json::from_value(value)
+        .map_err(|e| format!("the message body is not an S3 event: {e}"))?;
     if event.records.is_empty() {
         return Err("the S3 event has no records".into());
     }
@@ -56,10 +60,17 @@ fn parse_body(body: &str) -> Result<Vec<String>, String> {
         if !name.starts_with("ObjectCreated") && !name.is_empty() {
             continue;
         }
-        let key = r.s3.object.url_decoded_key.clone().or_else(|| r.s3.object.key.as_deref().map(decode_key));
+        let key =
+            r.s3.object
+                .url_decoded_key
+                .clone()
+                .or_else(|| r.s3.object.key.as_deref().map(decode_key));
         match key.as_deref().and_then(id_of_key) {
             Some(id) => ids.push(id),
-            None => tracing::warn!(key = key.as_deref().unwrap_or(""), "ignoring an S3 record whose key names no document"),
+            None => tracing::warn!(
+                key = key.as_deref().unwrap_or(""),
+                "ignoring an S3 record whose key names no document"
+            ),
         }
     }
     Ok(ids)
@@ -85,9 +96,15 @@ mod tests {
 
     #[test]
     fn keys_decode() {
-        assert_eq!(decode_key("id%3D0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11"), "id=0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11");
+        assert_eq!(
+            decode_key("id%3D0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11"),
+            "id=0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11"
+        );
         assert_eq!(decode_key("a+b%2Fc"), "a b/c");
-        assert_eq!(id_of_key("state/work/strip/id=0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11").as_deref(), Some("0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11"));
+        assert_eq!(
+            id_of_key("state/work/strip/id=0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11").as_deref(),
+            Some("0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11")
+        );
         assert_eq!(id_of_key("id=nope"), None);
     }
 }

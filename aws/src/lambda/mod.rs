@@ -15,6 +15,7 @@ pub mod events;
 pub mod pipeline;
 
 use crate::config::AwsConfig;
+use crate::lock::S3LakeLock;
 use crate::ports::AwsPorts;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -22,7 +23,6 @@ use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
 use tarn_core::SystemClock;
-use crate::lock::S3LakeLock;
 use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock};
 use tarn_lake::{PipelineDeps, Stage};
 
@@ -30,7 +30,8 @@ pub type BoxError = lambda_runtime::Error;
 
 /// JSON logs on stdout (CloudWatch), filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -42,11 +43,18 @@ pub fn init_tracing() {
 }
 
 /// The stage a name stands for.
-pub fn stage_by_name(name: &str, deps_tables: &[tarn_catalog::TableSpec]) -> Result<Arc<dyn Stage>, String> {
+pub fn stage_by_name(
+    name: &str,
+    deps_tables: &[tarn_catalog::TableSpec],
+) -> Result<Arc<dyn Stage>, String> {
     match name {
-        "validate" => Ok(Arc::new(tarn_lake::validate::Validate::new(deps_tables).map_err(|e| e.to_string())?)),
+        "validate" => Ok(Arc::new(
+            tarn_lake::validate::Validate::new(deps_tables).map_err(|e| e.to_string())?,
+        )),
         "strip" => Ok(Arc::new(tarn_lake::strip::Strip::new())),
-        other => Err(format!("stage {other:?} has no Lambda function in this build")),
+        other => Err(format!(
+            "stage {other:?} has no Lambda function in this build"
+        )),
     }
 }
 
@@ -64,7 +72,12 @@ impl Functions {
     /// The pipeline's dependencies on AWS (stores, KMS, Glue) and the table schemas.
     pub fn new(ports: &AwsPorts) -> Result<Self, BoxError> {
         let config = ports.config.clone();
-        let tables = load_schemas(&config.schemas_dir).map_err(|e| format!("loading the table schemas from {}: {e}", config.schemas_dir.display()))?;
+        let tables = load_schemas(&config.schemas_dir).map_err(|e| {
+            format!(
+                "loading the table schemas from {}: {e}",
+                config.schemas_dir.display()
+            )
+        })?;
         let deps = PipelineDeps {
             tables,
             ingress: ports.ingress.clone(),
@@ -78,11 +91,19 @@ impl Functions {
             stages: vec![],
         };
         let mut function = FunctionConfig::default();
-        if let Some(secs) = std::env::var("TARN_AWS_LEASE_SECS").ok().and_then(|s| s.parse().ok()) {
+        if let Some(secs) = std::env::var("TARN_AWS_LEASE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
             function.lease = std::time::Duration::from_secs(secs);
         }
         let lock: Arc<dyn LakeLock> = Arc::new(S3LakeLock::new(ports.state.clone()));
-        Ok(Self { config, deps, function, lock })
+        Ok(Self {
+            config,
+            deps,
+            function,
+            lock,
+        })
     }
 
     /// Configuration from `TARN_AWS_CONFIG`/`TARN_AWS_*`, clients from the default chain.
@@ -94,15 +115,26 @@ impl Functions {
 
     pub fn stage(&self, name: &str) -> Result<StageFunction, BoxError> {
         if !self.config.stages.iter().any(|s| s == name) {
-            return Err(format!("stage {name} is not in the configured stages ({})", self.config.stages.join(",")).into());
+            return Err(format!(
+                "stage {name} is not in the configured stages ({})",
+                self.config.stages.join(",")
+            )
+            .into());
         }
         let stage = stage_by_name(name, &self.deps.tables)?;
         let first = self.config.stages.first().map(String::as_str) == Some(name);
-        Ok(StageFunction::new(self.deps.clone(), stage, first, self.config.next_stage(name), self.function.clone()))
+        Ok(StageFunction::new(
+            self.deps.clone(),
+            stage,
+            first,
+            self.config.next_stage(name),
+            self.function.clone(),
+        ))
     }
 
     pub fn normalize(&self) -> NormalizeFunction {
-        NormalizeFunction::new(self.deps.clone(), self.function.clone()).with_lake_lock(self.lock.clone())
+        NormalizeFunction::new(self.deps.clone(), self.function.clone())
+            .with_lake_lock(self.lock.clone())
     }
 
     pub fn compaction(&self) -> CompactionFunction {
@@ -143,7 +175,11 @@ impl CompactionFunction {
             Some(_) => event.get("detail").cloned().unwrap_or_default(),
             None => event,
         };
-        let req: CompactionRequest = if input.is_null() { CompactionRequest::default() } else { serde_json::from_value(input).map_err(|e| format!("bad compaction request: {e}"))? };
+        let req: CompactionRequest = if input.is_null() {
+            CompactionRequest::default()
+        } else {
+            serde_json::from_value(input).map_err(|e| format!("bad compaction request: {e}"))?
+        };
         let mut c = Compaction::new(self.deps.clone());
         if let Some(t) = &req.table {
             c = c.table(t.clone());
@@ -155,7 +191,12 @@ impl CompactionFunction {
             c = c.target_size(n);
         }
         let report = c.execute().await?;
-        tracing::info!(partitions = report.partitions_compacted, files_in = report.files_in, files_out = report.files_out, "compaction done");
+        tracing::info!(
+            partitions = report.partitions_compacted,
+            files_in = report.files_in,
+            files_out = report.files_out,
+            "compaction done"
+        );
         Ok(serde_json::to_value(&report)?)
     }
 }
@@ -175,7 +216,9 @@ pub async fn run_stage(name: &str) -> Result<(), BoxError> {
 pub async fn run_normalize() -> Result<(), BoxError> {
     init_tracing();
     let f = Arc::new(Functions::connect().await?.normalize());
-    f.setup_catalog().await.map_err(|e| format!("registering the tables in Glue: {e}"))?;
+    f.setup_catalog()
+        .await
+        .map_err(|e| format!("registering the tables in Glue: {e}"))?;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
         let f = f.clone();
         async move { Ok::<SqsBatchResponse, BoxError>(f.handle(ev.payload).await) }

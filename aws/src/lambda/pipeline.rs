@@ -87,7 +87,12 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    fn from_document(doc: &Document, size_bytes: i64, sha256: Option<String>, verdict: HandoffVerdict) -> Self {
+    fn from_document(
+        doc: &Document,
+        size_bytes: i64,
+        sha256: Option<String>,
+        verdict: HandoffVerdict,
+    ) -> Self {
         Self {
             id: doc.id.clone(),
             table: doc.table.clone(),
@@ -113,7 +118,10 @@ impl Handoff {
             content_type: self.content_type.clone(),
             producer: self.producer.clone(),
             received_at: self.received_at,
-            body: Bytes::from(B64.decode(&self.body).map_err(|e| format!("hand-off body is not base64: {e}"))?),
+            body: Bytes::from(
+                B64.decode(&self.body)
+                    .map_err(|e| format!("hand-off body is not base64: {e}"))?,
+            ),
             detected_type: self.detected_type.clone(),
             records: self.records.clone(),
             scan_engine: self.scan_engine.clone(),
@@ -162,7 +170,9 @@ async fn put_handoff(deps: &PipelineDeps, stage: &str, h: &Handoff) -> Result<()
     let plain = serde_json::to_vec(h).map_err(|e| Retry(e.to_string()))?;
     let sealed = envelope::seal(deps.kms.as_ref(), &ctx, &plain).await?;
     let m = Metadata::from([(meta::TABLE.to_string(), h.table.clone())]);
-    deps.state.put(&handoff_key(stage, &h.id), sealed.into(), m).await?;
+    deps.state
+        .put(&handoff_key(stage, &h.id), sealed.into(), m)
+        .await?;
     Ok(())
 }
 
@@ -173,9 +183,24 @@ async fn get_handoff(deps: &PipelineDeps, stage: &str, id: &str) -> Result<Optio
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let table = obj.info.metadata.get(meta::TABLE).cloned().unwrap_or_default();
-    let plain = envelope::open(deps.kms.as_ref(), &EncryptionContext::document(&table, id), &obj.body).await?;
-    serde_json::from_slice(&plain).map(Some).map_err(|e| Retry(format!("hand-off {} is unreadable: {e}", handoff_key(stage, id))))
+    let table = obj
+        .info
+        .metadata
+        .get(meta::TABLE)
+        .cloned()
+        .unwrap_or_default();
+    let plain = envelope::open(
+        deps.kms.as_ref(),
+        &EncryptionContext::document(&table, id),
+        &obj.body,
+    )
+    .await?;
+    serde_json::from_slice(&plain).map(Some).map_err(|e| {
+        Retry(format!(
+            "hand-off {} is unreadable: {e}",
+            handoff_key(stage, id)
+        ))
+    })
 }
 
 async fn has_status(deps: &PipelineDeps, id: &str) -> Result<bool, Retry> {
@@ -184,14 +209,24 @@ async fn has_status(deps: &PipelineDeps, id: &str) -> Result<bool, Retry> {
 
 /// Runs `stage` with the embedded runner's retry rule: transient failures retried with backoff,
 /// then quarantine; a permanent failure quarantines.
-pub async fn run_stage(stage: &dyn Stage, doc: &mut Document, max_attempts: u32, retry_base: Duration) -> Verdict {
+pub async fn run_stage(
+    stage: &dyn Stage,
+    doc: &mut Document,
+    max_attempts: u32,
+    retry_base: Duration,
+) -> Verdict {
     let mut delay = retry_base;
     for attempt in 1..=max_attempts.max(1) {
         match stage.process(doc).await {
             Ok(v) => return v,
-            Err(StageError::Permanent(reason)) => return Verdict::Quarantine(format!("{}: {reason}", stage.name())),
+            Err(StageError::Permanent(reason)) => {
+                return Verdict::Quarantine(format!("{}: {reason}", stage.name()));
+            }
             Err(StageError::Transient(reason)) if attempt >= max_attempts => {
-                return Verdict::Quarantine(format!("{} failed {attempt} times: {reason}", stage.name()));
+                return Verdict::Quarantine(format!(
+                    "{} failed {attempt} times: {reason}",
+                    stage.name()
+                ));
             }
             Err(StageError::Transient(reason)) => {
                 warn!(id = %doc.id, stage = stage.name(), attempt, %reason, "stage failed, retrying");
@@ -216,7 +251,11 @@ pub struct FunctionConfig {
 
 impl Default for FunctionConfig {
     fn default() -> Self {
-        Self { max_attempts: 3, retry_base: Duration::from_millis(100), lease: Duration::from_secs(15 * 60) }
+        Self {
+            max_attempts: 3,
+            retry_base: Duration::from_millis(100),
+            lease: Duration::from_secs(15 * 60),
+        }
     }
 }
 
@@ -264,8 +303,20 @@ pub struct StageFunction {
 
 impl StageFunction {
     /// `next`: the stage whose hand-off this one writes (`normalize` after the last).
-    pub fn new(deps: PipelineDeps, stage: Arc<dyn Stage>, first: bool, next: impl Into<String>, config: FunctionConfig) -> Self {
-        Self { deps, stage, first, next: next.into(), config }
+    pub fn new(
+        deps: PipelineDeps,
+        stage: Arc<dyn Stage>,
+        first: bool,
+        next: impl Into<String>,
+        config: FunctionConfig,
+    ) -> Self {
+        Self {
+            deps,
+            stage,
+            first,
+            next: next.into(),
+            config,
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -287,7 +338,10 @@ impl StageFunction {
             let landed_obj = match self.deps.ingress.get(&key).await {
                 Ok(o) => o,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    info!(stage = self.name(), "no landed object (already processed); nothing to do");
+                    info!(
+                        stage = self.name(),
+                        "no landed object (already processed); nothing to do"
+                    );
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -298,41 +352,79 @@ impl StageFunction {
                     let sha = hex::encode(sha2::Sha256::digest(&d.body));
                     (d, size, Some(sha))
                 }
-                Err(e) if e.kind() == tarn_lake::error::ErrorKind::Transient => return Err(e.into()),
+                Err(e) if e.kind() == tarn_lake::error::ErrorKind::Transient => {
+                    return Err(e.into());
+                }
                 Err(e) => {
                     // unreadable: straight to normalize, quarantined
-                    let h = unreadable_handoff(id, &landed_obj, self.deps.clock.now(), e.to_string());
+                    let h =
+                        unreadable_handoff(id, &landed_obj, self.deps.clock.now(), e.to_string());
                     warn!(stage = self.name(), reason = %e, "landed object is unreadable; quarantining");
                     return put_handoff(&self.deps, "normalize", &h).await;
                 }
             }
         } else {
             let Some(h) = get_handoff(&self.deps, self.name(), id).await? else {
-                info!(stage = self.name(), "no hand-off (already handed on); nothing to do");
+                info!(
+                    stage = self.name(),
+                    "no hand-off (already handed on); nothing to do"
+                );
                 return Ok(());
             };
             let doc = h.document().map_err(Retry)?;
             (doc, h.size_bytes, h.sha256.clone())
         };
-        let verdict = run_stage(self.stage.as_ref(), &mut doc, self.config.max_attempts, self.config.retry_base).await;
-        let next = if verdict == Verdict::Continue { self.next.as_str() } else { "normalize" };
+        let verdict = run_stage(
+            self.stage.as_ref(),
+            &mut doc,
+            self.config.max_attempts,
+            self.config.retry_base,
+        )
+        .await;
+        let next = if verdict == Verdict::Continue {
+            self.next.as_str()
+        } else {
+            "normalize"
+        };
         info!(stage = self.name(), table = %doc.table, verdict = ?verdict, next, "stage done");
-        put_handoff(&self.deps, next, &Handoff::from_document(&doc, size, sha, verdict.into())).await?;
+        put_handoff(
+            &self.deps,
+            next,
+            &Handoff::from_document(&doc, size, sha, verdict.into()),
+        )
+        .await?;
         if !self.first {
-            self.deps.state.delete(&handoff_key(self.name(), id)).await?;
+            self.deps
+                .state
+                .delete(&handoff_key(self.name(), id))
+                .await?;
         }
         Ok(())
     }
 }
 
-fn unreadable_handoff(id: &str, landed_obj: &GetResult, now: DateTime<Utc>, reason: String) -> Handoff {
+fn unreadable_handoff(
+    id: &str,
+    landed_obj: &GetResult,
+    now: DateTime<Utc>,
+    reason: String,
+) -> Handoff {
     let m = &landed_obj.info.metadata;
     Handoff {
         id: id.to_string(),
-        table: m.get(meta::TABLE).cloned().unwrap_or_else(|| "unknown".into()),
+        table: m
+            .get(meta::TABLE)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into()),
         content_type: m.get(meta::CONTENT_TYPE).cloned().unwrap_or_default(),
-        producer: m.get(meta::PRODUCER).cloned().unwrap_or_else(|| "unknown".into()),
-        received_at: m.get(meta::REQUEST_TIME).and_then(|t| landed::parse_request_time(t)).unwrap_or(now),
+        producer: m
+            .get(meta::PRODUCER)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into()),
+        received_at: m
+            .get(meta::REQUEST_TIME)
+            .and_then(|t| landed::parse_request_time(t))
+            .unwrap_or(now),
         body: String::new(),
         size_bytes: landed_obj.info.size as i64,
         sha256: None,
@@ -397,8 +489,19 @@ impl NormalizeFunction {
         let docs = documents_table(&lake_root);
         let schema = file_schema(&docs);
         defs.insert(DOCUMENTS_TABLE.to_string(), (docs, schema));
-        let specs = deps.tables.iter().map(|s| (s.name.clone(), s.clone())).collect();
-        Self { deps, specs, defs, config, lake_root, lock: None }
+        let specs = deps
+            .tables
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        Self {
+            deps,
+            specs,
+            defs,
+            config,
+            lake_root,
+            lock: None,
+        }
     }
 
     /// Shares the lake's write lock with compaction (see [`tarn_lake::compact`]): each batch
@@ -412,12 +515,19 @@ impl NormalizeFunction {
     /// The lake key prefixes (ending in `/`) of a table's registered partitions' locations.
     async fn partition_dirs(&self, table: &str) -> Result<BTreeMap<Vec<String>, String>, Retry> {
         let mut out = BTreeMap::new();
-        for p in self.deps.catalog.get_partitions(&self.deps.database, table).await? {
+        for p in self
+            .deps
+            .catalog
+            .get_partitions(&self.deps.database, table)
+            .await?
+        {
             match p.location.strip_prefix(&self.lake_root) {
                 Some(dir) => {
                     out.insert(p.values, dir.to_string());
                 }
-                None => warn!(table, location = %p.location, "a partition is outside the lake; writing to its Hive directory"),
+                None => {
+                    warn!(table, location = %p.location, "a partition is outside the lake; writing to its Hive directory")
+                }
             }
         }
         Ok(out)
@@ -425,15 +535,27 @@ impl NormalizeFunction {
 
     /// Registers the database and every table in the catalog (run once at deploy or cold start).
     pub async fn setup_catalog(&self) -> Result<(), Retry> {
-        self.deps.catalog.ensure_database(&self.deps.database).await?;
+        self.deps
+            .catalog
+            .ensure_database(&self.deps.database)
+            .await?;
         for (name, (def, _)) in &self.defs {
-            evolve_table(self.deps.catalog.as_ref(), &self.deps.database, def, self.specs.get(name)).await?;
+            evolve_table(
+                self.deps.catalog.as_ref(),
+                &self.deps.database,
+                def,
+                self.specs.get(name),
+            )
+            .await?;
         }
         Ok(())
     }
 
     fn granularity(&self, table: &str) -> Granularity {
-        self.specs.get(table).map(|s| s.partition).unwrap_or_default()
+        self.specs
+            .get(table)
+            .map(|s| s.partition)
+            .unwrap_or_default()
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
@@ -449,7 +571,10 @@ impl NormalizeFunction {
                 }
                 Ok(ids) => {
                     for id in ids {
-                        by_id.entry(id.clone()).or_default().push(m.message_id.clone());
+                        by_id
+                            .entry(id.clone())
+                            .or_default()
+                            .push(m.message_id.clone());
                     }
                 }
             }
@@ -536,8 +661,16 @@ impl NormalizeFunction {
                 self.cleanup(id).await?;
                 return Ok(false);
             }
-            let body = serde_json::to_vec(&Claim { batch: batch.to_string() }).expect("a claim serializes");
-            if self.deps.state.put_if_absent(&claim_key(id), body.into(), Metadata::new()).await? {
+            let body = serde_json::to_vec(&Claim {
+                batch: batch.to_string(),
+            })
+            .expect("a claim serializes");
+            if self
+                .deps
+                .state
+                .put_if_absent(&claim_key(id), body.into(), Metadata::new())
+                .await?
+            {
                 return Ok(true);
             }
             // claimed before: by this same batch (a retry), by a live batch, or by a crashed one
@@ -546,7 +679,8 @@ impl NormalizeFunction {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
-            let claim: Claim = serde_json::from_slice(&existing.body).map_err(|e| Retry(format!("unreadable claim: {e}")))?;
+            let claim: Claim = serde_json::from_slice(&existing.body)
+                .map_err(|e| Retry(format!("unreadable claim: {e}")))?;
             let manifest = self.manifest(&claim.batch).await?;
             match manifest {
                 Some(m) if m.committed => {
@@ -561,7 +695,10 @@ impl NormalizeFunction {
                     }
                     let age = self.age(&batch_key(&m.batch)).await?;
                     if age < self.config.lease {
-                        return Err(Retry(format!("claimed by batch {} started {age:?} ago", m.batch)));
+                        return Err(Retry(format!(
+                            "claimed by batch {} started {age:?} ago",
+                            m.batch
+                        )));
                     }
                     warn!(other_batch = %m.batch, "rolling back a batch that did not finish within the lease");
                     self.rollback(&m).await?;
@@ -572,7 +709,10 @@ impl NormalizeFunction {
                     }
                     let age = self.age(&claim_key(id)).await?;
                     if age < self.config.lease {
-                        return Err(Retry(format!("claimed by batch {} {age:?} ago", claim.batch)));
+                        return Err(Retry(format!(
+                            "claimed by batch {} {age:?} ago",
+                            claim.batch
+                        )));
                     }
                     self.deps.state.delete(&claim_key(id)).await?;
                 }
@@ -583,12 +723,20 @@ impl NormalizeFunction {
 
     async fn age(&self, key: &str) -> Result<Duration, Retry> {
         let info = self.deps.state.head(key).await?;
-        Ok(info.map(|i| (self.deps.clock.now() - i.last_modified).to_std().unwrap_or_default()).unwrap_or(Duration::MAX))
+        Ok(info
+            .map(|i| {
+                (self.deps.clock.now() - i.last_modified)
+                    .to_std()
+                    .unwrap_or_default()
+            })
+            .unwrap_or(Duration::MAX))
     }
 
     async fn manifest(&self, batch: &str) -> Result<Option<Manifest>, Retry> {
         match self.deps.state.get(&batch_key(batch)).await {
-            Ok(o) => serde_json::from_slice(&o.body).map(Some).map_err(|e| Retry(format!("manifest {batch} is unreadable: {e}"))),
+            Ok(o) => serde_json::from_slice(&o.body)
+                .map(Some)
+                .map_err(|e| Retry(format!("manifest {batch} is unreadable: {e}"))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -611,7 +759,10 @@ impl NormalizeFunction {
 
     async fn cleanup(&self, id: &str) -> Result<(), Retry> {
         self.deps.ingress.delete(&ingress_key(id)).await?;
-        self.deps.state.delete(&handoff_key("normalize", id)).await?;
+        self.deps
+            .state
+            .delete(&handoff_key("normalize", id))
+            .await?;
         self.deps.state.delete(&claim_key(id)).await?;
         Ok(())
     }
@@ -644,7 +795,12 @@ impl NormalizeFunction {
             object_key: None,
             records: None,
         };
-        let mut item = Item { row: row.clone(), data: None, object: None, landed: None };
+        let mut item = Item {
+            row: row.clone(),
+            data: None,
+            object: None,
+            landed: None,
+        };
         let mut verdict = h.verdict.clone();
         if verdict == HandoffVerdict::Continue {
             verdict = match (self.specs.get(&h.table).map(|s| s.kind), h.records.as_ref()) {
@@ -664,7 +820,9 @@ impl NormalizeFunction {
                     item.object = Some(doc.body.clone());
                     HandoffVerdict::Continue
                 }
-                _ => HandoffVerdict::Reject("the validate stage did not run, so the document cannot be normalized".into()),
+                _ => HandoffVerdict::Reject(
+                    "the validate stage did not run, so the document cannot be normalized".into(),
+                ),
             };
         }
         let reason = match &verdict {
@@ -699,12 +857,17 @@ impl NormalizeFunction {
         let mut data: BTreeMap<(String, Vec<String>), Vec<RecordBatch>> = BTreeMap::new();
         for it in &mut items {
             if let Some(b) = it.data.take() {
-                data.entry((it.row.table_name.clone(), vec![it.row.dt.clone()])).or_default().push(b);
+                data.entry((it.row.table_name.clone(), vec![it.row.dt.clone()]))
+                    .or_default()
+                    .push(b);
             }
         }
         let mut doc_rows: BTreeMap<Vec<String>, Vec<DocumentRow>> = BTreeMap::new();
         for r in &rows {
-            doc_rows.entry(vec![r.table_name.clone(), r.dt.clone()]).or_default().push(r.clone());
+            doc_rows
+                .entry(vec![r.table_name.clone(), r.dt.clone()])
+                .or_default()
+                .push(r.clone());
         }
         // from here to the commit, compaction cannot swap a partition's location
         let write_lock = match &self.lock {
@@ -713,7 +876,11 @@ impl NormalizeFunction {
         };
         // each file goes under its partition's current location (compaction moves it)
         let mut current: BTreeMap<String, BTreeMap<Vec<String>, String>> = BTreeMap::new();
-        let tables: BTreeSet<String> = data.keys().map(|(t, _)| t.clone()).chain(std::iter::once(DOCUMENTS_TABLE.to_string())).collect();
+        let tables: BTreeSet<String> = data
+            .keys()
+            .map(|(t, _)| t.clone())
+            .chain(std::iter::once(DOCUMENTS_TABLE.to_string()))
+            .collect();
         for t in tables {
             let dirs = self.partition_dirs(&t).await?;
             current.insert(t, dirs);
@@ -721,7 +888,10 @@ impl NormalizeFunction {
         let key_in = |table: &str, values: &Vec<String>| -> String {
             match current.get(table).and_then(|m| m.get(values)) {
                 Some(dir) => format!("{dir}{file_name}"),
-                None => format!("tables/{table}/{}/{file_name}", self.defs[table].0.partition_path(values)),
+                None => format!(
+                    "tables/{table}/{}/{file_name}",
+                    self.defs[table].0.partition_path(values)
+                ),
             }
         };
         let mut files: Vec<(String, String, Vec<String>)> = Vec::new();
@@ -729,14 +899,21 @@ impl NormalizeFunction {
             files.push((table.clone(), key_in(table, values), values.clone()));
         }
         for values in doc_rows.keys() {
-            files.push((DOCUMENTS_TABLE.into(), key_in(DOCUMENTS_TABLE, values), values.clone()));
+            files.push((
+                DOCUMENTS_TABLE.into(),
+                key_in(DOCUMENTS_TABLE, values),
+                values.clone(),
+            ));
         }
         let mut manifest = Manifest {
             batch: batch.to_string(),
             committed: false,
             rows: rows.clone(),
             files: files.iter().map(|f| f.1.clone()).collect(),
-            handoffs: rows.iter().map(|r| handoff_key("normalize", &r.id)).collect(),
+            handoffs: rows
+                .iter()
+                .map(|r| handoff_key("normalize", &r.id))
+                .collect(),
         };
         self.put_manifest(&manifest).await?;
 
@@ -744,14 +921,31 @@ impl NormalizeFunction {
             let (table, id) = (&it.row.table_name, &it.row.id);
             if let Some(landed_obj) = &it.landed {
                 let mut m = landed_obj.info.metadata.clone();
-                m.insert(meta::REASON.into(), it.row.reason.clone().unwrap_or_default());
-                self.deps.quarantine.put(&quarantine_key(table, id), landed_obj.body.clone(), m).await?;
+                m.insert(
+                    meta::REASON.into(),
+                    it.row.reason.clone().unwrap_or_default(),
+                );
+                self.deps
+                    .quarantine
+                    .put(&quarantine_key(table, id), landed_obj.body.clone(), m)
+                    .await?;
             }
             if let (Some(body), Some(key)) = (&it.object, &it.row.object_key) {
-                let sealed = envelope::seal(self.deps.kms.as_ref(), &EncryptionContext::document(table, id), body).await?;
+                let sealed = envelope::seal(
+                    self.deps.kms.as_ref(),
+                    &EncryptionContext::document(table, id),
+                    body,
+                )
+                .await?;
                 let m = Metadata::from([
                     (meta::TABLE.to_string(), table.clone()),
-                    (meta::CONTENT_TYPE.to_string(), it.row.detected_type.clone().unwrap_or_else(|| it.row.content_type.clone())),
+                    (
+                        meta::CONTENT_TYPE.to_string(),
+                        it.row
+                            .detected_type
+                            .clone()
+                            .unwrap_or_else(|| it.row.content_type.clone()),
+                    ),
                 ]);
                 self.deps.lake.put(key, sealed.into(), m).await?;
             }
@@ -760,16 +954,29 @@ impl NormalizeFunction {
         for (table, key, values) in &files {
             let (def, schema) = &self.defs[table];
             let body = if table == DOCUMENTS_TABLE {
-                documents_batch(schema, &doc_rows[values]).and_then(|b| write_parquet(schema, &[b]))?
+                documents_batch(schema, &doc_rows[values])
+                    .and_then(|b| write_parquet(schema, &[b]))?
             } else {
                 write_parquet(schema, &data[&(table.clone(), values.clone())])?
             };
-            self.deps.lake.put(key, body.into(), Metadata::new()).await?;
+            self.deps
+                .lake
+                .put(key, body.into(), Metadata::new())
+                .await?;
             let location = format!("{}{}/", def.location, def.partition_path(values));
-            partitions.entry(table.clone()).or_default().push(Partition { values: values.clone(), location });
+            partitions
+                .entry(table.clone())
+                .or_default()
+                .push(Partition {
+                    values: values.clone(),
+                    location,
+                });
         }
         for (table, parts) in &partitions {
-            self.deps.catalog.add_partitions(&self.deps.database, table, parts).await?;
+            self.deps
+                .catalog
+                .add_partitions(&self.deps.database, table, parts)
+                .await?;
         }
         manifest.committed = true;
         self.put_manifest(&manifest).await?;
@@ -779,7 +986,10 @@ impl NormalizeFunction {
 
     async fn put_manifest(&self, m: &Manifest) -> Result<(), Retry> {
         let body = serde_json::to_vec(m).expect("a manifest serializes");
-        self.deps.state.put(&batch_key(&m.batch), body.into(), Metadata::new()).await?;
+        self.deps
+            .state
+            .put(&batch_key(&m.batch), body.into(), Metadata::new())
+            .await?;
         Ok(())
     }
 
@@ -788,7 +998,10 @@ impl NormalizeFunction {
     async fn finish(&self, m: &Manifest) -> Result<(), Retry> {
         for row in &m.rows {
             let body = serde_json::to_vec(row).expect("a row serializes");
-            self.deps.state.put(&status_key(&row.id), body.into(), Metadata::new()).await?;
+            self.deps
+                .state
+                .put(&status_key(&row.id), body.into(), Metadata::new())
+                .await?;
             self.cleanup(&row.id).await?;
             info!(id = %row.id, table = %row.table_name, status = row.status.as_str(), reason = row.reason.as_deref().unwrap_or(""), "document committed");
         }
@@ -809,10 +1022,15 @@ pub fn batch_id(ids: &[String]) -> String {
         h.update(b"\n");
     }
     let d = h.finalize();
-    uuid::Builder::from_random_bytes(d[..16].try_into().expect("16 bytes")).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(d[..16].try_into().expect("16 bytes"))
+        .into_uuid()
+        .to_string()
 }
 
 /// Messages' ids as a map, for tests and callers that want it.
 pub fn ids_by_message(event: &SqsEvent) -> HashMap<String, Vec<String>> {
-    messages(event).into_iter().filter_map(|m| m.ids.ok().map(|ids| (m.message_id, ids))).collect()
+    messages(event)
+        .into_iter()
+        .filter_map(|m| m.ids.ok().map(|ids| (m.message_id, ids)))
+        .collect()
 }

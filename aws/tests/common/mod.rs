@@ -15,7 +15,10 @@ static URL: OnceLock<String> = OnceLock::new();
 static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The moto server's URL, starting it when `TARN_MOTO_URL` is not set.
@@ -29,8 +32,18 @@ pub fn moto_url() -> String {
             .arg("start")
             .output()
             .expect("running scripts/moto.sh start");
-        assert!(out.status.success(), "scripts/moto.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap().to_string()
+        assert!(
+            out.status.success(),
+            "scripts/moto.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string()
     })
     .clone()
 }
@@ -44,7 +57,11 @@ pub struct Moto {
 pub async fn moto() -> Moto {
     let guard = LOCK.lock().await;
     let url = moto_url();
-    let resp = reqwest::Client::new().post(format!("{url}/moto-api/reset")).send().await.expect("moto reset");
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/moto-api/reset"))
+        .send()
+        .await
+        .expect("moto reset");
     assert!(resp.status().is_success(), "moto reset: {}", resp.status());
     Moto { url, _guard: guard }
 }
@@ -54,26 +71,49 @@ pub fn sdk_config(url: &str) -> SdkConfig {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(url)
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(Credentials::new("testing", "testing", None, None, "tarn-tests")))
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            Credentials::new("testing", "testing", None, None, "tarn-tests"),
+        ))
         .build()
 }
 
 pub fn s3(url: &str) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk_config(url)).force_path_style(true).build())
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk_config(url))
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 pub async fn create_bucket(url: &str, name: &str) {
-    s3(url).create_bucket().bucket(name).send().await.unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+    s3(url)
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
 }
 
 pub async fn create_key(url: &str) -> String {
     let kms = aws_sdk_kms::Client::new(&sdk_config(url));
-    kms.create_key().send().await.expect("create key").key_metadata().unwrap().arn().unwrap().to_string()
+    kms.create_key()
+        .send()
+        .await
+        .expect("create key")
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string()
 }
 
 /// A JSON-protocol call (Cognito and others without an SDK crate here).
 pub async fn json_call(url: &str, target: &str, body: serde_json::Value) -> serde_json::Value {
-    let service = if target.starts_with("AWSCognito") { "cognito-idp" } else { "unknown" };
+    let service = if target.starts_with("AWSCognito") {
+        "cognito-idp"
+    } else {
+        "unknown"
+    };
     let resp = reqwest::Client::new()
         .post(format!("{url}/"))
         .header("X-Amz-Target", target)
@@ -89,7 +129,11 @@ pub async fn json_call(url: &str, target: &str, body: serde_json::Value) -> serd
     let status = resp.status();
     let text = resp.text().await.unwrap();
     assert!(status.is_success(), "{target}: {status}: {text}");
-    if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).unwrap() }
+    if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
 }
 
 /// A whole platform on moto: buckets, key, config and ports.
@@ -99,7 +143,13 @@ pub struct Platform {
 }
 
 pub async fn platform(url: &str) -> Platform {
-    for b in ["tarn-ingress", "tarn-lake", "tarn-quarantine", "tarn-audit", "tarn-athena"] {
+    for b in [
+        "tarn-ingress",
+        "tarn-lake",
+        "tarn-quarantine",
+        "tarn-audit",
+        "tarn-athena",
+    ] {
         create_bucket(url, b).await;
     }
     let key = create_key(url).await;
@@ -113,15 +163,25 @@ pub async fn platform(url: &str) -> Platform {
         ("TARN_AWS_AUDIT_BUCKET", "tarn-audit".into()),
         ("TARN_AWS_KMS_KEY_ID", key),
         ("TARN_AWS_GLUE_DATABASE", "tarn".into()),
-        ("TARN_AWS_ATHENA_OUTPUT_LOCATION", "s3://tarn-athena/results/".into()),
+        (
+            "TARN_AWS_ATHENA_OUTPUT_LOCATION",
+            "s3://tarn-athena/results/".into(),
+        ),
         ("TARN_AWS_COGNITO_POOL_ID", "us-east-1_test".into()),
         ("TARN_AWS_COGNITO_CLIENT_IDS", "client".into()),
-        ("TARN_AWS_SCHEMAS_DIR", repo_root().join("schemas").display().to_string()),
+        (
+            "TARN_AWS_SCHEMAS_DIR",
+            repo_root().join("schemas").display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let config = RawAwsConfig::default().merge_env(|k| env.get(k).cloned()).unwrap().finish().unwrap();
+    let config = RawAwsConfig::default()
+        .merge_env(|k| env.get(k).cloned())
+        .unwrap()
+        .finish()
+        .unwrap();
     let ports = AwsPorts::with_sdk_config(&config, sdk_config(url));
     Platform { config, ports }
 }
@@ -139,9 +199,15 @@ pub fn lambda_env(p: &Platform) -> Vec<(String, String)> {
         ("TARN_AWS_AUDIT_BUCKET", c.audit_bucket.clone()),
         ("TARN_AWS_KMS_KEY_ID", c.kms_key_id.clone()),
         ("TARN_AWS_GLUE_DATABASE", c.glue_database.clone()),
-        ("TARN_AWS_ATHENA_OUTPUT_LOCATION", c.athena_output_location.clone()),
+        (
+            "TARN_AWS_ATHENA_OUTPUT_LOCATION",
+            c.athena_output_location.clone(),
+        ),
         ("TARN_AWS_COGNITO_POOL_ID", c.cognito_pool_id.clone()),
-        ("TARN_AWS_COGNITO_CLIENT_IDS", c.cognito_client_ids.join(",")),
+        (
+            "TARN_AWS_COGNITO_CLIENT_IDS",
+            c.cognito_client_ids.join(","),
+        ),
         ("TARN_AWS_SCHEMAS_DIR", c.schemas_dir.display().to_string()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
