@@ -312,6 +312,10 @@ impl Compaction {
             let parts = self.deps.catalog.get_partitions(&self.deps.database, &def.name).await?;
             for p in parts.into_iter().filter(|p| self.selected(&def, p)) {
                 report.partitions_examined += 1;
+                if let Err(e) = self.key_of(&p.location) {
+                    self.skip(&mut report, &def, &p.values, e.to_string());
+                    continue;
+                }
                 let files = self.visible_files(&p.location).await?;
                 let Ok(plan) = plan_partition(&files, &self.plan) else { continue };
                 if let Some(reason) = pending_batch(&files, &uncommitted) {
