@@ -54,6 +54,9 @@ pub struct AwsConfig {
     pub stages: Vec<String>,
     /// the table schemas (`schemas/` by default)
     pub schemas_dir: PathBuf,
+    /// clamd for the scan stage (`tcp://host:port` or `unix:///path`); required when `stages`
+    /// has `scan`
+    pub clamd_addr: Option<String>,
 }
 
 /// The raw form: every setting optional, as a file or the environment gives it.
@@ -80,10 +83,11 @@ pub struct RawAwsConfig {
     pub cognito_client_ids: Option<Vec<String>>,
     pub stages: Option<Vec<String>>,
     pub schemas_dir: Option<PathBuf>,
+    pub clamd_addr: Option<String>,
 }
 
-/// The stage names the Lambdas know (scan joins once its stage is in `tarn-lake`).
-pub const KNOWN_STAGES: &[&str] = &["validate", "strip"];
+/// The stage names the Lambdas know.
+pub const KNOWN_STAGES: &[&str] = &["validate", "scan", "strip"];
 
 fn env_name(setting: &str) -> String {
     format!("TARN_AWS_{}", setting.to_ascii_uppercase())
@@ -142,7 +146,8 @@ impl RawAwsConfig {
             trail_name,
             cognito_pool_id,
             cognito_issuer,
-            cognito_jwks_url
+            cognito_jwks_url,
+            clamd_addr
         );
         if self.region.is_none() {
             self.region = lookup("AWS_REGION")
@@ -356,7 +361,24 @@ impl RawAwsConfig {
                 ));
             }
         }
+        let clamd_addr = self.clamd_addr.filter(|s| !s.trim().is_empty());
+        match &clamd_addr {
+            Some(a) if !(a.starts_with("tcp://") || a.starts_with("unix://")) => {
+                return Err(err(
+                    "clamd_addr",
+                    format!("{a:?} is not tcp://host:port or unix:///path"),
+                ));
+            }
+            None if stages.iter().any(|s| s == "scan") => {
+                return Err(err(
+                    "clamd_addr",
+                    "missing: the scan stage needs clamd (tcp://host:port or unix:///path)",
+                ));
+            }
+            _ => {}
+        }
         Ok(AwsConfig {
+            clamd_addr,
             region,
             endpoint_url,
             force_path_style: self.force_path_style.unwrap_or(false),

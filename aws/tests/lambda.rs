@@ -626,3 +626,97 @@ async fn the_validate_binary_runs_through_a_lambda_runtime_api() {
     let v: Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["span"]["id"], id, "{line}");
 }
+
+#[tokio::test]
+async fn the_scan_function_quarantines_eicar_and_passes_clean_files_on() {
+    let m = moto().await;
+    let clamd = clamd_addr();
+    let p = platform_with(
+        &m.url,
+        &[
+            ("TARN_AWS_STAGES", "validate,scan,strip"),
+            ("TARN_AWS_CLAMD_ADDR", &clamd),
+        ],
+    )
+    .await;
+    let f = Functions::new(&p.ports).unwrap();
+    f.normalize().setup_catalog().await.unwrap();
+    let eicar = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let bad = land(&p, "files", "text/plain", eicar).await;
+    let good = land(&p, "files", "text/plain", b"a,b\n1,2\n").await;
+    let ids = vec![bad.clone(), good.clone()];
+
+    let r = f
+        .stage("validate")
+        .unwrap()
+        .handle(event(
+            "tarn-ingress",
+            &ids.iter().map(|i| ingress_key(i)).collect::<Vec<_>>(),
+            vec![],
+        ))
+        .await;
+    assert!(failures(&r).is_empty());
+    let r = f
+        .stage("scan")
+        .unwrap()
+        .handle(event("tarn-lake", &state_keys(&p, "scan", &ids), vec![]))
+        .await;
+    assert!(failures(&r).is_empty(), "{r:?}");
+    assert!(
+        p.ports
+            .state
+            .head(&handoff_key("normalize", &bad))
+            .await
+            .unwrap()
+            .is_some(),
+        "the infected file skips strip"
+    );
+    assert!(
+        p.ports
+            .state
+            .head(&handoff_key("strip", &good))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let r = f
+        .stage("strip")
+        .unwrap()
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "strip", &ids[1..]),
+            vec![],
+        ))
+        .await;
+    assert!(failures(&r).is_empty());
+    let r = f
+        .normalize()
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "normalize", &ids),
+            vec![],
+        ))
+        .await;
+    assert!(failures(&r).is_empty(), "{r:?}");
+
+    let rb = status(&p, &bad).await;
+    assert_eq!(rb.status, Status::Quarantined);
+    assert!(
+        rb.scan_result
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Eicar"),
+        "{rb:?}"
+    );
+    assert!(
+        p.ports
+            .quarantine
+            .head(&format!("files/{bad}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let rg = status(&p, &good).await;
+    assert_eq!(rg.status, Status::Stored);
+    assert!(rg.scan_engine.is_some(), "{rg:?}");
+}

@@ -45,16 +45,25 @@ pub fn init_tracing() {
 /// The stage a name stands for.
 pub fn stage_by_name(
     name: &str,
-    deps_tables: &[tarn_catalog::TableSpec],
+    config: &AwsConfig,
+    tables: &[tarn_catalog::TableSpec],
 ) -> Result<Arc<dyn Stage>, String> {
     match name {
         "validate" => Ok(Arc::new(
-            tarn_lake::validate::Validate::new(deps_tables).map_err(|e| e.to_string())?,
+            tarn_lake::validate::Validate::new(tables).map_err(|e| e.to_string())?,
         )),
+        "scan" => {
+            let addr = config
+                .clamd_addr
+                .as_deref()
+                .ok_or("the scan stage needs clamd_addr (TARN_AWS_CLAMD_ADDR)")?;
+            let scanner =
+                tarn_lake::scan::ClamdScanner::connect(addr, tarn_lake::scan::Timeouts::default())
+                    .map_err(|e| format!("clamd at {addr}: {e}"))?;
+            Ok(Arc::new(tarn_lake::scan::ScanStage::new(Arc::new(scanner))))
+        }
         "strip" => Ok(Arc::new(tarn_lake::strip::Strip::new())),
-        other => Err(format!(
-            "stage {other:?} has no Lambda function in this build"
-        )),
+        other => Err(format!("stage {other:?} has no Lambda function")),
     }
 }
 
@@ -121,7 +130,7 @@ impl Functions {
             )
             .into());
         }
-        let stage = stage_by_name(name, &self.deps.tables)?;
+        let stage = stage_by_name(name, &self.config, &self.deps.tables)?;
         let first = self.config.stages.first().map(String::as_str) == Some(name);
         Ok(StageFunction::new(
             self.deps.clone(),

@@ -143,6 +143,45 @@ pub struct Platform {
 }
 
 pub async fn platform(url: &str) -> Platform {
+    platform_with(url, &[]).await
+}
+
+/// clamd's address for the scan tests: `TARN_CLAMD`, or `scripts/clamd.sh start`.
+pub fn clamd_addr() -> String {
+    static ADDR: OnceLock<String> = OnceLock::new();
+    ADDR.get_or_init(|| {
+        if let Ok(a) = std::env::var("TARN_CLAMD")
+            && !a.is_empty()
+        {
+            return a;
+        }
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("bash")
+                .arg(repo_root().join("scripts/clamd.sh"))
+                .args(args)
+                .output()
+                .expect("running scripts/clamd.sh");
+            assert!(
+                out.status.success(),
+                "scripts/clamd.sh {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_string()
+        };
+        run(&["start"]);
+        run(&["addr", "tcp"])
+    })
+    .clone()
+}
+
+/// A platform with extra `TARN_AWS_*` settings.
+pub async fn platform_with(url: &str, extra: &[(&str, &str)]) -> Platform {
     for b in [
         "tarn-ingress",
         "tarn-lake",
@@ -176,6 +215,7 @@ pub async fn platform(url: &str) -> Platform {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     .collect();
     let config = RawAwsConfig::default()
         .merge_env(|k| env.get(k).cloned())
