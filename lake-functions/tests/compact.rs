@@ -601,3 +601,26 @@ async fn an_added_optional_property_reads_as_null_in_older_files_and_survives_co
     let err = pipeline_with(&e, vec![v4], &|s| s).setup_catalog().await.unwrap_err().to_string();
     assert!(err.contains("new property must is required"), "{err}");
 }
+
+#[tokio::test]
+async fn the_serve_schedule_compacts_until_shutdown() {
+    let e = env();
+    let p = pipeline(&e);
+    p.setup_catalog().await.unwrap();
+    ingest(&e, &p, &[6], 3, 1).await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let d = deps(&e);
+    let schedule =
+        tokio::spawn(async move { tarn_lake::compact::run_every(Duration::from_millis(20), rx, move || Compaction::new(d.clone())).await });
+    for _ in 0..500 {
+        if files_of(&engine(&e).table_stats().await.unwrap(), "events") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tx.send(true).unwrap();
+    let runs = tokio::time::timeout(Duration::from_secs(30), schedule).await.unwrap().unwrap();
+    assert!(runs >= 1);
+    let stats = engine(&e).table_stats().await.unwrap();
+    assert_eq!((files_of(&stats, "events"), files_of(&stats, "documents")), (1, 1));
+}

@@ -701,6 +701,81 @@ impl Compaction {
     }
 }
 
+/// Parses a size as `tarn compact --target-size` takes it: `134217728`, `128MiB`, `128M`,
+/// `1GiB`, `512KiB`, `100MB` (powers of 1000 for KB/MB/GB, of 1024 for KiB/MiB/GiB and K/M/G).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || LakeError::Pipeline(format!("size {s:?}: expected a number with an optional unit, e.g. 128MiB"));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    let bytes = n * mult as f64;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// Runs a compaction every `interval` until `shutdown` turns true (`tarn serve`'s schedule).
+/// `make` builds each run (so each gets fresh options and a fresh progress callback). Errors are
+/// logged and the next run retries; a run cut short by shutdown is finished or undone by the
+/// next run (its job record), so stopping never leaves anything half-visible.
+pub async fn run_every(
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    make: impl Fn() -> Compaction + Send + Sync,
+) -> usize {
+    let mut runs = 0;
+    loop {
+        if *shutdown.borrow() {
+            return runs;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return runs; // the sender is gone: nobody can stop us any more, so stop
+                }
+                continue;
+            }
+        }
+        if *shutdown.borrow() {
+            return runs;
+        }
+        tokio::select! {
+            r = make().execute() => {
+                runs += 1;
+                match r {
+                    Ok(report) => info!(
+                        compacted = report.partitions_compacted,
+                        files_in = report.files_in,
+                        files_out = report.files_out,
+                        vacuumed = report.vacuum.files_deleted,
+                        ms = report.elapsed_ms,
+                        "scheduled compaction"
+                    ),
+                    Err(e) => warn!(error = %e, "scheduled compaction failed; the next run retries"),
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return runs;
+                }
+            }
+        }
+    }
+}
+
 fn pending_batch(files: &[FileEntry], uncommitted: &BTreeSet<String>) -> Option<String> {
     files
         .iter()
@@ -775,5 +850,33 @@ impl Outputs {
 
     async fn finish(&mut self) -> Result<()> {
         self.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("134217728").unwrap(), 128 << 20);
+        assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
+        assert_eq!(parse_size("128M").unwrap(), 128 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("0.5 KiB").unwrap(), 512);
+        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
+        for bad in ["", "MiB", "12 parsecs", "0", "-1", "1e99GB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn partition_filters_parse() {
+        assert_eq!(
+            parse_partition_filter("table_name=events/dt=2024-05-06").unwrap(),
+            [("table_name".to_string(), "events".to_string()), ("dt".to_string(), "2024-05-06".to_string())]
+        );
+        assert!(parse_partition_filter("dt").is_err());
+        assert!(parse_partition_filter("=x").is_err());
     }
 }
