@@ -265,3 +265,184 @@ async fn the_stage_fails_transiently_when_the_scan_does_not_complete() {
     let mut d = doc("application/json", "{}");
     assert!(matches!(ScanStage::new(Arc::new(slow)).process(&mut d).await, Err(StageError::Transient(_))));
 }
+
+// ---- measurement (run by scripts/bench-scan.sh; not a test) ----
+
+struct Timings {
+    name: String,
+    each: Vec<Duration>,
+}
+
+impl Timings {
+    fn mean(&self) -> Duration {
+        self.each.iter().sum::<Duration>() / self.each.len() as u32
+    }
+
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.each.clone();
+        v.sort();
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+
+    fn print(&self, base: Option<&Timings>) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let over = base
+            .map(|b| format!("{:+8.3} {:+8.3}", ms(self.mean()) - ms(b.mean()), ms(self.pct(0.5)) - ms(b.pct(0.5))))
+            .unwrap_or_default();
+        println!(
+            "{:<46} {:>8.3} {:>8.3} {:>8.3} {over}",
+            self.name,
+            ms(self.mean()),
+            ms(self.pct(0.5)),
+            ms(self.pct(0.99))
+        );
+    }
+}
+
+/// The floor: a blocking client that sends the whole INSTREAM (framed into 64 KiB chunks
+/// beforehand) in one write and reads the answer; clamd's own time plus the least protocol cost.
+struct Raw {
+    stream: Option<std::net::TcpStream>,
+    port: String,
+    framed: Vec<u8>,
+    id: u64,
+}
+
+impl Raw {
+    fn new(tcp: &str, body: &[u8], session: bool) -> Raw {
+        let mut framed = Vec::new();
+        for c in body.chunks(64 * 1024) {
+            framed.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            framed.extend_from_slice(c);
+        }
+        framed.extend_from_slice(&[0; 4]);
+        let port = tcp.trim_start_matches("tcp://").to_string();
+        let stream = session.then(|| {
+            let mut s = std::net::TcpStream::connect(&port).unwrap();
+            s.set_nodelay(true).unwrap();
+            std::io::Write::write_all(&mut s, b"zIDSESSION\0").unwrap();
+            s
+        });
+        Raw { stream, port, framed, id: 0 }
+    }
+
+    fn scan(&mut self) -> String {
+        use std::io::{Read, Write};
+        let mut one;
+        let s = match &mut self.stream {
+            Some(s) => s,
+            None => {
+                one = std::net::TcpStream::connect(&self.port).unwrap();
+                one.set_nodelay(true).unwrap();
+                &mut one
+            }
+        };
+        s.write_all(b"zINSTREAM\0").unwrap();
+        s.write_all(&self.framed).unwrap();
+        self.id += 1;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 256];
+        while !reply.ends_with(b"\0") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "clamd closed");
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(reply).unwrap();
+        assert!(text.ends_with("stream: OK\0"), "{text}");
+        text
+    }
+}
+
+/// tarn's per-document overhead over a warm clamd: `ClamdScanner` against the raw floor.
+/// `cargo test -p tarn-lake --test scan -- --ignored --nocapture scan_overhead`
+/// (TARN_BENCH_N scans of TARN_BENCH_SIZE bytes each, 500 of 100 KB by default). The variants
+/// take turns scan by scan (in a rotating order), so a busy machine slows them all alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: scripts/bench-scan.sh"]
+async fn scan_overhead() {
+    let n: usize = std::env::var("TARN_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let size: usize = std::env::var("TARN_BENCH_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(100 * 1024);
+    let body = conformance::clean_text(size);
+    let c = clamd();
+    println!("{n} scans of a {size}-byte clean text each, clamd at {} and {}", c.tcp, c.unix);
+
+    let mut raw_single = Raw::new(&c.tcp, &body, false);
+    let mut raw_session = Raw::new(&c.tcp, &body, true);
+    let pooled = tcp();
+    let single = tcp().with_pool_size(0);
+    let pooled_unix = unix();
+    let single_unix = unix().with_pool_size(0);
+    let stage = ScanStage::new(Arc::new(tcp()));
+    let d = doc("application/octet-stream", body.clone());
+    let names = [
+        "raw, one connection per scan (tcp)",
+        "raw, one IDSESSION (tcp)",
+        "ClamdScanner, one connection per scan (tcp)",
+        "ClamdScanner, session pool (tcp)",
+        "ClamdScanner, one connection per scan (unix)",
+        "ClamdScanner, session pool (unix)",
+        "ScanStage::process, session pool (tcp)",
+    ];
+    // what each is compared with
+    let base = [None, None, Some(0), Some(1), Some(0), Some(1), Some(1)];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); names.len()];
+    for i in 0..n + n / 10 {
+        for j in 0..names.len() {
+            let k = (i + j) % names.len();
+            let t = std::time::Instant::now();
+            match k {
+                0 => drop(raw_single.scan()),
+                1 => drop(raw_session.scan()),
+                2 => assert_eq!(single.scan(&body).await.unwrap(), ScanVerdict::Clean),
+                3 => assert_eq!(pooled.scan(&body).await.unwrap(), ScanVerdict::Clean),
+                4 => assert_eq!(single_unix.scan(&body).await.unwrap(), ScanVerdict::Clean),
+                5 => assert_eq!(pooled_unix.scan(&body).await.unwrap(), ScanVerdict::Clean),
+                _ => {
+                    let mut d = d.clone();
+                    assert_eq!(stage.process(&mut d).await.unwrap(), Verdict::Continue);
+                }
+            }
+            if i >= n / 10 {
+                times[k].push(t.elapsed()); // the first tenth warms up
+            }
+        }
+    }
+    let timings: Vec<Timings> =
+        names.iter().zip(times).map(|(name, each)| Timings { name: name.to_string(), each }).collect();
+    println!("{:<46} {:>8} {:>8} {:>8} {:>8} {:>8}", "ms per scan", "mean", "p50", "p99", "Δmean", "Δp50");
+    for (t, b) in timings.iter().zip(base) {
+        t.print(b.map(|b| &timings[b]));
+    }
+    println!(
+        "connections opened: session pool tcp {}, unix {}; one per scan tcp {}",
+        pooled.connections_opened(),
+        pooled_unix.connections_opened(),
+        single.connections_opened()
+    );
+
+    // throughput with the runner's default concurrency (8)
+    let shared = Arc::new(tcp());
+    let body = Arc::new(body);
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, b) = (shared.clone(), body.clone());
+            tokio::spawn(async move {
+                for _ in 0..n / 8 {
+                    assert_eq!(s.scan(&b).await.unwrap(), ScanVerdict::Clean);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = (n / 8) * 8;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "8 concurrent scans: {total} scans in {secs:.2} s = {:.0} scans/s, {:.1} MB/s; connections opened: {}",
+        total as f64 / secs,
+        (total * size) as f64 / secs / 1e6,
+        shared.connections_opened()
+    );
+}
