@@ -25,7 +25,7 @@ fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 
 TARN_BENCH_N="$N" TARN_BENCH_SIZE="$SIZE" cargo test -q -p tarn-lake --test scan -- --ignored --nocapture --exact scan_overhead 2>&1 |
-    grep -vE '^(running|test |$)'
+    grep -vE '^(running|test |\.+$|$)'
 
 conf="${TARN_CLAMD_DIR:-/tmp/tarn-clamd}/clamd.conf"
 if command -v clamdscan >/dev/null 2>&1 && [ -f "$conf" ]; then
