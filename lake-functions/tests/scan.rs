@@ -13,8 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
+use tarn_core::document::{ingress_key, meta, status_key};
+use tarn_core::{
+    DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, Metadata, ObjectStore, Status, SystemClock,
+    envelope,
+};
 use tarn_lake::scan::{ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, conformance};
-use tarn_lake::{Document, Stage, StageError, Verdict};
+use tarn_lake::validate::Validate;
+use tarn_lake::{Document, Pipeline, PipelineConfig, PipelineDeps, Stage, StageError, Verdict};
 
 /// Over the test clamd's `StreamMaxLength 1M`.
 const OVER_LIMIT: usize = 2_000_000;
@@ -264,6 +271,164 @@ async fn the_stage_fails_transiently_when_the_scan_does_not_complete() {
     .unwrap();
     let mut d = doc("application/json", "{}");
     assert!(matches!(ScanStage::new(Arc::new(slow)).process(&mut d).await, Err(StageError::Transient(_))));
+}
+
+// ---- the pipeline: nothing unscanned, nothing infected, reaches the lake ----
+
+struct Lake {
+    dir: tempfile::TempDir,
+    ingress: Arc<dyn ObjectStore>,
+    lake: Arc<LocalObjectStore>,
+    quarantine: Arc<dyn ObjectStore>,
+    state: Arc<dyn ObjectStore>,
+    kms: Arc<dyn Kms>,
+    catalog: Arc<dyn Catalog>,
+    tables: Vec<TableSpec>,
+}
+
+fn lake() -> Lake {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tables = vec![
+        TableSpec::from_value(
+            Path::new("events.json"),
+            serde_json::json!({"title": "events", "type": "object", "required": ["user"],
+                   "properties": {"user": {"type": "string"}},
+                   "x-tarn": {"accept": ["application/json", "application/x-ndjson"]}}),
+        )
+        .unwrap(),
+        TableSpec::from_value(
+            Path::new("photos.json"),
+            serde_json::json!({"title": "photos", "x-tarn": {"accept": ["image/png"]}}),
+        )
+        .unwrap(),
+    ];
+    Lake {
+        ingress: Arc::new(LocalObjectStore::open("ingress", d.join("ingress")).unwrap()),
+        lake: Arc::new(LocalObjectStore::open("lake", d.join("lake")).unwrap()),
+        quarantine: Arc::new(LocalObjectStore::open("quarantine", d.join("quarantine")).unwrap()),
+        state: Arc::new(LocalObjectStore::open("state", d.join("state")).unwrap()),
+        kms: Arc::new(LocalKms::open_or_create(d.join("keys/master.key")).unwrap()),
+        catalog: Arc::new(LocalCatalog::open(d.join("catalog")).unwrap()),
+        tables,
+        dir,
+    }
+}
+
+fn pipeline(l: &Lake, scanner: ClamdScanner) -> Pipeline {
+    let deps = PipelineDeps {
+        tables: l.tables.clone(),
+        ingress: l.ingress.clone(),
+        lake: l.lake.clone(),
+        quarantine: l.quarantine.clone(),
+        state: l.state.clone(),
+        kms: l.kms.clone(),
+        catalog: l.catalog.clone(),
+        database: "tarn".into(),
+        clock: Arc::new(SystemClock),
+        stages: vec![Arc::new(ScanStage::new(Arc::new(scanner))), Arc::new(Validate::new(&l.tables).unwrap())],
+    };
+    Pipeline::new(deps, PipelineConfig { retry_base: Duration::from_millis(1), ..Default::default() })
+}
+
+/// Lands a document as the ingress does.
+async fn land(l: &Lake, table: &str, content_type: &str, body: &[u8]) -> String {
+    use base64::Engine;
+    let id = uuid::Uuid::new_v4().to_string();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+    let sealed =
+        envelope::seal(l.kms.as_ref(), &EncryptionContext::document(table, &id), encoded.as_bytes()).await.unwrap();
+    let m: Metadata = [
+        (meta::TABLE, table),
+        (meta::CONTENT_TYPE, content_type),
+        (meta::PRODUCER, "alice"),
+        (meta::REQUEST_TIME, "2024-05-06T07:08:09.123Z"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    l.ingress.put(&ingress_key(&id), sealed.into(), m).await.unwrap();
+    id
+}
+
+async fn row(l: &Lake, id: &str) -> DocumentRow {
+    serde_json::from_slice(&l.state.get(&status_key(id)).await.unwrap().body).unwrap()
+}
+
+/// Every file under the lake's `tables/<table>/` and `objects/<table>/`.
+fn lake_files(l: &Lake, table: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![l.lake.root().join("tables").join(table), l.lake.root().join("objects").join(table)];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for entry in rd {
+            let p = entry.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+
+#[tokio::test]
+async fn the_pipeline_stores_clean_documents_and_quarantines_infected_ones() {
+    let l = lake();
+    let p = pipeline(&l, tcp());
+    p.setup_catalog().await.unwrap();
+    let clean = land(&l, "events", "application/json", br#"[{"user":"a"},{"user":"b"}]"#).await;
+    let json = land(&l, "events", "application/json", format!(r#"{{"user":"{}"}}"#, marker()).as_bytes()).await;
+    let photo = land(&l, "photos", "image/png", PNG).await;
+    let infected_photo = land(&l, "photos", "image/png", &[PNG, marker().as_bytes()].concat()).await;
+    let zip = land(&l, "photos", "image/png", &conformance::stored_zip(&[("e.com", &conformance::eicar())])).await;
+
+    let report = p.drain().await.unwrap();
+    assert_eq!((report.stored, report.rejected, report.quarantined), (2, 0, 3));
+    for id in [&clean, &photo] {
+        let r = row(&l, id).await;
+        assert_eq!(r.status, Status::Stored);
+        assert_eq!(r.scan_result.as_deref(), Some("clean"));
+        assert!(r.scan_engine.as_deref().unwrap().starts_with("clamav "));
+    }
+    for (id, signature) in [
+        (&json, "Tarn-Test-Malware-Marker.UNOFFICIAL"),
+        (&infected_photo, "Tarn-Test-Malware-Marker.UNOFFICIAL"),
+        (&zip, "Eicar-Test-Signature.UNOFFICIAL"),
+    ] {
+        let r = row(&l, id).await;
+        assert_eq!(r.status, Status::Quarantined);
+        assert_eq!(r.reason.as_deref(), Some(format!("infected: {signature}").as_str()));
+        assert_eq!(r.scan_result.as_deref(), Some(signature));
+        assert_eq!(r.object_key, None);
+    }
+    // the lake has the clean ones only
+    let objects: Vec<_> = lake_files(&l, "photos").into_iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+    assert_eq!(objects, [std::ffi::OsString::from(&photo)]);
+    assert_eq!(lake_files(&l, "events").iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).count(), 1);
+    let _ = &l.dir;
+}
+
+#[tokio::test]
+async fn without_a_scanner_nothing_reaches_the_lake() {
+    let l = lake();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, scanner) in [dead_tcp(), dead_unix(dir.path())].into_iter().enumerate() {
+        let p = pipeline(&l, scanner);
+        p.setup_catalog().await.unwrap();
+        let json = land(&l, "events", "application/json", br#"{"user":"a"}"#).await;
+        let photo = land(&l, "photos", "image/png", PNG).await;
+        let report = p.drain().await.unwrap();
+        assert_eq!((report.stored, report.quarantined), (0, 2), "scanner {i}");
+        for id in [&json, &photo] {
+            let r = row(&l, id).await;
+            assert_eq!(r.status, Status::Quarantined);
+            let reason = r.reason.unwrap();
+            assert!(reason.starts_with("scan failed 5 times: ") && reason.contains("cannot connect"), "{reason}");
+            assert_eq!((r.scan_result, r.scan_engine), (None, None));
+        }
+    }
+    assert!(lake_files(&l, "events").iter().all(|p| p.extension().is_none_or(|x| x != "parquet")));
+    assert!(lake_files(&l, "photos").is_empty());
 }
 
 // ---- measurement (run by scripts/bench-scan.sh; not a test) ----
