@@ -36,6 +36,7 @@ async fn platform(dir: &std::path::Path, max_in_flight: usize) -> Platform {
             data_dir: Some(dir.into()),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             schemas: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas").into()),
+            clamd: std::env::var("TARN_CLAMD").ok(),
         },
     )
     .unwrap();

@@ -24,6 +24,10 @@ pub struct Global {
     /// a TOML config file (settings not given as flags or environment)
     #[arg(long, global = true, env = "TARN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// clamd's address (tcp://HOST:PORT or unix:///PATH); without it tarn starts its own clamd
+    /// when installed, else scans with its built-in engine
+    #[arg(long, global = true, env = "TARN_CLAMD")]
+    pub clamd: Option<String>,
     /// log lines as JSON objects (structured logs for collectors)
     #[arg(long, global = true)]
     pub log_json: bool,
@@ -64,6 +68,26 @@ pub enum Command {
     Tables(TablesArgs),
     /// Run SQL on the lake
     Query(QueryArgs),
+    /// Compact small Parquet files into large ones now
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// only this table [default: every table]
+    #[arg(long)]
+    pub table: Option<String>,
+    /// only partitions matching these values, e.g. dt=2026-11-26 or table_name=events/dt=2026-11-26
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// the size compacted files grow to [default: compaction.target_size, 128MiB]
+    #[arg(long)]
+    pub target_size: Option<String>,
+    /// how long replaced files stay readable, e.g. 1h [default: compaction.grace_period_secs]
+    #[arg(long, value_parser = parse_duration)]
+    pub grace_period: Option<std::time::Duration>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

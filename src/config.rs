@@ -20,6 +20,33 @@ pub struct Config {
     pub database: String,
     pub pipeline: PipelineSection,
     pub ingress: IngressSection,
+    pub scan: ScanSection,
+    pub compaction: CompactionSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanSection {
+    /// clamd's address: `tcp://127.0.0.1:3310` or `unix:///run/clamav/clamd.ctl`; without it,
+    /// tarn starts a clamd of its own when one is installed, else uses its built-in engine
+    pub clamd: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionSection {
+    /// how often `tarn serve` compacts; 0 turns the schedule off
+    pub interval_secs: u64,
+    /// the size compacted files grow to, e.g. `128MiB`
+    pub target_size: String,
+    /// how long replaced files stay readable for queries already running
+    pub grace_period_secs: u64,
+}
+
+impl Default for CompactionSection {
+    fn default() -> Self {
+        Self { interval_secs: 600, target_size: "128MiB".into(), grace_period_secs: 3600 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,7 +68,7 @@ pub struct IngressSection {
 }
 
 /// The stages tarn knows, in the order they make sense.
-pub const KNOWN_STAGES: [&str; 1] = ["validate"];
+pub const KNOWN_STAGES: [&str; 3] = ["validate", "scan", "strip"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -52,6 +79,8 @@ impl Default for Config {
             database: "tarn".into(),
             pipeline: PipelineSection::default(),
             ingress: IngressSection::default(),
+            scan: ScanSection::default(),
+            compaction: CompactionSection::default(),
         }
     }
 }
@@ -82,6 +111,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub schemas: Option<PathBuf>,
+    pub clamd: Option<String>,
 }
 
 impl Config {
@@ -103,6 +133,9 @@ impl Config {
         if let Some(s) = overrides.schemas {
             config.schemas = s;
         }
+        if let Some(c) = overrides.clamd {
+            config.scan.clamd = Some(c);
+        }
         config.check()?;
         Ok(config)
     }
@@ -117,6 +150,11 @@ impl Config {
                 bail!("pipeline.stages: unknown stage {s:?}; known stages: {}", KNOWN_STAGES.join(", "));
             }
         }
+        if stages.iter().any(|s| s == "strip") && !stages.iter().any(|s| s == "scan") {
+            bail!("pipeline.stages: \"strip\" needs \"scan\" before it (nothing unscanned is parsed)");
+        }
+        tarn_lake::compact::parse_size(&self.compaction.target_size)
+            .map_err(|e| anyhow::anyhow!("compaction.target_size {:?}: {e}", self.compaction.target_size))?;
         if self.pipeline.concurrency == 0 || self.pipeline.max_attempts == 0 {
             bail!("pipeline.concurrency and pipeline.max_attempts must be at least 1");
         }
@@ -152,7 +190,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/srv/tarn"));
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.pipeline.flush_interval_ms, 500);
-        assert_eq!(c.pipeline.stages, ["validate"]);
+        assert_eq!(c.pipeline.stages, ["validate", "scan", "strip"]);
     }
 
     #[test]

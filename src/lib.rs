@@ -3,6 +3,7 @@
 //! `tarn-core` (ports), `tarn-catalog`, `tarn-ingress`, `tarn-lake` (stages and runner),
 //! `tarn-query`.
 
+pub mod clamd;
 pub mod cli;
 pub mod commands;
 pub mod config;

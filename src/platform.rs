@@ -21,6 +21,9 @@ use tarn_catalog::{LocalCatalog, TableSpec, load_schemas};
 use tarn_core::{Clock, LocalKms, LocalObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
 use tarn_lake::runner::Report;
+use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock, LocalLakeLock};
+use tarn_lake::scan::{BuiltinScanner, ClamdScanner, ScanStage, Scanner, Timeouts};
+use tarn_lake::strip::Strip;
 use tarn_lake::validate::Validate;
 use tarn_lake::{Pipeline, PipelineDeps, Stage};
 use tarn_query::LocalQueryEngine;
@@ -41,6 +44,12 @@ pub struct Platform {
     pub verifier: Arc<dyn TokenVerifier>,
     pub clock: Arc<dyn Clock>,
     pub pipeline: Arc<Pipeline>,
+    /// shared by the pipeline and compaction (see `tarn_lake::compact`)
+    pub lake_lock: Arc<dyn LakeLock>,
+    /// the engine the scan stage uses, as documents name it
+    pub scan_engine: Option<String>,
+    /// a clamd tarn started itself (stops with the platform)
+    pub managed_clamd: Option<crate::clamd::ManagedClamd>,
 }
 
 impl Platform {
@@ -59,7 +68,17 @@ impl Platform {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let issuer = Arc::new(DevIssuer::open_or_create(&dir).context("opening the dev token issuer")?);
         let verifier: Arc<dyn TokenVerifier> = Arc::new(issuer.verifier(clock.clone()));
-        let stages = build_stages(&config, &tables)?;
+        let (scanner, managed_clamd) = if config.pipeline.stages.iter().any(|s| s == "scan") {
+            let (s, m) = build_scanner(&config).await?;
+            (Some(s), m)
+        } else {
+            (None, None)
+        };
+        let scan_engine = match &scanner {
+            Some(s) => Some(s.version().await.map(|v| v.to_string()).context("asking the scanner its version")?),
+            None => None,
+        };
+        let stages = build_stages(&config, &tables, scanner)?;
         let deps = PipelineDeps {
             tables: tables.clone(),
             ingress: ingress.clone(),
@@ -72,9 +91,46 @@ impl Platform {
             clock: clock.clone(),
             stages,
         };
-        let pipeline = Arc::new(Pipeline::new(deps, config.pipeline_config()));
+        let lake_lock: Arc<dyn LakeLock> = Arc::new(LocalLakeLock::open(dir.join("locks"))?);
+        let pipeline = Arc::new(Pipeline::new(deps, config.pipeline_config()).with_lake_lock(lake_lock.clone()));
         pipeline.setup_catalog().await.context("registering tables in the catalog")?;
-        Ok(Self { config, tables, ingress, lake, quarantine, state, kms, catalog, issuer, verifier, clock, pipeline })
+        Ok(Self {
+            config,
+            tables,
+            ingress,
+            lake,
+            quarantine,
+            state,
+            kms,
+            catalog,
+            issuer,
+            verifier,
+            clock,
+            pipeline,
+            lake_lock,
+            scan_engine,
+            managed_clamd,
+        })
+    }
+
+    /// What compaction needs; the same lock as the pipeline's.
+    pub fn compaction_deps(&self) -> CompactionDeps {
+        CompactionDeps {
+            lake: self.lake.clone(),
+            state: self.state.clone(),
+            catalog: self.catalog.clone(),
+            database: self.config.database.clone(),
+            clock: self.clock.clone(),
+            lock: self.lake_lock.clone(),
+        }
+    }
+
+    /// A compaction with the configured target size and grace period.
+    pub fn compaction(&self) -> anyhow::Result<Compaction> {
+        let c = &self.config.compaction;
+        Ok(Compaction::new(self.compaction_deps())
+            .target_size(tarn_lake::compact::parse_size(&c.target_size)?)
+            .grace_period(Duration::from_secs(c.grace_period_secs)))
     }
 
     pub fn query_engine(&self) -> LocalQueryEngine {
@@ -129,17 +185,46 @@ impl Platform {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let server_task = tokio::spawn(tarn_ingress::serve(listener, app, shutdown));
+        let compaction_task = match self.config.compaction.interval_secs {
+            0 => None,
+            secs => {
+                let deps = self.compaction_deps();
+                let c = &self.config.compaction;
+                let (target, grace) = (tarn_lake::compact::parse_size(&c.target_size)?, Duration::from_secs(c.grace_period_secs));
+                let rx = stop_rx.clone();
+                Some(tokio::spawn(tarn_lake::compact::run_every(Duration::from_secs(secs), rx, move || {
+                    Compaction::new(deps.clone()).target_size(target).grace_period(grace)
+                })))
+            }
+        };
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
-        Ok(Running { addr, stop: stop_tx, server: server_task, pipeline: pipeline_task, _lock: lock })
+        Ok(Running { addr, stop: stop_tx, server: server_task, pipeline: pipeline_task, compaction: compaction_task, _lock: lock })
     }
 }
 
+/// The scanner: the configured clamd; else a clamd tarn starts when ClamAV is installed; else
+/// tarn's built-in engine (test signatures only, said loudly).
+async fn build_scanner(config: &Config) -> anyhow::Result<(Arc<dyn Scanner>, Option<crate::clamd::ManagedClamd>)> {
+    if let Some(addr) = &config.scan.clamd {
+        let s = ClamdScanner::connect(addr, Timeouts::default()).with_context(|| format!("scan.clamd {addr:?}"))?;
+        s.ping().await.with_context(|| format!("clamd at {addr} does not answer; start it or fix --clamd"))?;
+        return Ok((Arc::new(s), None));
+    }
+    if let Some(m) = crate::clamd::start(&config.data_dir).await? {
+        return Ok((m.scanner.clone(), Some(m)));
+    }
+    tracing::warn!("no clamd configured or installed: scanning with tarn's built-in engine, which knows only test signatures; install ClamAV or pass --clamd");
+    Ok((Arc::new(BuiltinScanner::default()), None))
+}
+
 /// The configured per-document stages, in order.
-fn build_stages(config: &Config, tables: &[TableSpec]) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
+fn build_stages(config: &Config, tables: &[TableSpec], scanner: Option<Arc<dyn Scanner>>) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
     let mut stages: Vec<Arc<dyn Stage>> = Vec::new();
     for name in &config.pipeline.stages {
         match name.as_str() {
             "validate" => stages.push(Arc::new(Validate::new(tables)?)),
+            "scan" => stages.push(Arc::new(ScanStage::new(scanner.clone().context("the scan stage needs a scanner")?))),
+            "strip" => stages.push(Arc::new(Strip::new())),
             other => bail!("unknown stage {other:?}"),
         }
     }
@@ -152,6 +237,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     pipeline: JoinHandle<tarn_lake::Result<Report>>,
+    compaction: Option<JoinHandle<usize>>,
     _lock: std::fs::File,
 }
 
@@ -166,6 +252,9 @@ impl Running {
         let _ = self.stop.send(true);
         self.server.await.context("ingress task")?.context("ingress server")?;
         let report = self.pipeline.await.context("pipeline task")??;
+        if let Some(c) = self.compaction {
+            c.await.context("compaction task")?;
+        }
         Ok(report)
     }
 }

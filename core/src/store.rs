@@ -284,7 +284,13 @@ impl LocalObjectStore {
                 }
                 let path = entry.path();
                 let rel = path.strip_prefix(&self.root).expect("under root").to_string_lossy().replace('\\', "/");
-                let ft = entry.file_type().map_err(Error::io("listing directory", &path))?;
+                // an object deleted while the listing runs is simply not listed
+                let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+                let ft = match entry.file_type() {
+                    Ok(ft) => ft,
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(Error::io("listing directory", &path)(e)),
+                };
                 if ft.is_dir() {
                     // descend only where keys can still match the prefix
                     let as_dir = format!("{rel}/");
@@ -292,7 +298,11 @@ impl LocalObjectStore {
                         stack.push(path);
                     }
                 } else if ft.is_file() && rel.starts_with(prefix) {
-                    let md = entry.metadata().map_err(Error::io("listing directory", &path))?;
+                    let md = match entry.metadata() {
+                        Ok(md) => md,
+                        Err(e) if gone(&e) => continue,
+                        Err(e) => return Err(Error::io("listing directory", &path)(e)),
+                    };
                     let last_modified = md.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
                     out.push(ObjectInfo { key: rel, size: md.len(), last_modified, metadata: Metadata::new() });
                 }

@@ -90,7 +90,12 @@ pub async fn run(args: DemoArgs, global: &Global) -> anyhow::Result<()> {
     };
     let mut config = Config::load(
         global.config.as_deref(),
-        Overrides { data_dir: Some(data_dir.clone()), listen: Some("127.0.0.1:0".parse()?), schemas: Some(schemas) },
+        Overrides {
+            data_dir: Some(data_dir.clone()),
+            listen: Some("127.0.0.1:0".parse()?),
+            schemas: Some(schemas),
+            clamd: global.clamd.clone(),
+        },
     )?;
     config.pipeline.flush_interval_ms = config.pipeline.flush_interval_ms.min(300);
     config.pipeline.poll_interval_ms = config.pipeline.poll_interval_ms.min(100);
@@ -101,6 +106,15 @@ pub async fn run(args: DemoArgs, global: &Global) -> anyhow::Result<()> {
     let base = running.url();
     let stages = platform.pipeline.stage_names();
     println!("platform up at {base}; stages: {} -> normalize", stages.join(" -> "));
+    if let Some(engine) = &platform.scan_engine {
+        let note = match &platform.managed_clamd {
+            Some(m) if m.test_signatures_only => " (a clamd tarn started, with tarn's test signatures only: no virus definitions are installed)",
+            Some(_) => " (a clamd tarn started)",
+            None if engine.starts_with("tarn-builtin") => " (no ClamAV installed: tarn's built-in engine, test signatures only; pass --clamd for real scanning)",
+            None => "",
+        };
+        println!("scan engine: {engine}{note}");
+    }
     for missing in ["scan", "strip"] {
         if !stages.contains(&missing) {
             println!("note: the {missing} stage is not in this build yet: binaries are validated (magic numbers) but not {}", if missing == "scan" { "virus-scanned" } else { "stripped of metadata" });
@@ -159,7 +173,12 @@ pub async fn run(args: DemoArgs, global: &Global) -> anyhow::Result<()> {
                 let detail = match status {
                     "stored" => match d["records"].as_i64() {
                         Some(n) => format!("{n} records in table {table}"),
-                        None => format!("object {}", d["object_key"].as_str().unwrap_or("?")),
+                        None => {
+                            let removed: Vec<&str> =
+                                d["metadata_removed"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                            let removed = if removed.is_empty() { "no metadata found".to_string() } else { format!("removed {}", removed.join(", ")) };
+                            format!("{removed}; scan {}", d["scan_result"].as_str().unwrap_or("?"))
+                        }
                     },
                     _ => d["reason"].as_str().unwrap_or("").to_string(),
                 };

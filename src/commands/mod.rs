@@ -1,5 +1,6 @@
 //! One module per subcommand; each takes its parsed arguments and the loaded [`Config`].
 
+pub mod compact;
 pub mod demo;
 pub mod ingest;
 pub mod query;
@@ -15,7 +16,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => a.listen,
         _ => None,
     };
-    let overrides = Overrides { data_dir: cli.global.data_dir.clone(), listen, schemas: cli.global.schemas.clone() };
+    let overrides = Overrides {
+        data_dir: cli.global.data_dir.clone(),
+        listen,
+        schemas: cli.global.schemas.clone(),
+        clamd: cli.global.clamd.clone(),
+    };
     let config = Config::load(cli.global.config.as_deref(), overrides)?;
     match cli.command {
         Command::Demo(a) => demo::run(a, &cli.global).await,
@@ -24,5 +30,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => ingest::run(a, &config).await,
         Command::Tables(a) => tables::run(a, config).await,
         Command::Query(a) => query::run(a, config).await,
+        Command::Compact(a) => compact::run(a, config).await,
     }
 }

@@ -10,10 +10,12 @@
 //!   `scan_result`, quarantines infected documents, and fails transiently (the runner retries,
 //!   then quarantines) whenever the scan did not complete.
 
+pub mod builtin;
 mod clamd;
 pub mod conformance;
 mod stage;
 
+pub use builtin::BuiltinScanner;
 pub use clamd::{ClamdAddr, ClamdScanner, DEFAULT_CHUNK_SIZE, DEFAULT_POOL_SIZE, DEFAULT_SESSION_MAX_IDLE, Timeouts};
 pub use stage::{DEFAULT_VERSION_REFRESH, ScanStage};
 

@@ -1,0 +1,98 @@
+//! A clamd that `tarn serve`/`tarn demo` start themselves when no `--clamd` is given and ClamAV
+//! is installed: its socket, config and log live in `<data_dir>/clamd/`, it stops with tarn.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tarn_lake::scan::{ClamdScanner, Scanner, Timeouts};
+use tracing::{info, warn};
+
+/// tarn's own test signatures, used when the machine's ClamAV has no virus definitions.
+const TEST_SIGNATURES: [(&str, &str); 2] = [
+    ("tarn-test.hdb", include_str!("../testdata/clamav/tarn-test.hdb")),
+    ("tarn-test.ndb", include_str!("../testdata/clamav/tarn-test.ndb")),
+];
+
+pub struct ManagedClamd {
+    pub addr: String,
+    pub scanner: Arc<ClamdScanner>,
+    /// `true` when clamd runs on tarn's test signatures only (no virus definitions installed)
+    pub test_signatures_only: bool,
+    _child: tokio::process::Child,
+}
+
+fn find_clamd() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("clamd"))
+        .find(|p| p.is_file())
+}
+
+fn has_definitions(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "cvd" || x == "cld")))
+        .unwrap_or(false)
+}
+
+/// Starts clamd when it is installed; `Ok(None)` when it is not.
+pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
+    let Some(bin) = find_clamd() else { return Ok(None) };
+    let dir = data_dir.join("clamd").canonicalize().or_else(|_| {
+        std::fs::create_dir_all(data_dir.join("clamd"))?;
+        data_dir.join("clamd").canonicalize()
+    })?;
+    let system_db = PathBuf::from("/var/lib/clamav");
+    let (db, test_only) = if has_definitions(&system_db) {
+        (system_db, false)
+    } else {
+        let db = dir.join("db");
+        std::fs::create_dir_all(&db)?;
+        for (name, text) in TEST_SIGNATURES {
+            std::fs::write(db.join(name), text)?;
+        }
+        warn!("ClamAV has no virus definitions (run freshclam); clamd starts with tarn's test signatures only");
+        (db, true)
+    };
+    let sock = dir.join("clamd.sock");
+    let _ = std::fs::remove_file(&sock);
+    let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() { "User root\n" } else { "" };
+    let conf = dir.join("clamd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Foreground yes\nLocalSocket {}\nLocalSocketMode 600\nDatabaseDirectory {}\nLogFile {}\nPidFile {}\nStreamMaxLength 12M\nMaxThreads 4\n{user}",
+            sock.display(),
+            db.display(),
+            dir.join("clamd.log").display(),
+            dir.join("clamd.pid").display()
+        ),
+    )?;
+    let child = tokio::process::Command::new(&bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let addr = format!("unix://{}", sock.display());
+    let scanner = Arc::new(ClamdScanner::connect(&addr, Timeouts::default())?);
+    let start = Instant::now();
+    loop {
+        if sock.exists() && scanner.ping().await.is_ok() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("clamd did not answer within 120 s; see {}", dir.join("clamd.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    info!(%addr, test_signatures_only = test_only, "started clamd");
+    Ok(Some(ManagedClamd { addr, scanner, test_signatures_only: test_only, _child: child }))
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
