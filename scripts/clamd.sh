@@ -40,7 +40,13 @@ install_clamav() {
     command -v apt-get >/dev/null 2>&1 || die "clamd is not installed and apt-get is not available: install ClamAV's clamd"
     log "installing ${need[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 || die "apt-get update failed"
+    # another apt-get may hold the lists lock for a while
+    local tries=0
+    until apt-get update -qq >&2; do
+        tries=$((tries + 1))
+        [ $tries -lt 30 ] || die "apt-get update failed"
+        sleep 10
+    done
     apt-get install -y -qq -o Dpkg::Lock::Timeout=300 --no-install-recommends "${need[@]}" >&2 ||
         die "apt-get install ${need[*]} failed"
     [ -n "$(clamd_bin)" ] || die "clamd still not found after installing clamav-daemon"
