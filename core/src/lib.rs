@@ -4,6 +4,7 @@
 //! on. The local implementations live beside the traits; the AWS ones live in their own crate and
 //! run through the same [`conformance`] suites.
 
+pub mod audit;
 pub mod clock;
 pub mod conformance;
 pub mod document;
