@@ -69,7 +69,15 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
             dir.join("clamd.pid").display()
         ),
     )?;
-    let child = tokio::process::Command::new(&bin)
+    let mut cmd = tokio::process::Command::new(&bin);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill clamd when tarn dies,
+    // so even a SIGKILLed tarn leaves no clamd behind
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let child = cmd
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())

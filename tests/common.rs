@@ -71,7 +71,7 @@ pub fn files_holding(root: &Path, marker: &[u8]) -> Vec<PathBuf> {
             let p = entry.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_none_or(|x| x != "parquet") {
+            } else if p.is_file() && p.extension().is_none_or(|x| x != "parquet") {
                 let b = std::fs::read(&p).unwrap();
                 if b.windows(marker.len()).any(|w| w == marker) {
                     found.push(p);
