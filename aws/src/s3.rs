@@ -103,10 +103,40 @@ fn to_chrono(t: Option<&aws_sdk_s3::primitives::DateTime>) -> DateTime<Utc> {
 fn to_metadata(m: Option<&HashMap<String, String>>) -> Metadata {
     m.map(|m| {
         m.iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .map(|(k, v)| (k.to_ascii_lowercase(), decode_value(v)))
             .collect()
     })
     .unwrap_or_default()
+}
+
+/// S3 carries user metadata in HTTP headers, ASCII only: a value with other characters (a
+/// producer's name) is sent as an RFC 2047 encoded word, `=?UTF-8?B?<base64>?=`, as S3 itself
+/// returns such values.
+pub fn encode_value(v: &str) -> String {
+    use base64::Engine;
+    if v.bytes().all(|b| (0x20..0x7f).contains(&b)) && !v.starts_with("=?") {
+        v.to_string()
+    } else {
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v)
+        )
+    }
+}
+
+/// Inverse of [`encode_value`].
+pub fn decode_value(v: &str) -> String {
+    use base64::Engine;
+    v.strip_prefix("=?UTF-8?B?")
+        .or_else(|| v.strip_prefix("=?utf-8?b?"))
+        .and_then(|r| r.strip_suffix("?="))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn to_headers(m: Metadata) -> HashMap<String, String> {
+    m.into_iter().map(|(k, v)| (k, encode_value(&v))).collect()
 }
 
 impl S3ObjectStore {
@@ -175,7 +205,7 @@ impl S3ObjectStore {
                 .bucket(&self.bucket)
                 .key(self.full_key(key))
                 .body(ByteStream::from(body.clone()))
-                .set_metadata(Some(metadata.clone().into_iter().collect()));
+                .set_metadata(Some(to_headers(metadata.clone())));
             if let Some(k) = &self.kms_key_id {
                 req = req
                     .server_side_encryption(ServerSideEncryption::AwsKms)
@@ -207,7 +237,7 @@ impl S3ObjectStore {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&full)
-            .set_metadata(Some(metadata.into_iter().collect()));
+            .set_metadata(Some(to_headers(metadata)));
         if let Some(k) = &self.kms_key_id {
             create = create
                 .server_side_encryption(ServerSideEncryption::AwsKms)

@@ -146,6 +146,28 @@ async fn s3_puts_are_sse_kms_with_the_platform_key_and_large_bodies_go_multipart
 }
 
 #[tokio::test]
+async fn non_ascii_metadata_round_trips() {
+    let m = moto().await;
+    create_bucket(&m.url, "meta").await;
+    let store = S3ObjectStore::new(s3(&m.url), "meta", None);
+    let meta: Metadata = [
+        ("producer".to_string(), "Zoë Ångström 山田".to_string()),
+        ("table".to_string(), "events".to_string()),
+        (
+            "reason".to_string(),
+            "=?looks encoded?= but is not".to_string(),
+        ),
+    ]
+    .into();
+    store
+        .put("k", Bytes::from_static(b"x"), meta.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.get("k").await.unwrap().info.metadata, meta);
+    assert_eq!(store.head("k").await.unwrap().unwrap().metadata, meta);
+}
+
+#[tokio::test]
 async fn kms_client_passes_the_conformance_suite() {
     let m = moto().await;
     let key = create_key(&m.url).await;
