@@ -119,13 +119,15 @@ start_clamd() {
     mkdir -p "$DIR/db" "$DIR/tmp"
     rm -f "$DIR"/db/*
     cp "$ROOT"/testdata/clamav/*.hdb "$ROOT"/testdata/clamav/*.ndb "$DIR/db/"
-    local port
+    local port user=""
     port="$(free_port)"
+    # clamd started as root drops to its User; stay root (CI runs as root, the files are root's)
+    [ "$(id -u)" = 0 ] && user="User root"
     cat >"$CONF" <<EOF
 # written by scripts/clamd.sh
 Foreground no
 PidFile $PIDFILE
-User root
+$user
 LogFile $LOG
 LogTime yes
 LogClean no
