@@ -7,6 +7,7 @@
 //!   [`athena::AthenaQueryEngine`], [`cloudtrail::check_trail`], [`cognito::CognitoJwks`].
 
 pub mod athena;
+pub mod cfn;
 pub mod cloudtrail;
 pub mod cognito;
 pub mod config;
