@@ -40,8 +40,10 @@ use tracing::{debug, warn};
 
 /// The size of the chunks a body is streamed in.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
-/// How many idle session connections are kept.
-pub const DEFAULT_POOL_SIZE: usize = 4;
+/// How many idle session connections are kept: the pipeline runner's default concurrency, so a
+/// busy runner reuses sessions rather than opening connections (idle sessions hold no clamd
+/// thread).
+pub const DEFAULT_POOL_SIZE: usize = 8;
 /// Sessions idle for longer are closed rather than reused (clamd ends a session idle for its
 /// `ReadTimeout`, 120 s by default).
 pub const DEFAULT_SESSION_MAX_IDLE: Duration = Duration::from_secs(10);
