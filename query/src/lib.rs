@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod error;
 pub mod local;
 pub mod result;

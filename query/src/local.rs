@@ -33,6 +33,8 @@ pub struct LocalQueryEngine {
     catalog: Arc<dyn Catalog>,
     database: String,
     runtime: Arc<RuntimeEnv>,
+    /// the audit store and trail behind `cloudtrail_logs`, when opted in
+    audit: Option<(Arc<dyn tarn_core::ObjectStore>, tarn_core::audit::TrailConfig)>,
 }
 
 impl LocalQueryEngine {
@@ -41,7 +43,19 @@ impl LocalQueryEngine {
             catalog,
             database: database.into(),
             runtime: Arc::new(RuntimeEnv::default()),
+            audit: None,
         }
+    }
+
+    /// The same engine with the access trail queryable as `cloudtrail_logs` (the Athena
+    /// CloudTrail table's columns), read from the log files in `audit` at each query.
+    pub fn with_audit_store(
+        mut self,
+        audit: Arc<dyn tarn_core::ObjectStore>,
+        trail: tarn_core::audit::TrailConfig,
+    ) -> Self {
+        self.audit = Some((audit, trail));
+        self
     }
 
     pub fn database(&self) -> &str {
@@ -76,6 +90,10 @@ impl LocalQueryEngine {
                 datafusion::common::TableReference::bare(name),
                 Arc::new(table),
             )?;
+        }
+        crate::audit::register_functions(&ctx);
+        if let Some((store, trail)) = &self.audit {
+            crate::audit::register_cloudtrail_table(&ctx, store.as_ref(), trail).await?;
         }
         Ok(ctx)
     }
