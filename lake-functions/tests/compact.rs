@@ -612,7 +612,7 @@ async fn the_serve_schedule_compacts_until_shutdown() {
     let d = deps(&e);
     let schedule =
         tokio::spawn(async move { tarn_lake::compact::run_every(Duration::from_millis(20), rx, move || Compaction::new(d.clone())).await });
-    for _ in 0..500 {
+    for _ in 0..6000 {
         if files_of(&engine(&e).table_stats().await.unwrap(), "events") == 1 {
             break;
         }
