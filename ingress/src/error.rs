@@ -192,6 +192,11 @@ impl IntoResponse for IngressError {
         };
         let mut resp =
             (kind.status(), axum::Json(error_body(self.code(), &message))).into_response();
+        // for the audit trail: the reason, as the caller sees it
+        resp.extensions_mut().insert(crate::server::FailureReason {
+            code: self.code(),
+            message,
+        });
         if kind == ErrorKind::Unavailable {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

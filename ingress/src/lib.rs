@@ -26,5 +26,7 @@ pub use auth::{
     JwksVerifier, StaticJwks, TokenVerifier, VerifierConfig,
 };
 pub use error::{ErrorKind, IngressError, Result};
-pub use server::{DEFAULT_MAX_IN_FLIGHT, IngressState, router, serve, table_map};
+pub use server::{
+    DEFAULT_MAX_IN_FLIGHT, IngressState, router, router_with_audit, serve, table_map,
+};
 pub use upload::land;

@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tarn_catalog::TableSpec;
 use tarn_catalog::schemas::is_valid_table_name;
+use tarn_core::audit::{
+    Actor, AuditSink, EventName, RequestContext, RequestScope, denied_event, set_request_actor,
+};
 use tarn_core::{Clock, Kms, ObjectStore};
 use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
@@ -59,6 +62,8 @@ pub(crate) struct App(Arc<Shared>);
 pub(crate) struct Shared {
     pub(crate) s: IngressState,
     pub(crate) permits: Arc<Semaphore>,
+    /// where refused and failed requests are recorded
+    pub(crate) audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl std::ops::Deref for App {
@@ -69,12 +74,30 @@ impl std::ops::Deref for App {
 }
 
 /// The ingress HTTP API (see the contract): every route, the JSON 404/405 fallbacks and
-/// per-request logging.
+/// per-request logging. Without an audit sink: see [`router_with_audit`].
 pub fn router(state: IngressState) -> Router {
+    router_with_audit(state, None)
+}
+
+/// [`router`], recording to `audit` every request under `/table/` that is refused or fails
+/// (401, 403, 404, 413, 415, 429/503, 500...) as a CloudTrail event: what was asked (the event
+/// the request stands for, bucket, key), the reason (`errorCode` is the API's error code,
+/// `errorMessage` its message), the caller when its token was valid, the connection's address
+/// and the user agent. Never the token.
+///
+/// Every request also runs in a [`RequestScope`]: once its token is verified, store calls made
+/// for it through an [`AuditedStore`](tarn_core::audit::AuditedStore) are attributed to the
+/// caller, with its address and user agent. (The address needs [`serve`], which passes each
+/// connection's peer address.)
+pub fn router_with_audit(state: IngressState, audit: Option<Arc<dyn AuditSink>>) -> Router {
     let permits = Arc::new(Semaphore::new(
         state.max_in_flight.min(Semaphore::MAX_PERMITS),
     ));
-    let app = App(Arc::new(Shared { s: state, permits }));
+    let app = App(Arc::new(Shared {
+        s: state,
+        permits,
+        audit,
+    }));
     Router::new()
         .route(
             "/table/{name}/object",
@@ -90,6 +113,7 @@ pub fn router(state: IngressState) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), audit_request))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
 }
@@ -101,9 +125,12 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn health() -> impl IntoResponse {
@@ -162,6 +189,119 @@ async fn log_request(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Why a request failed, as its error response carries it (for the audit trail).
+#[derive(Debug, Clone)]
+pub(crate) struct FailureReason {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Runs the request in a [`RequestScope`] (the caller's address and agent; its identity once
+/// authenticated) and records a refused or failed `/table/` request.
+async fn audit_request(State(app): State<App>, req: Request, next: Next) -> Response {
+    let source_ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect::<String>());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let scope = RequestScope::new(RequestContext {
+        actor: None,
+        source_ip,
+        user_agent,
+        request_id: Some(tarn_core::audit::request_id()),
+    });
+    let resp = scope.run(next.run(req)).await;
+    let status = resp.status();
+    if let Some(sink) = &app.audit
+        && (status.is_client_error() || status.is_server_error())
+        && path.starts_with("/table/")
+    {
+        let reason = resp.extensions().get::<FailureReason>();
+        let (code, message) = match reason {
+            Some(r) => (r.code.to_string(), r.message.clone()),
+            None => (
+                format!("http_{}", status.as_u16()),
+                status.canonical_reason().unwrap_or("").to_string(),
+            ),
+        };
+        let (name, bucket, key, table) = requested(&app, &method, &path);
+        let mut extra = serde_json::Map::new();
+        extra.insert("httpMethod".into(), json!(method.as_str()));
+        extra.insert("httpStatus".into(), json!(status.as_u16()));
+        if let Some(t) = table {
+            extra.insert("tarnTable".into(), json!(t));
+        }
+        let mut event = denied_event(
+            name,
+            &bucket,
+            key.as_deref(),
+            &scope.snapshot(),
+            tarn_core::audit::component::INGRESS,
+            &code,
+            &message,
+            extra,
+        );
+        event.time = app.s.clock.now();
+        sink.record(event);
+    }
+    resp
+}
+
+/// What a `/table/` request asked for, as an S3 call: the event, the bucket, the key (when the
+/// path names a document) and the table (when the path names a valid one).
+fn requested(
+    app: &App,
+    method: &axum::http::Method,
+    path: &str,
+) -> (EventName, String, Option<String>, Option<String>) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let table = parts
+        .get(1)
+        .map(|t| {
+            percent_encoding::percent_decode_str(t)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .filter(|t| is_valid_table_name(t));
+    let id = parts
+        .get(3)
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map(|u| u.hyphenated().to_string());
+    let t = table.clone().unwrap_or_else(|| "_".into());
+    match (method.as_str(), parts.get(4).copied(), id) {
+        ("GET", Some("content"), id) => (
+            EventName::GetObject,
+            app.s.lake.bucket().to_string(),
+            id.map(|id| format!("objects/{t}/{id}")),
+            table,
+        ),
+        ("GET", None, id) => (
+            EventName::GetObject,
+            app.s.state.bucket().to_string(),
+            id.map(|id| tarn_core::document::status_key(&id)),
+            table,
+        ),
+        ("GET" | "HEAD", _, _) => (
+            EventName::GetObject,
+            app.s.state.bucket().to_string(),
+            None,
+            table,
+        ),
+        _ => (
+            EventName::PutObject,
+            app.s.ingress.bucket().to_string(),
+            None,
+            table,
+        ),
+    }
+}
+
 // ---- helpers the handlers share, in the contract's order of checks ----
 
 /// The table name from the path, checked against `^[a-z][a-z0-9_]{0,62}$`.
@@ -188,10 +328,17 @@ pub(crate) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Claim
     if token.is_empty() {
         return Err(AuthError::Missing.into());
     }
-    app.s.verifier.verify(token).await.map_err(|e| {
+    let claims = app.s.verifier.verify(token).await.map_err(|e| {
         tracing::info!(reason = %e, "token refused");
         IngressError::Auth(e)
-    })
+    })?;
+    // the rest of the request's store calls (and its refusal, if any) are the caller's
+    set_request_actor(Actor::WebIdentity {
+        sub: claims.sub.clone(),
+        username: claims.username.clone(),
+        issuer: claims.iss.clone(),
+    });
+    Ok(claims)
 }
 
 /// The declared table `name`.
