@@ -157,7 +157,8 @@ pub struct QueryArgs {
     pub file: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// the engine: the embedded one (local); Athena comes with the AWS backend
+    /// the engine: the embedded one (local), or Athena (configured by TARN_AWS_* variables or
+    /// the file in TARN_AWS_CONFIG; see aws/README.md)
     #[arg(long, value_enum, default_value_t)]
     pub engine: Engine,
 }
@@ -166,6 +167,7 @@ pub struct QueryArgs {
 pub enum Engine {
     #[default]
     Local,
+    Athena,
 }
 
 /// `90s`, `15m`, `1h`, `2d`, or plain seconds.

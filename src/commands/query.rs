@@ -12,11 +12,15 @@ pub async fn run(args: QueryArgs, config: Config) -> anyhow::Result<()> {
         (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
         (None, None) => anyhow::bail!("give the SQL as an argument or with --file"),
     };
-    require_data_dir(&config.data_dir)?;
-    let engine: Box<dyn QueryEngine> = match args.engine {
+    let engine: Arc<dyn QueryEngine> = match args.engine {
         Engine::Local => {
+            require_data_dir(&config.data_dir)?;
             let catalog = Arc::new(LocalCatalog::open(config.data_dir.join("catalog"))?);
-            Box::new(LocalQueryEngine::new(catalog, config.database.clone()))
+            Arc::new(LocalQueryEngine::new(catalog, config.database.clone()))
+        }
+        Engine::Athena => {
+            let aws = tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
+            tarn_aws::AwsPorts::connect(&aws).await.query
         }
     };
     let result = engine.query(&sql).await?;
