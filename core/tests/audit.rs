@@ -6,18 +6,25 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use std::sync::Arc;
 use tarn_core::audit::{
-    Actor, AuditSink, AuditedStore, LocalAuditSink, ProblemKind, RequestContext, RequestScope, SigningKey,
-    SinkSettings, TrailConfig, TrailFilter, gunzip, read_trail, set_request_actor, verify,
+    Actor, AuditSink, AuditedStore, LocalAuditSink, ProblemKind, RequestContext, RequestScope,
+    SigningKey, SinkSettings, TrailConfig, TrailFilter, gunzip, read_trail, set_request_actor,
+    verify,
 };
-use tarn_core::{ManualClock, Metadata, ObjectStore, LocalObjectStore};
+use tarn_core::{LocalObjectStore, ManualClock, Metadata, ObjectStore};
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2024-05-06T10:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2024-05-06T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn settings() -> SinkSettings {
     // only explicit flushes in these tests
-    SinkSettings { flush_interval: std::time::Duration::from_secs(3600), max_records: 100_000, digest_interval: std::time::Duration::from_secs(3600) }
+    SinkSettings {
+        flush_interval: std::time::Duration::from_secs(3600),
+        max_records: 100_000,
+        digest_interval: std::time::Duration::from_secs(3600),
+    }
 }
 
 struct Trail {
@@ -34,10 +41,25 @@ async fn trail_with(dir: tempfile::TempDir, key_path: &std::path::Path) -> (Trai
     let key = SigningKey::open_or_create(key_path).unwrap();
     let public = key.public_key();
     let clock = Arc::new(ManualClock::new(t0()));
-    let sink = LocalAuditSink::open_with_clock(audit.clone(), TrailConfig::default(), key, settings(), clock.clone())
-        .await
-        .unwrap();
-    (Trail { _dir: dir, audit, data, key: public, clock }, sink)
+    let sink = LocalAuditSink::open_with_clock(
+        audit.clone(),
+        TrailConfig::default(),
+        key,
+        settings(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    (
+        Trail {
+            _dir: dir,
+            audit,
+            data,
+            key: public,
+            clock,
+        },
+        sink,
+    )
 }
 
 fn all_gz_records(audit: &LocalObjectStore) -> Vec<(String, Value)> {
@@ -57,7 +79,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+            if p.is_dir() {
+                out.extend(walk(&p))
+            } else {
+                out.push(p)
+            }
         }
     }
     out
@@ -69,23 +95,75 @@ async fn every_call_lands_as_a_cloudtrail_data_event() {
     let kp = dir.path().join("keys/audit-signing.key");
     let (t, sink) = trail_with(dir, &kp).await;
     let sink = Arc::new(sink);
-    let store = AuditedStore::new(t.data.clone(), sink.clone(), "tarn-pipeline").with_clock(t.clock.clone());
+    let store = AuditedStore::new(t.data.clone(), sink.clone(), "tarn-pipeline")
+        .with_clock(t.clock.clone());
     let secret_content = "SECRET-DOCUMENT-CONTENT-42";
-    store.put("tables/events/dt=2024-05-06/a.parquet", Bytes::from(secret_content), Metadata::new()).await.unwrap();
-    store.get("tables/events/dt=2024-05-06/a.parquet").await.unwrap();
+    store
+        .put(
+            "tables/events/dt=2024-05-06/a.parquet",
+            Bytes::from(secret_content),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
+    store
+        .get("tables/events/dt=2024-05-06/a.parquet")
+        .await
+        .unwrap();
     assert!(store.get("tables/events/missing").await.is_err());
-    assert!(store.head("objects/images/dt=2024-05-06/nothing").await.unwrap().is_none());
+    assert!(
+        store
+            .head("objects/images/dt=2024-05-06/nothing")
+            .await
+            .unwrap()
+            .is_none()
+    );
     store.list("tables/events/").await.unwrap();
-    assert!(!store.put_if_absent("tables/events/dt=2024-05-06/a.parquet", Bytes::from("x"), Metadata::new()).await.unwrap());
-    store.delete("tables/events/dt=2024-05-06/a.parquet").await.unwrap();
+    assert!(
+        !store
+            .put_if_absent(
+                "tables/events/dt=2024-05-06/a.parquet",
+                Bytes::from("x"),
+                Metadata::new()
+            )
+            .await
+            .unwrap()
+    );
+    store
+        .delete("tables/events/dt=2024-05-06/a.parquet")
+        .await
+        .unwrap();
     // an analyst's download, attributed explicitly, and a producer's write through a request scope
-    let alice = Actor::WebIdentity { sub: "sub-alice".into(), username: "alice".into(), issuer: "https://issuer".into() };
-    store.with_identity(alice).get("tables/events/missing").await.unwrap_err();
-    let scope = RequestScope::new(RequestContext { source_ip: Some("10.1.2.3".into()), user_agent: Some("curl/8".into()), ..Default::default() });
+    let alice = Actor::WebIdentity {
+        sub: "sub-alice".into(),
+        username: "alice".into(),
+        issuer: "https://issuer".into(),
+    };
+    store
+        .with_identity(alice)
+        .get("tables/events/missing")
+        .await
+        .unwrap_err();
+    let scope = RequestScope::new(RequestContext {
+        source_ip: Some("10.1.2.3".into()),
+        user_agent: Some("curl/8".into()),
+        ..Default::default()
+    });
     scope
         .run(async {
-            set_request_actor(Actor::WebIdentity { sub: "sub-bob".into(), username: "bob".into(), issuer: "https://issuer".into() });
-            store.put("id=00000000-0000-0000-0000-000000000001", Bytes::from("y"), Metadata::from([("table".to_string(), "events".to_string())])).await.unwrap();
+            set_request_actor(Actor::WebIdentity {
+                sub: "sub-bob".into(),
+                username: "bob".into(),
+                issuer: "https://issuer".into(),
+            });
+            store
+                .put(
+                    "id=00000000-0000-0000-0000-000000000001",
+                    Bytes::from("y"),
+                    Metadata::from([("table".to_string(), "events".to_string())]),
+                )
+                .await
+                .unwrap();
         })
         .await;
     assert_eq!(sink.pending(), 9);
@@ -97,7 +175,10 @@ async fn every_call_lands_as_a_cloudtrail_data_event() {
     let (path, doc) = &files[0];
     assert!(path.contains("/AWSLogs/000000000000/CloudTrail/local/2024/05/06/000000000000_CloudTrail_local_20240506T1000Z_"), "{path}");
     let raw = String::from_utf8(gunzip(&std::fs::read(path).unwrap()).unwrap()).unwrap();
-    assert!(!raw.contains(secret_content), "a record holds document content");
+    assert!(
+        !raw.contains(secret_content),
+        "a record holds document content"
+    );
     let records = doc["Records"].as_array().unwrap();
     assert_eq!(records.len(), 9);
     for r in records {
@@ -113,17 +194,44 @@ async fn every_call_lands_as_a_cloudtrail_data_event() {
         assert!(uuid::Uuid::parse_str(r["eventID"].as_str().unwrap()).is_ok());
         assert!(!r["requestID"].as_str().unwrap().is_empty());
         assert_eq!(r["requestParameters"]["bucketName"], "tarn-lake");
-        assert!(r["resources"].as_array().unwrap().iter().any(|x| x["ARN"].as_str().unwrap().starts_with("arn:aws:s3:::tarn-lake")));
+        assert!(r["resources"].as_array().unwrap().iter().any(|x| {
+            x["ARN"]
+                .as_str()
+                .unwrap()
+                .starts_with("arn:aws:s3:::tarn-lake")
+        }));
     }
-    let names: Vec<&str> = records.iter().map(|r| r["eventName"].as_str().unwrap()).collect();
-    assert_eq!(names, ["PutObject", "GetObject", "GetObject", "HeadObject", "ListObjects", "PutObject", "DeleteObject", "GetObject", "PutObject"]);
+    let names: Vec<&str> = records
+        .iter()
+        .map(|r| r["eventName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "PutObject",
+            "GetObject",
+            "GetObject",
+            "HeadObject",
+            "ListObjects",
+            "PutObject",
+            "DeleteObject",
+            "GetObject",
+            "PutObject"
+        ]
+    );
     let put = &records[0];
     assert_eq!(put["userIdentity"]["type"], "AWSService");
     assert_eq!(put["userIdentity"]["invokedBy"], "tarn-pipeline");
     assert_eq!(put["readOnly"], false);
-    assert_eq!(put["requestParameters"]["key"], "tables/events/dt=2024-05-06/a.parquet");
+    assert_eq!(
+        put["requestParameters"]["key"],
+        "tables/events/dt=2024-05-06/a.parquet"
+    );
     assert_eq!(put["resources"][0]["type"], "AWS::S3::Object");
-    assert_eq!(put["resources"][0]["ARN"], "arn:aws:s3:::tarn-lake/tables/events/dt=2024-05-06/a.parquet");
+    assert_eq!(
+        put["resources"][0]["ARN"],
+        "arn:aws:s3:::tarn-lake/tables/events/dt=2024-05-06/a.parquet"
+    );
     assert_eq!(put["additionalEventData"]["tarnTable"], "events");
     assert!(put.get("errorCode").is_none());
     assert_eq!(records[1]["readOnly"], true);
@@ -144,17 +252,45 @@ async fn every_call_lands_as_a_cloudtrail_data_event() {
     assert_eq!(bob["additionalEventData"]["tarnTable"], "events");
 
     // read back with filters
-    let filter = TrailFilter { user: Some("alice".into()), ..Default::default() };
-    let got = read_trail(t.audit.as_ref(), &TrailConfig::default(), &filter).await.unwrap();
+    let filter = TrailFilter {
+        user: Some("alice".into()),
+        ..Default::default()
+    };
+    let got = read_trail(t.audit.as_ref(), &TrailConfig::default(), &filter)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
-    let filter = TrailFilter { table: Some("events".into()), event: Some("putobject".into()), ..Default::default() };
-    assert_eq!(read_trail(t.audit.as_ref(), &TrailConfig::default(), &filter).await.unwrap().len(), 3);
-    let filter = TrailFilter { since: Some(t0() + Duration::minutes(1)), ..Default::default() };
-    assert!(read_trail(t.audit.as_ref(), &TrailConfig::default(), &filter).await.unwrap().is_empty());
+    let filter = TrailFilter {
+        table: Some("events".into()),
+        event: Some("putobject".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        read_trail(t.audit.as_ref(), &TrailConfig::default(), &filter)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let filter = TrailFilter {
+        since: Some(t0() + Duration::minutes(1)),
+        ..Default::default()
+    };
+    assert!(
+        read_trail(t.audit.as_ref(), &TrailConfig::default(), &filter)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // the flush wrote a digest too; the trail verifies
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    assert_eq!((report.digests, report.log_files, report.log_files_valid), (1, 1, 1));
+    assert_eq!(
+        (report.digests, report.log_files, report.log_files_valid),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -163,8 +299,16 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
     let audit = Arc::new(LocalObjectStore::open("tarn-audit", dir.path().join("audit")).unwrap());
     let data = Arc::new(LocalObjectStore::open("tarn-lake", dir.path().join("lake")).unwrap());
     let key = SigningKey::open_or_create(dir.path().join("k.key")).unwrap();
-    let settings = SinkSettings { flush_interval: std::time::Duration::from_secs(3600), max_records: 3, ..settings() };
-    let sink = Arc::new(LocalAuditSink::open(audit.clone(), TrailConfig::default(), key, settings).await.unwrap());
+    let settings = SinkSettings {
+        flush_interval: std::time::Duration::from_secs(3600),
+        max_records: 3,
+        ..settings()
+    };
+    let sink = Arc::new(
+        LocalAuditSink::open(audit.clone(), TrailConfig::default(), key, settings)
+            .await
+            .unwrap(),
+    );
     let store = AuditedStore::new(data, sink.clone(), "tarn-query");
     for _ in 0..3 {
         store.head("tables/t/x").await.unwrap();
@@ -174,7 +318,13 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(sink.pending(), 0);
-    let got = read_trail(audit.as_ref(), &TrailConfig::default(), &TrailFilter::default()).await.unwrap();
+    let got = read_trail(
+        audit.as_ref(),
+        &TrailConfig::default(),
+        &TrailFilter::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(got.len(), 3);
 }
 
@@ -183,43 +333,90 @@ async fn three_period_trail(dir: tempfile::TempDir) -> (Trail, Vec<String>, Vec<
     let kp = dir.path().join("keys/audit-signing.key");
     let (t, sink) = trail_with(dir, &kp).await;
     let sink = Arc::new(sink);
-    let store = AuditedStore::new(t.data.clone(), sink.clone(), "tarn-pipeline").with_clock(t.clock.clone());
+    let store = AuditedStore::new(t.data.clone(), sink.clone(), "tarn-pipeline")
+        .with_clock(t.clock.clone());
     for i in 0..3 {
         t.clock.advance(Duration::minutes(1));
-        store.put(&format!("tables/events/dt=2024-05-06/{i}.parquet"), Bytes::from("x"), Metadata::new()).await.unwrap();
+        store
+            .put(
+                &format!("tables/events/dt=2024-05-06/{i}.parquet"),
+                Bytes::from("x"),
+                Metadata::new(),
+            )
+            .await
+            .unwrap();
         sink.flush().await.unwrap();
     }
-    let logs: Vec<String> = t.audit.list(&TrailConfig::default().log_prefix()).await.unwrap().into_iter().map(|o| o.key).collect();
-    let digests: Vec<String> = t.audit.list(&TrailConfig::default().digest_prefix()).await.unwrap().into_iter().map(|o| o.key).collect();
+    let logs: Vec<String> = t
+        .audit
+        .list(&TrailConfig::default().log_prefix())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let digests: Vec<String> = t
+        .audit
+        .list(&TrailConfig::default().digest_prefix())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     assert_eq!((logs.len(), digests.len()), (3, 3));
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.log_files_valid, 3);
     (t, logs, digests)
 }
 
 fn kinds(report: &tarn_core::audit::VerifyReport) -> Vec<(ProblemKind, String)> {
-    report.problems.iter().map(|p| (p.kind, p.key.clone())).collect()
+    report
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.key.clone()))
+        .collect()
 }
 
 #[tokio::test]
 async fn verify_finds_a_modified_log_file() {
     let (t, logs, _) = three_period_trail(tempfile::tempdir().unwrap()).await;
     let got = t.audit.get(&logs[1]).await.unwrap();
-    let text = String::from_utf8(gunzip(&got.body).unwrap()).unwrap().replace("tarn-pipeline", "tarn-pipelinX");
+    let text = String::from_utf8(gunzip(&got.body).unwrap())
+        .unwrap()
+        .replace("tarn-pipeline", "tarn-pipelinX");
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
-    t.audit.put(&logs[1], Bytes::from(enc.finish().unwrap()), Metadata::new()).await.unwrap();
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
-    assert_eq!(kinds(&report), [(ProblemKind::LogFileModified, logs[1].clone())]);
+    t.audit
+        .put(
+            &logs[1],
+            Bytes::from(enc.finish().unwrap()),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&report),
+        [(ProblemKind::LogFileModified, logs[1].clone())]
+    );
 }
 
 #[tokio::test]
 async fn verify_finds_a_deleted_log_file() {
     let (t, logs, _) = three_period_trail(tempfile::tempdir().unwrap()).await;
     t.audit.delete(&logs[0]).await.unwrap();
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
-    assert_eq!(kinds(&report), [(ProblemKind::LogFileDeleted, logs[0].clone())]);
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&report),
+        [(ProblemKind::LogFileDeleted, logs[0].clone())]
+    );
 }
 
 #[tokio::test]
@@ -227,13 +424,23 @@ async fn verify_finds_an_inserted_log_file() {
     let (t, logs, _) = three_period_trail(tempfile::tempdir().unwrap()).await;
     let got = t.audit.get(&logs[0]).await.unwrap();
     let forged = TrailConfig::default().log_key(t0() + Duration::minutes(1), "0123456789abcdef");
-    t.audit.put(&forged, got.body, Metadata::new()).await.unwrap();
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
+    t.audit
+        .put(&forged, got.body, Metadata::new())
+        .await
+        .unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
     assert_eq!(kinds(&report), [(ProblemKind::LogFileInserted, forged)]);
     // a log file newer than the newest digest is not covered yet, not a problem
     let later = TrailConfig::default().log_key(t0() + Duration::minutes(10), "fedcba9876543210");
-    t.audit.put(&later, Bytes::from("x"), Metadata::new()).await.unwrap();
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
+    t.audit
+        .put(&later, Bytes::from("x"), Metadata::new())
+        .await
+        .unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
     assert_eq!(report.problems.len(), 1);
     assert_eq!(report.not_yet_digested, [later]);
 }
@@ -248,21 +455,40 @@ async fn verify_finds_a_modified_digest() {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut enc, &serde_json::to_vec(&doc).unwrap()).unwrap();
     std::fs::write(t.audit.path_of(&digests[2]), enc.finish().unwrap()).unwrap();
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
     let k = kinds(&report);
-    assert!(k.contains(&(ProblemKind::DigestModified, digests[2].clone())), "{k:?}");
+    assert!(
+        k.contains(&(ProblemKind::DigestModified, digests[2].clone())),
+        "{k:?}"
+    );
     // and the log file only it listed is now unaccounted for
-    assert!(k.iter().any(|(kind, _)| *kind == ProblemKind::LogFileInserted) || !report.not_yet_digested.is_empty(), "{k:?}");
+    assert!(
+        k.iter()
+            .any(|(kind, _)| *kind == ProblemKind::LogFileInserted)
+            || !report.not_yet_digested.is_empty(),
+        "{k:?}"
+    );
 }
 
 #[tokio::test]
 async fn verify_finds_a_deleted_digest() {
     let (t, _, digests) = three_period_trail(tempfile::tempdir().unwrap()).await;
     t.audit.delete(&digests[1]).await.unwrap();
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
     let k = kinds(&report);
-    assert!(k.contains(&(ProblemKind::DigestDeleted, digests[1].clone())), "{k:?}");
-    assert!(k.iter().any(|(kind, _)| *kind == ProblemKind::LogFileInserted), "its log file is no longer covered: {k:?}");
+    assert!(
+        k.contains(&(ProblemKind::DigestDeleted, digests[1].clone())),
+        "{k:?}"
+    );
+    assert!(
+        k.iter()
+            .any(|(kind, _)| *kind == ProblemKind::LogFileInserted),
+        "its log file is no longer covered: {k:?}"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +500,8 @@ async fn verify_finds_a_broken_chain() {
     let b_dir = tempfile::tempdir().unwrap();
     let (b, sink_b) = trail_with(b_dir, &key_path).await;
     let sink_b = Arc::new(sink_b);
-    let store_b = AuditedStore::new(b.data.clone(), sink_b.clone(), "tarn-compaction").with_clock(b.clock.clone());
+    let store_b = AuditedStore::new(b.data.clone(), sink_b.clone(), "tarn-compaction")
+        .with_clock(b.clock.clone());
     for i in 0..3 {
         b.clock.advance(Duration::minutes(1));
         store_b.delete(&format!("tables/other/{i}")).await.unwrap();
@@ -282,10 +509,18 @@ async fn verify_finds_a_broken_chain() {
     }
     // splice b's validly signed second digest into a's chain
     let theirs = b.audit.get(&digests[1]).await.unwrap();
-    a.audit.put(&digests[1], theirs.body, theirs.info.metadata).await.unwrap();
-    let report = verify(a.audit.as_ref(), &TrailConfig::default(), &a.key).await.unwrap();
+    a.audit
+        .put(&digests[1], theirs.body, theirs.info.metadata)
+        .await
+        .unwrap();
+    let report = verify(a.audit.as_ref(), &TrailConfig::default(), &a.key)
+        .await
+        .unwrap();
     let k = kinds(&report);
-    assert!(k.iter().any(|(kind, _)| *kind == ProblemKind::ChainBroken), "{k:?}");
+    assert!(
+        k.iter().any(|(kind, _)| *kind == ProblemKind::ChainBroken),
+        "{k:?}"
+    );
     assert!(!report.is_ok());
 }
 
@@ -294,8 +529,21 @@ async fn verify_refuses_another_key() {
     let (t, _, _) = three_period_trail(tempfile::tempdir().unwrap()).await;
     let other = tempfile::tempdir().unwrap();
     let other = SigningKey::open_or_create(other.path().join("k.key")).unwrap();
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &other.public_key()).await.unwrap();
-    assert_eq!(report.problems.iter().filter(|p| p.kind == ProblemKind::DigestModified).count(), 3);
+    let report = verify(
+        t.audit.as_ref(),
+        &TrailConfig::default(),
+        &other.public_key(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::DigestModified)
+            .count(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -304,19 +552,35 @@ async fn a_reopened_sink_continues_the_chain() {
     let kp = dir.path().join("keys/audit-signing.key");
     let (t, first) = trail_with(dir, &kp).await;
     let first = Arc::new(first);
-    AuditedStore::new(t.data.clone(), first.clone(), "tarn-pipeline").list("tables/").await.unwrap();
+    AuditedStore::new(t.data.clone(), first.clone(), "tarn-pipeline")
+        .list("tables/")
+        .await
+        .unwrap();
     first.flush().await.unwrap();
     drop(first);
     for _ in 0..2 {
         t.clock.advance(Duration::minutes(1));
         let key = SigningKey::open_or_create(&kp).unwrap();
         let sink = Arc::new(
-            LocalAuditSink::open_with_clock(t.audit.clone(), TrailConfig::default(), key, settings(), t.clock.clone()).await.unwrap(),
+            LocalAuditSink::open_with_clock(
+                t.audit.clone(),
+                TrailConfig::default(),
+                key,
+                settings(),
+                t.clock.clone(),
+            )
+            .await
+            .unwrap(),
         );
-        AuditedStore::new(t.data.clone(), sink.clone(), "tarn-pipeline").list("tables/").await.unwrap();
+        AuditedStore::new(t.data.clone(), sink.clone(), "tarn-pipeline")
+            .list("tables/")
+            .await
+            .unwrap();
         sink.flush().await.unwrap();
     }
-    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key).await.unwrap();
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!((report.digests, report.log_files_valid), (3, 3));
 }
@@ -327,9 +591,13 @@ fn the_signing_key_is_private_and_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let path = SigningKey::path_in(dir.path());
     let a = SigningKey::open_or_create(&path).unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let b = SigningKey::open_or_create(&path).unwrap();
     assert_eq!(a.public_key(), b.public_key());
-    let public = tarn_core::audit::read_public_key(&SigningKey::public_path_in(dir.path())).unwrap();
+    let public =
+        tarn_core::audit::read_public_key(&SigningKey::public_path_in(dir.path())).unwrap();
     assert_eq!(public, a.public_key());
 }

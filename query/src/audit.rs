@@ -89,7 +89,13 @@ pub fn cloudtrail_schema() -> SchemaRef {
                     st("attributes", vec![s("mfaauthenticated"), s("creationdate")]),
                     st(
                         "sessionissuer",
-                        vec![s("type"), s("principalid"), s("arn"), s("accountid"), s("username")],
+                        vec![
+                            s("type"),
+                            s("principalid"),
+                            s("arn"),
+                            s("accountid"),
+                            s("username"),
+                        ],
                     ),
                     s("ec2roledelivery"),
                     st(
@@ -144,7 +150,11 @@ pub fn cloudtrail_schema() -> SchemaRef {
         s("edgedevicedetails"),
         st(
             "tlsdetails",
-            vec![s("tlsversion"), s("ciphersuite"), s("clientprovidedhostheader")],
+            vec![
+                s("tlsversion"),
+                s("ciphersuite"),
+                s("clientprovidedhostheader"),
+            ],
         ),
         s("region"),
         s("year"),
@@ -238,8 +248,14 @@ pub fn cloudtrail_batches(records: &[(String, Value)]) -> Result<Vec<RecordBatch
             .map(|(key, record)| {
                 let mut row = conform(record, schema.fields());
                 if let Value::Object(m) = &mut row {
-                    for (name, v) in ["region", "year", "month", "day"].iter().zip(partitions(key)) {
-                        m.insert((*name).to_string(), v.map(Value::String).unwrap_or(Value::Null));
+                    for (name, v) in ["region", "year", "month", "day"]
+                        .iter()
+                        .zip(partitions(key))
+                    {
+                        m.insert(
+                            (*name).to_string(),
+                            v.map(Value::String).unwrap_or(Value::Null),
+                        );
                     }
                 }
                 row
@@ -265,15 +281,14 @@ pub async fn register_cloudtrail_table(
     audit: &dyn ObjectStore,
     trail: &TrailConfig,
 ) -> Result<()> {
-    let files = read_log_files(audit, trail, None).await.map_err(|e| {
-        QueryError::new(ErrorKind::Io, format!("reading the audit trail: {e}"))
-    })?;
+    let files = read_log_files(audit, trail, None)
+        .await
+        .map_err(|e| QueryError::new(ErrorKind::Io, format!("reading the audit trail: {e}")))?;
     let mut records = Vec::new();
     for f in files {
         for r in f.records {
-            let v = serde_json::to_value(&r).map_err(|e| {
-                QueryError::new(ErrorKind::Execution, format!("audit record: {e}"))
-            })?;
+            let v = serde_json::to_value(&r)
+                .map_err(|e| QueryError::new(ErrorKind::Execution, format!("audit record: {e}")))?;
             records.push((f.key.clone(), v));
         }
     }
@@ -315,7 +330,10 @@ impl ScalarUDFImpl for JsonExtractScalar {
     fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
         Ok(DataType::Utf8)
     }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
         let n = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let as_utf8 = |a: &ArrayRef| -> datafusion::common::Result<ArrayRef> {
@@ -323,8 +341,14 @@ impl ScalarUDFImpl for JsonExtractScalar {
         };
         let json = as_utf8(&arrays[0])?;
         let path = as_utf8(&arrays[1])?;
-        let json = json.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
-        let path = path.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
+        let json = json
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to utf8");
+        let path = path
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to utf8");
         let mut out = StringBuilder::new();
         debug_assert_eq!(json.len(), n);
         for i in 0..json.len() {
@@ -411,5 +435,79 @@ mod tests {
         assert_eq!(extract_scalar(j, "$.missing"), None);
         assert_eq!(extract_scalar("not json", "$.a"), None);
         assert_eq!(extract_scalar(j, "key"), None);
+    }
+}
+
+/// The rows `tarn audit` prints: one per record, the columns an auditor reads first.
+pub fn trail_result(records: &[tarn_core::audit::CloudTrailRecord]) -> crate::QueryResult {
+    let col = |n: &str| crate::ResultColumn {
+        name: n.into(),
+        data_type: "string".into(),
+    };
+    let opt = |v: Option<&str>| {
+        v.map(|s| Value::String(s.to_string()))
+            .unwrap_or(Value::Null)
+    };
+    crate::QueryResult {
+        columns: [
+            "eventtime",
+            "who",
+            "identity_type",
+            "eventname",
+            "bucket",
+            "object_key",
+            "table",
+            "errorcode",
+            "errormessage",
+            "sourceipaddress",
+            "useragent",
+            "eventid",
+        ]
+        .iter()
+        .map(|n| col(n))
+        .collect(),
+        rows: records
+            .iter()
+            .map(|r| {
+                vec![
+                    Value::String(r.event_time.clone()),
+                    Value::String(r.who()),
+                    Value::String(r.user_identity.kind.clone()),
+                    Value::String(r.event_name.clone()),
+                    opt(r.bucket()),
+                    opt(r
+                        .key()
+                        .or_else(|| r.request_parameters.get("prefix").and_then(Value::as_str))),
+                    opt(r.table().as_deref()),
+                    opt(r.error_code.as_deref()),
+                    opt(r.error_message.as_deref()),
+                    Value::String(r.source_ip_address.clone()),
+                    Value::String(r.user_agent.clone()),
+                    Value::String(r.event_id.clone()),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The rows `tarn audit verify` prints: one per problem.
+pub fn verify_result(report: &tarn_core::audit::VerifyReport) -> crate::QueryResult {
+    let col = |n: &str| crate::ResultColumn {
+        name: n.into(),
+        data_type: "string".into(),
+    };
+    crate::QueryResult {
+        columns: vec![col("problem"), col("key"), col("detail")],
+        rows: report
+            .problems
+            .iter()
+            .map(|p| {
+                vec![
+                    Value::String(p.kind.as_str().to_string()),
+                    Value::String(p.key.clone()),
+                    Value::String(p.detail.clone()),
+                ]
+            })
+            .collect(),
     }
 }

@@ -34,7 +34,10 @@ pub struct LocalQueryEngine {
     database: String,
     runtime: Arc<RuntimeEnv>,
     /// the audit store and trail behind `cloudtrail_logs`, when opted in
-    audit: Option<(Arc<dyn tarn_core::ObjectStore>, tarn_core::audit::TrailConfig)>,
+    audit: Option<(
+        Arc<dyn tarn_core::ObjectStore>,
+        tarn_core::audit::TrailConfig,
+    )>,
 }
 
 impl LocalQueryEngine {

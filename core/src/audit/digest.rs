@@ -64,8 +64,17 @@ pub(crate) struct PreviousDigest {
 /// What is signed, as CloudTrail's data-signing string: the end time, where the digest is, the
 /// hex SHA-256 of its uncompressed content, and the previous digest's signature (`null` for the
 /// first).
-pub fn sign_string(end_time: &str, bucket: &str, key: &str, hash_hex: &str, previous_signature: Option<&str>) -> String {
-    format!("{end_time}\n{bucket}/{key}\n{hash_hex}\n{}", previous_signature.unwrap_or("null"))
+pub fn sign_string(
+    end_time: &str,
+    bucket: &str,
+    key: &str,
+    hash_hex: &str,
+    previous_signature: Option<&str>,
+) -> String {
+    format!(
+        "{end_time}\n{bucket}/{key}\n{hash_hex}\n{}",
+        previous_signature.unwrap_or("null")
+    )
 }
 
 /// The trail's Ed25519 signing key, a PKCS#8 file (mode 0600, created once, never overwritten),
@@ -76,7 +85,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("fingerprint", &self.fingerprint()).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("fingerprint", &self.fingerprint())
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +120,9 @@ impl SigningKey {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(Error::io("creating audit signing key", &tmp))?;
-            f.write_all(doc.as_ref()).and_then(|_| f.sync_all()).map_err(Error::io("writing audit signing key", &tmp))?;
+            f.write_all(doc.as_ref())
+                .and_then(|_| f.sync_all())
+                .map_err(Error::io("writing audit signing key", &tmp))?;
             // link, not rename: never replaces a key that already exists
             let res = std::fs::hard_link(&tmp, path);
             let _ = std::fs::remove_file(&tmp);
@@ -127,13 +140,20 @@ impl SigningKey {
                 path.display()
             )));
         }
-        let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(Error::io("reading audit signing key", path))?);
-        let pair = Ed25519KeyPair::from_pkcs8(&bytes)
-            .map_err(|e| Error::Config(format!("audit signing key {} is not an Ed25519 PKCS#8 key: {e}", path.display())))?;
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(Error::io("reading audit signing key", path))?,
+        );
+        let pair = Ed25519KeyPair::from_pkcs8(&bytes).map_err(|e| {
+            Error::Config(format!(
+                "audit signing key {} is not an Ed25519 PKCS#8 key: {e}",
+                path.display()
+            ))
+        })?;
         let key = Self { pair };
         let public = path.with_extension("pub");
         if !public.exists() {
-            std::fs::write(&public, format!("{}\n", key.public_key_hex())).map_err(Error::io("writing audit public key", &public))?;
+            std::fs::write(&public, format!("{}\n", key.public_key_hex()))
+                .map_err(Error::io("writing audit public key", &public))?;
         }
         Ok(key)
     }
@@ -156,8 +176,14 @@ impl SigningKey {
 
 /// Reads a public key file written by [`SigningKey::open_or_create`] (hex).
 pub fn read_public_key(path: &Path) -> Result<Vec<u8>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io("reading audit public key", path))?;
-    hex::decode(text.trim()).map_err(|e| Error::Config(format!("audit public key {} is not hex: {e}", path.display())))
+    let text =
+        std::fs::read_to_string(path).map_err(Error::io("reading audit public key", path))?;
+    hex::decode(text.trim()).map_err(|e| {
+        Error::Config(format!(
+            "audit public key {} is not hex: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// What is wrong with one file.
@@ -236,11 +262,19 @@ struct Digest {
 /// Checks the trail in `store` against the signing key's public key (raw 32 bytes): every
 /// digest's signature, the chain of digests, and every log file against the digests. Reports
 /// each modified, deleted or inserted log file and digest, and any break in the chain.
-pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[u8]) -> Result<VerifyReport> {
+pub async fn verify(
+    store: &dyn ObjectStore,
+    trail: &TrailConfig,
+    public_key: &[u8],
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut problems: BTreeSet<Problem> = BTreeSet::new();
     let mut problem = |kind, key: &str, detail: String| {
-        problems.insert(Problem { kind, key: key.to_string(), detail });
+        problems.insert(Problem {
+            kind,
+            key: key.to_string(),
+            detail,
+        });
     };
     let pk = UnparsedPublicKey::new(&ED25519, public_key);
 
@@ -254,17 +288,36 @@ pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[
         };
         let signature = got.info.metadata.get("signature").cloned();
         let body = gunzip(&got.body).ok();
-        let file = body.as_ref().and_then(|b| serde_json::from_slice::<DigestFile>(b).ok());
+        let file = body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice::<DigestFile>(b).ok());
         let hash = body.as_ref().map(|b| sha256_hex(b));
         let valid = match (&file, &hash, &signature) {
             (Some(f), Some(h), Some(sig)) => {
-                let msg = sign_string(&f.digest_end_time, &f.digest_s3_bucket, &f.digest_s3_object, h, f.previous_digest_signature.as_deref());
+                let msg = sign_string(
+                    &f.digest_end_time,
+                    &f.digest_s3_bucket,
+                    &f.digest_s3_object,
+                    h,
+                    f.previous_digest_signature.as_deref(),
+                );
                 f.digest_s3_object == info.key
-                    && hex::decode(sig).ok().is_some_and(|s| pk.verify(msg.as_bytes(), &s).is_ok())
+                    && hex::decode(sig)
+                        .ok()
+                        .is_some_and(|s| pk.verify(msg.as_bytes(), &s).is_ok())
             }
             _ => false,
         };
-        digests.insert(info.key.clone(), Digest { key: info.key, file, uncompressed_hash: hash, signature, valid });
+        digests.insert(
+            info.key.clone(),
+            Digest {
+                key: info.key,
+                file,
+                uncompressed_hash: hash,
+                signature,
+                valid,
+            },
+        );
     }
     report.digests = digests.len();
 
@@ -273,7 +326,10 @@ pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[
     for d in digests.values().filter(|d| d.valid) {
         let f = d.file.as_ref().expect("valid digests parsed");
         if let Some(prev) = &f.previous_digest_s3_object {
-            successors.entry(prev.clone()).or_default().push(d.key.clone());
+            successors
+                .entry(prev.clone())
+                .or_default()
+                .push(d.key.clone());
         }
     }
     for d in digests.values() {
@@ -289,7 +345,11 @@ pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[
             };
             problem(ProblemKind::DigestModified, &d.key, why.into());
         } else {
-            problem(ProblemKind::DigestInserted, &d.key, "not signed by the trail's key, and no digest points to it".into());
+            problem(
+                ProblemKind::DigestInserted,
+                &d.key,
+                "not signed by the trail's key, and no digest points to it".into(),
+            );
         }
     }
     let mut starts = Vec::new();
@@ -298,13 +358,27 @@ pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[
         match &f.previous_digest_s3_object {
             None => starts.push((f.digest_end_time.clone(), d.key.clone())),
             Some(prev) => match digests.get(prev) {
-                None => problem(ProblemKind::DigestDeleted, prev, format!("digest {} points to it as its previous digest", d.key)),
+                None => problem(
+                    ProblemKind::DigestDeleted,
+                    prev,
+                    format!("digest {} points to it as its previous digest", d.key),
+                ),
                 Some(p) => {
-                    if p.uncompressed_hash.is_some() && p.uncompressed_hash != f.previous_digest_hash_value {
-                        problem(ProblemKind::DigestModified, prev, format!("its hash is not the one digest {} holds", d.key));
+                    if p.uncompressed_hash.is_some()
+                        && p.uncompressed_hash != f.previous_digest_hash_value
+                    {
+                        problem(
+                            ProblemKind::DigestModified,
+                            prev,
+                            format!("its hash is not the one digest {} holds", d.key),
+                        );
                     }
                     if p.signature != f.previous_digest_signature {
-                        problem(ProblemKind::ChainBroken, &d.key, format!("the previous signature it holds is not that of {prev}"));
+                        problem(
+                            ProblemKind::ChainBroken,
+                            &d.key,
+                            format!("the previous signature it holds is not that of {prev}"),
+                        );
                     }
                 }
             },
@@ -312,11 +386,19 @@ pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[
     }
     starts.sort();
     for (_, key) in starts.iter().skip(1) {
-        problem(ProblemKind::ChainBroken, key, "a second chain start: it has no previous digest, but an older chain exists".into());
+        problem(
+            ProblemKind::ChainBroken,
+            key,
+            "a second chain start: it has no previous digest, but an older chain exists".into(),
+        );
     }
     for (prev, next) in &successors {
         if next.len() > 1 {
-            problem(ProblemKind::ChainBroken, prev, format!("more than one digest follows it: {}", next.join(", ")));
+            problem(
+                ProblemKind::ChainBroken,
+                prev,
+                format!("more than one digest follows it: {}", next.join(", ")),
+            );
         }
     }
 
@@ -332,18 +414,33 @@ pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[
             newest_end = Some(f.digest_end_time.clone());
         }
     }
-    let present: Vec<String> = store.list(&trail.log_prefix()).await?.into_iter().map(|o| o.key).collect();
+    let present: Vec<String> = store
+        .list(&trail.log_prefix())
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     report.log_files = present.len();
     for (key, hash) in &listed {
         match store.get(key).await {
             Ok(got) => match gunzip(&got.body) {
                 Ok(body) if &sha256_hex(&body) == hash => report.log_files_valid += 1,
-                Ok(_) => problem(ProblemKind::LogFileModified, key, "its SHA-256 is not the one its digest holds".into()),
-                Err(_) => problem(ProblemKind::LogFileModified, key, "no longer a gzip file".into()),
+                Ok(_) => problem(
+                    ProblemKind::LogFileModified,
+                    key,
+                    "its SHA-256 is not the one its digest holds".into(),
+                ),
+                Err(_) => problem(
+                    ProblemKind::LogFileModified,
+                    key,
+                    "no longer a gzip file".into(),
+                ),
             },
-            Err(e) if e.kind() == crate::ErrorKind::NotFound => {
-                problem(ProblemKind::LogFileDeleted, key, "listed in a digest, missing from the trail".into())
-            }
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => problem(
+                ProblemKind::LogFileDeleted,
+                key,
+                "listed in a digest, missing from the trail".into(),
+            ),
             Err(e) => return Err(e),
         }
     }
@@ -352,10 +449,16 @@ pub async fn verify(store: &dyn ObjectStore, trail: &TrailConfig, public_key: &[
     for key in present.iter().filter(|k| !listed.contains_key(*k)) {
         let file_minute = log_key_minute(key);
         match (&file_minute, &newest_minute) {
-            (Some(fm), Some(nm)) if fm < nm => {
-                problem(ProblemKind::LogFileInserted, key, "no digest lists it, and it is older than the newest digest".into())
-            }
-            (None, _) => problem(ProblemKind::LogFileInserted, key, "not a log file name CloudTrail would deliver".into()),
+            (Some(fm), Some(nm)) if fm < nm => problem(
+                ProblemKind::LogFileInserted,
+                key,
+                "no digest lists it, and it is older than the newest digest".into(),
+            ),
+            (None, _) => problem(
+                ProblemKind::LogFileInserted,
+                key,
+                "not a log file name CloudTrail would deliver".into(),
+            ),
             _ => report.not_yet_digested.push(key.clone()),
         }
     }

@@ -18,14 +18,19 @@ mod record;
 mod sink;
 mod store;
 
-pub use digest::{DigestFile, LogFileEntry, Problem, ProblemKind, SigningKey, VerifyReport, read_public_key, sign_string, verify};
-pub use read::{LogFile, TrailFilter, read_log_files, read_trail};
+pub use digest::{
+    DigestFile, LogFileEntry, Problem, ProblemKind, SigningKey, VerifyReport, read_public_key,
+    sign_string, verify,
+};
+pub use read::{LogFile, TrailFilter, parse_since, read_log_files, read_trail};
 pub use record::{
-    Actor, AuditEvent, CloudTrailRecord, EventName, Resource, TrailConfig, UserIdentity, event_time, request_id,
-    table_of_key,
+    Actor, AuditEvent, CloudTrailRecord, EventName, Resource, TrailConfig, UserIdentity,
+    event_time, request_id, table_of_key,
 };
 pub use sink::{AuditSink, LocalAuditSink, NoAuditSink, SinkSettings};
-pub use store::{AuditedStore, RequestContext, RequestScope, current_request, denied_event, set_request_actor};
+pub use store::{
+    AuditedStore, RequestContext, RequestScope, current_request, denied_event, set_request_actor,
+};
 
 use crate::error::{Error, Result};
 
@@ -40,15 +45,19 @@ pub mod component {
 pub(crate) fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).map_err(|e| Error::InvalidInput(format!("gzip: {e}")))?;
-    enc.finish().map_err(|e| Error::InvalidInput(format!("gzip: {e}")))
+    enc.write_all(data)
+        .map_err(|e| Error::InvalidInput(format!("gzip: {e}")))?;
+    enc.finish()
+        .map_err(|e| Error::InvalidInput(format!("gzip: {e}")))
 }
 
 /// Decompresses a gzip file.
 pub fn gunzip(data: &[u8]) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data).read_to_end(&mut out).map_err(|e| Error::InvalidInput(format!("not gzip: {e}")))?;
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::InvalidInput(format!("not gzip: {e}")))?;
     Ok(out)
 }
 

@@ -23,7 +23,9 @@ pub struct TrailFilter {
 
 impl TrailFilter {
     pub fn matches(&self, r: &CloudTrailRecord) -> bool {
-        let time = DateTime::parse_from_rfc3339(&r.event_time).ok().map(|t| t.with_timezone(&Utc));
+        let time = DateTime::parse_from_rfc3339(&r.event_time)
+            .ok()
+            .map(|t| t.with_timezone(&Utc));
         if let Some(since) = self.since
             && time.is_none_or(|t| t < since)
         {
@@ -61,7 +63,11 @@ pub struct LogFile {
 }
 
 /// Every log file of the trail (skipping days before `since` by their path), parsed.
-pub async fn read_log_files(store: &dyn ObjectStore, trail: &TrailConfig, since: Option<DateTime<Utc>>) -> Result<Vec<LogFile>> {
+pub async fn read_log_files(
+    store: &dyn ObjectStore,
+    trail: &TrailConfig,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<LogFile>> {
     let prefix = trail.log_prefix();
     let first_day = since.map(|s| s.format("%Y/%m/%d").to_string());
     let mut out = Vec::new();
@@ -78,21 +84,33 @@ pub async fn read_log_files(store: &dyn ObjectStore, trail: &TrailConfig, since:
             Err(e) if e.kind() == crate::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let body = gunzip(&got.body).map_err(|e| Error::InvalidInput(format!("audit log file {}: {e}", info.key)))?;
+        let body = gunzip(&got.body)
+            .map_err(|e| Error::InvalidInput(format!("audit log file {}: {e}", info.key)))?;
         #[derive(serde::Deserialize)]
         struct File {
             #[serde(rename = "Records")]
             records: Vec<CloudTrailRecord>,
         }
-        let file: File = serde_json::from_slice(&body)
-            .map_err(|e| Error::InvalidInput(format!("audit log file {} is not a CloudTrail log file: {e}", info.key)))?;
-        out.push(LogFile { key: info.key, records: file.records });
+        let file: File = serde_json::from_slice(&body).map_err(|e| {
+            Error::InvalidInput(format!(
+                "audit log file {} is not a CloudTrail log file: {e}",
+                info.key
+            ))
+        })?;
+        out.push(LogFile {
+            key: info.key,
+            records: file.records,
+        });
     }
     Ok(out)
 }
 
 /// The records matching `filter`, oldest first.
-pub async fn read_trail(store: &dyn ObjectStore, trail: &TrailConfig, filter: &TrailFilter) -> Result<Vec<CloudTrailRecord>> {
+pub async fn read_trail(
+    store: &dyn ObjectStore,
+    trail: &TrailConfig,
+    filter: &TrailFilter,
+) -> Result<Vec<CloudTrailRecord>> {
     let mut out: Vec<CloudTrailRecord> = read_log_files(store, trail, filter.since)
         .await?
         .into_iter()
@@ -101,4 +119,55 @@ pub async fn read_trail(store: &dyn ObjectStore, trail: &TrailConfig, filter: &T
         .collect();
     out.sort_by(|a, b| a.event_time.cmp(&b.event_time));
     Ok(out)
+}
+
+/// A `--since` value: RFC 3339 (`2024-05-06T10:00:00Z`), a day (`2024-05-06`, midnight UTC),
+/// or an age before `now` (`90s`, `15m`, `2h`, `7d`, `1w`).
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().map_err(|_| bad_since(s))?;
+    let age = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        "w" => chrono::Duration::weeks(n),
+        _ => return Err(bad_since(s)),
+    };
+    Ok(now - age)
+}
+
+fn bad_since(s: &str) -> Error {
+    Error::InvalidInput(format!(
+        "--since {s:?}: give a time (2024-05-06T10:00:00Z), a day (2024-05-06) or an age (15m, 2h, 7d)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_values() {
+        let now = DateTime::parse_from_rfc3339("2024-05-06T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| parse_since(s, now).unwrap().to_rfc3339();
+        assert_eq!(at("2024-05-01T01:02:03Z"), "2024-05-01T01:02:03+00:00");
+        assert_eq!(at("2024-05-01"), "2024-05-01T00:00:00+00:00");
+        assert_eq!(at("90s"), "2024-05-06T09:58:30+00:00");
+        assert_eq!(at("2h"), "2024-05-06T08:00:00+00:00");
+        assert_eq!(at("1w"), "2024-04-29T10:00:00+00:00");
+        for bad in ["", "yesterday", "5y", "-1h"] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+    }
 }

@@ -19,7 +19,11 @@ pub struct TrailConfig {
 
 impl Default for TrailConfig {
     fn default() -> Self {
-        Self { account: "000000000000".into(), region: "local".into(), trail_name: "tarn".into() }
+        Self {
+            account: "000000000000".into(),
+            region: "local".into(),
+            trail_name: "tarn".into(),
+        }
     }
 }
 
@@ -30,7 +34,10 @@ impl TrailConfig {
     }
     /// `AWSLogs/<account>/CloudTrail-Digest/<region>/`: every digest file is under it.
     pub fn digest_prefix(&self) -> String {
-        format!("AWSLogs/{}/CloudTrail-Digest/{}/", self.account, self.region)
+        format!(
+            "AWSLogs/{}/CloudTrail-Digest/{}/",
+            self.account, self.region
+        )
     }
     /// The key of a log file delivered at `at`.
     pub fn log_key(&self, at: DateTime<Utc>, random: &str) -> String {
@@ -64,7 +71,11 @@ pub enum Actor {
     /// one of tarn's own components (`tarn-ingress`, `tarn-pipeline`, `tarn-compaction`, `tarn-query`)
     Service(String),
     /// a caller identified by a verified token: producer or analyst
-    WebIdentity { sub: String, username: String, issuer: String },
+    WebIdentity {
+        sub: String,
+        username: String,
+        issuer: String,
+    },
     /// a caller without a valid token
     Anonymous,
 }
@@ -90,7 +101,10 @@ impl EventName {
         }
     }
     pub fn read_only(self) -> bool {
-        matches!(self, EventName::GetObject | EventName::HeadObject | EventName::ListObjects)
+        matches!(
+            self,
+            EventName::GetObject | EventName::HeadObject | EventName::ListObjects
+        )
     }
 }
 
@@ -123,7 +137,12 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// An event with the given basics; the rest empty.
-    pub fn new(name: EventName, bucket: impl Into<String>, actor: Actor, source_ip: impl Into<String>) -> Self {
+    pub fn new(
+        name: EventName,
+        bucket: impl Into<String>,
+        actor: Actor,
+        source_ip: impl Into<String>,
+    ) -> Self {
         Self {
             time: Utc::now(),
             name,
@@ -225,7 +244,11 @@ impl CloudTrailRecord {
                 invoked_by: Some(name.clone()),
                 ..Default::default()
             },
-            Actor::WebIdentity { sub, username, issuer } => UserIdentity {
+            Actor::WebIdentity {
+                sub,
+                username,
+                issuer,
+            } => UserIdentity {
                 kind: "WebIdentityUser".into(),
                 principal_id: Some(sub.clone()),
                 user_name: Some(username.clone()),
@@ -242,12 +265,19 @@ impl CloudTrailRecord {
         };
         let mut params = Map::new();
         params.insert("bucketName".into(), json!(e.bucket));
-        params.insert("Host".into(), json!(format!("{}.s3.{}.amazonaws.com", e.bucket, trail.region)));
+        params.insert(
+            "Host".into(),
+            json!(format!("{}.s3.{}.amazonaws.com", e.bucket, trail.region)),
+        );
         let resources = match (&e.key, &e.prefix) {
             (Some(key), _) => {
                 params.insert("key".into(), json!(key));
                 vec![
-                    Resource { kind: "AWS::S3::Object".into(), arn: format!("arn:aws:s3:::{}/{key}", e.bucket), account_id: None },
+                    Resource {
+                        kind: "AWS::S3::Object".into(),
+                        arn: format!("arn:aws:s3:::{}/{key}", e.bucket),
+                        account_id: None,
+                    },
                     Resource {
                         kind: "AWS::S3::Bucket".into(),
                         arn: format!("arn:aws:s3:::{}", e.bucket),
@@ -285,7 +315,11 @@ impl CloudTrailRecord {
             error_message,
             request_parameters: Value::Object(params),
             response_elements: Value::Null,
-            additional_event_data: if e.additional.is_empty() { Value::Null } else { Value::Object(e.additional) },
+            additional_event_data: if e.additional.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(e.additional)
+            },
             request_id: e.request_id.unwrap_or_else(request_id),
             event_id: uuid::Uuid::new_v4().to_string(),
             read_only: e.name.read_only(),
@@ -299,7 +333,9 @@ impl CloudTrailRecord {
 
     /// `requestParameters.bucketName`.
     pub fn bucket(&self) -> Option<&str> {
-        self.request_parameters.get("bucketName").and_then(Value::as_str)
+        self.request_parameters
+            .get("bucketName")
+            .and_then(Value::as_str)
     }
     /// `requestParameters.key`.
     pub fn key(&self) -> Option<&str> {
@@ -316,12 +352,19 @@ impl CloudTrailRecord {
     /// The user name, else the principal id, else the component (`invokedBy`).
     pub fn who(&self) -> String {
         let u = &self.user_identity;
-        u.user_name.clone().or_else(|| u.principal_id.clone()).or_else(|| u.invoked_by.clone()).unwrap_or_default()
+        u.user_name
+            .clone()
+            .or_else(|| u.principal_id.clone())
+            .or_else(|| u.invoked_by.clone())
+            .unwrap_or_default()
     }
     /// Whether the record names `user` (user name, principal id or component).
     pub fn is_by(&self, user: &str) -> bool {
         let u = &self.user_identity;
-        [&u.user_name, &u.principal_id].into_iter().flatten().any(|v| v == user)
+        [&u.user_name, &u.principal_id]
+            .into_iter()
+            .flatten()
+            .any(|v| v == user)
             || (u.kind == "AWSService" && u.invoked_by.as_deref() == Some(user))
     }
 }
@@ -347,7 +390,9 @@ mod tests {
     #[test]
     fn keys_follow_cloudtrail_layout() {
         let t = TrailConfig::default();
-        let at = DateTime::parse_from_rfc3339("2024-03-05T07:08:09Z").unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2024-03-05T07:08:09Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(
             t.log_key(at, "abcd"),
             "AWSLogs/000000000000/CloudTrail/local/2024/03/05/000000000000_CloudTrail_local_20240305T0708Z_abcd.json.gz"
@@ -356,8 +401,14 @@ mod tests {
             t.digest_key(at),
             "AWSLogs/000000000000/CloudTrail-Digest/local/2024/03/05/000000000000_CloudTrail-Digest_local_tarn_local_20240305T070809Z.json.gz"
         );
-        assert_eq!(table_of_key("tables/events/dt=2024-01-01/a.parquet"), Some("events"));
-        assert_eq!(table_of_key("objects/images/dt=2024-01-01/x"), Some("images"));
+        assert_eq!(
+            table_of_key("tables/events/dt=2024-01-01/a.parquet"),
+            Some("events")
+        );
+        assert_eq!(
+            table_of_key("objects/images/dt=2024-01-01/x"),
+            Some("images")
+        );
         assert_eq!(table_of_key("id=123"), None);
     }
 }

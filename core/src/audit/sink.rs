@@ -61,7 +61,11 @@ pub struct SinkSettings {
 
 impl Default for SinkSettings {
     fn default() -> Self {
-        Self { flush_interval: Duration::from_secs(5), max_records: 1000, digest_interval: Duration::from_secs(300) }
+        Self {
+            flush_interval: Duration::from_secs(5),
+            max_records: 1000,
+            digest_interval: Duration::from_secs(300),
+        }
     }
 }
 
@@ -144,7 +148,8 @@ impl LocalAuditSink {
                 let digest_due = {
                     let w = this.writer.lock().await;
                     this.clock.now() - w.last_digest_at
-                        >= chrono::Duration::from_std(this.settings.digest_interval).unwrap_or(chrono::Duration::MAX)
+                        >= chrono::Duration::from_std(this.settings.digest_interval)
+                            .unwrap_or(chrono::Duration::MAX)
                 };
                 if let Err(e) = this.write(digest_due).await {
                     tracing::error!(error = %e, "writing the audit trail failed; the records stay buffered and are retried");
@@ -175,7 +180,10 @@ impl Drop for LocalAuditSink {
         self.task.abort();
         let n = self.pending();
         if n > 0 {
-            tracing::error!(records = n, "audit sink dropped with records not written; call flush() before dropping it");
+            tracing::error!(
+                records = n,
+                "audit sink dropped with records not written; call flush() before dropping it"
+            );
         }
     }
 }
@@ -233,7 +241,9 @@ impl Inner {
         let times = records.iter().map(|r| r.event_time.as_str());
         let oldest = times.clone().min().unwrap_or_default().to_string();
         let newest = times.max().unwrap_or_default().to_string();
-        self.store.put(&key, Bytes::from(gz), Metadata::new()).await?;
+        self.store
+            .put(&key, Bytes::from(gz), Metadata::new())
+            .await?;
         Ok(LogFileEntry {
             s3_bucket: self.store.bucket().to_string(),
             s3_object: key,
@@ -257,9 +267,21 @@ impl Inner {
             name_at = last + chrono::Duration::seconds(1);
         }
         let key = self.trail.digest_key(name_at);
-        let start = w.previous.as_ref().map(|p| event_time(p.end_time)).unwrap_or_else(|| event_time(w.last_digest_at));
-        let oldest = w.undigested.iter().map(|f| f.oldest_event_time.clone()).min();
-        let newest = w.undigested.iter().map(|f| f.newest_event_time.clone()).max();
+        let start = w
+            .previous
+            .as_ref()
+            .map(|p| event_time(p.end_time))
+            .unwrap_or_else(|| event_time(w.last_digest_at));
+        let oldest = w
+            .undigested
+            .iter()
+            .map(|f| f.oldest_event_time.clone())
+            .min();
+        let newest = w
+            .undigested
+            .iter()
+            .map(|f| f.newest_event_time.clone())
+            .max();
         let file = DigestFile {
             aws_account_id: self.trail.account.clone(),
             digest_start_time: start,
@@ -277,15 +299,24 @@ impl Inner {
             previous_digest_signature: w.previous.as_ref().map(|p| p.signature.clone()),
             log_files: w.undigested.clone(),
         };
-        let body = serde_json::to_vec(&file).map_err(|e| Error::InvalidInput(format!("digest: {e}")))?;
+        let body =
+            serde_json::to_vec(&file).map_err(|e| Error::InvalidInput(format!("digest: {e}")))?;
         let hash = sha256_hex(&body);
-        let to_sign = sign_string(&file.digest_end_time, &file.digest_s3_bucket, &key, &hash, file.previous_digest_signature.as_deref());
+        let to_sign = sign_string(
+            &file.digest_end_time,
+            &file.digest_s3_bucket,
+            &key,
+            &hash,
+            file.previous_digest_signature.as_deref(),
+        );
         let signature = self.key.sign(to_sign.as_bytes());
         let metadata = Metadata::from([
             ("signature".to_string(), signature.clone()),
             ("signature-algorithm".to_string(), "Ed25519".to_string()),
         ]);
-        self.store.put(&key, Bytes::from(gzip(&body)?), metadata).await?;
+        self.store
+            .put(&key, Bytes::from(gzip(&body)?), metadata)
+            .await?;
         w.undigested.clear();
         w.previous = Some(PreviousDigest {
             bucket: self.store.bucket().to_string(),
@@ -301,17 +332,29 @@ impl Inner {
 }
 
 /// The newest digest under the trail's digest prefix (by its end time), to chain to.
-async fn newest_digest(store: &dyn ObjectStore, trail: &TrailConfig) -> Result<Option<PreviousDigest>> {
+async fn newest_digest(
+    store: &dyn ObjectStore,
+    trail: &TrailConfig,
+) -> Result<Option<PreviousDigest>> {
     let list = store.list(&trail.digest_prefix()).await?;
     let mut best: Option<PreviousDigest> = None;
     for info in list {
         let got = store.get(&info.key).await?;
-        let Ok(body) = gunzip(&got.body) else { continue };
-        let Ok(file) = serde_json::from_slice::<DigestFile>(&body) else { continue };
-        let Some(end) = DateTime::parse_from_rfc3339(&file.digest_end_time).ok().map(|t| t.with_timezone(&Utc)) else {
+        let Ok(body) = gunzip(&got.body) else {
             continue;
         };
-        let Some(signature) = got.info.metadata.get("signature").cloned() else { continue };
+        let Ok(file) = serde_json::from_slice::<DigestFile>(&body) else {
+            continue;
+        };
+        let Some(end) = DateTime::parse_from_rfc3339(&file.digest_end_time)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+        else {
+            continue;
+        };
+        let Some(signature) = got.info.metadata.get("signature").cloned() else {
+            continue;
+        };
         if best.as_ref().is_none_or(|b| end >= b.end_time) {
             best = Some(PreviousDigest {
                 bucket: store.bucket().to_string(),

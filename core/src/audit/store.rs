@@ -53,7 +53,9 @@ pub fn set_request_actor(actor: Actor) {
 
 /// The current request's context, inside a [`RequestScope`].
 pub fn current_request() -> Option<RequestContext> {
-    REQUEST.try_with(|c| c.lock().expect("request context").clone()).ok()
+    REQUEST
+        .try_with(|c| c.lock().expect("request context").clone())
+        .ok()
 }
 
 /// Wraps a store: every call is passed through unchanged and recorded (name, bucket, key or
@@ -75,13 +77,27 @@ pub struct AuditedStore {
 impl AuditedStore {
     /// `component`: who tarn is in these calls (`tarn-ingress`, `tarn-pipeline`,
     /// `tarn-compaction`, `tarn-query`).
-    pub fn new(inner: Arc<dyn ObjectStore>, sink: Arc<dyn AuditSink>, component: impl Into<String>) -> Self {
-        Self { inner, sink, component: component.into(), identity: None, clock: Arc::new(SystemClock), empty_lists: true }
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        sink: Arc<dyn AuditSink>,
+        component: impl Into<String>,
+    ) -> Self {
+        Self {
+            inner,
+            sink,
+            component: component.into(),
+            identity: None,
+            clock: Arc::new(SystemClock),
+            empty_lists: true,
+        }
     }
 
     /// The same store, its calls attributed to `actor`.
     pub fn with_identity(&self, actor: Actor) -> Self {
-        Self { identity: Some(actor), ..self.clone() }
+        Self {
+            identity: Some(actor),
+            ..self.clone()
+        }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -101,10 +117,18 @@ impl AuditedStore {
 
     fn event(&self, name: EventName) -> AuditEvent {
         let req = current_request();
-        let mut e = AuditEvent::new(name, self.inner.bucket(), Actor::Service(self.component.clone()), self.component.clone());
+        let mut e = AuditEvent::new(
+            name,
+            self.inner.bucket(),
+            Actor::Service(self.component.clone()),
+            self.component.clone(),
+        );
         e.time = self.clock.now();
         e.user_agent = format!("tarn/{} ({})", env!("CARGO_PKG_VERSION"), self.component);
-        let actor = self.identity.clone().or_else(|| req.as_ref().and_then(|r| r.actor.clone()));
+        let actor = self
+            .identity
+            .clone()
+            .or_else(|| req.as_ref().and_then(|r| r.actor.clone()));
         if let Some(r) = &req {
             if let Some(ip) = &r.source_ip {
                 e.source_ip = ip.clone();
@@ -148,7 +172,8 @@ fn table_from_meta(e: &mut AuditEvent, m: &Metadata) {
 
 fn bytes(e: &mut AuditEvent, inn: u64, out: u64) {
     e.additional.insert("bytesTransferredIn".into(), json!(inn));
-    e.additional.insert("bytesTransferredOut".into(), json!(out));
+    e.additional
+        .insert("bytesTransferredOut".into(), json!(out));
 }
 
 /// S3's error code and a message for a store error (never content).
@@ -194,7 +219,10 @@ impl ObjectStore for AuditedStore {
         bytes(&mut e, body.len() as u64, 0);
         let r = self.inner.put_if_absent(key, body, metadata).await;
         if let Ok(false) = r {
-            e.error = Some(("PreconditionFailed".into(), "At least one of the pre-conditions you specified did not hold".into()));
+            e.error = Some((
+                "PreconditionFailed".into(),
+                "At least one of the pre-conditions you specified did not hold".into(),
+            ));
         }
         self.finish(e, &r);
         r
@@ -219,7 +247,12 @@ impl ObjectStore for AuditedStore {
         let r = self.inner.head(key).await;
         match &r {
             Ok(Some(i)) => table_from_meta(&mut e, &i.metadata),
-            Ok(None) => e.error = Some(("NoSuchKey".into(), "The specified key does not exist.".into())),
+            Ok(None) => {
+                e.error = Some((
+                    "NoSuchKey".into(),
+                    "The specified key does not exist.".into(),
+                ))
+            }
             Err(_) => {}
         }
         self.finish(e, &r);
@@ -237,7 +270,8 @@ impl ObjectStore for AuditedStore {
             if found.is_empty() && !self.empty_lists {
                 return r;
             }
-            e.additional.insert("keyCount".into(), Value::from(found.len()));
+            e.additional
+                .insert("keyCount".into(), Value::from(found.len()));
         }
         self.finish(e, &r);
         r
@@ -264,7 +298,12 @@ pub fn denied_event(
     additional: Map<String, Value>,
 ) -> AuditEvent {
     let actor = ctx.actor.clone().unwrap_or(Actor::Anonymous);
-    let mut e = AuditEvent::new(name, bucket, actor, ctx.source_ip.clone().unwrap_or_else(|| "unknown".into()));
+    let mut e = AuditEvent::new(
+        name,
+        bucket,
+        actor,
+        ctx.source_ip.clone().unwrap_or_else(|| "unknown".into()),
+    );
     e.invoked_by = Some(component.to_string());
     e.key = key.map(str::to_string);
     if let Some(ua) = &ctx.user_agent {
