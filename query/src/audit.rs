@@ -274,13 +274,31 @@ pub fn cloudtrail_batches(records: &[(String, Value)]) -> Result<Vec<RecordBatch
     Ok(batches)
 }
 
-/// Registers `cloudtrail_logs` on `ctx`: every record of the trail's log files in `audit`, read
-/// now (records still buffered in a running sink show up after its next flush, within seconds).
+/// Registers `cloudtrail_logs` on `ctx`: every record of the trail's log files in `audit`,
+/// read when a query scans the table (records still buffered in a running sink show up after
+/// its next flush, within seconds). Queries that do not name the table read nothing.
 pub async fn register_cloudtrail_table(
     ctx: &SessionContext,
-    audit: &dyn ObjectStore,
+    audit: Arc<dyn ObjectStore>,
     trail: &TrailConfig,
 ) -> Result<()> {
+    let table = CloudTrailTable {
+        store: audit,
+        trail: trail.clone(),
+        schema: cloudtrail_schema(),
+    };
+    ctx.register_table(
+        datafusion::common::TableReference::bare(CLOUDTRAIL_TABLE),
+        Arc::new(table),
+    )?;
+    Ok(())
+}
+
+/// Every record of the trail's log files, as `cloudtrail_logs` rows.
+pub async fn read_cloudtrail_batches(
+    audit: &dyn ObjectStore,
+    trail: &TrailConfig,
+) -> Result<Vec<RecordBatch>> {
     let files = read_log_files(audit, trail, None)
         .await
         .map_err(|e| QueryError::new(ErrorKind::Io, format!("reading the audit trail: {e}")))?;
@@ -292,13 +310,40 @@ pub async fn register_cloudtrail_table(
             records.push((f.key.clone(), v));
         }
     }
-    let batches = cloudtrail_batches(&records)?;
-    let table = MemTable::try_new(cloudtrail_schema(), vec![batches])?;
-    ctx.register_table(
-        datafusion::common::TableReference::bare(CLOUDTRAIL_TABLE),
-        Arc::new(table),
-    )?;
-    Ok(())
+    cloudtrail_batches(&records)
+}
+
+/// `cloudtrail_logs`, read from the audit store at scan time.
+#[derive(Debug)]
+struct CloudTrailTable {
+    store: Arc<dyn ObjectStore>,
+    trail: TrailConfig,
+    schema: SchemaRef,
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::TableProvider for CloudTrailTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let batches = read_cloudtrail_batches(self.store.as_ref(), &self.trail)
+            .await
+            .map_err(QueryError::into_datafusion)?;
+        let table = MemTable::try_new(Arc::clone(&self.schema), vec![batches])?;
+        datafusion::catalog::TableProvider::scan(&table, state, projection, filters, limit).await
+    }
 }
 
 /// Trino's `json_extract_scalar(json, path)`: the scalar (string, number, boolean) at a simple

@@ -96,7 +96,7 @@ impl LocalQueryEngine {
         }
         crate::audit::register_functions(&ctx);
         if let Some((store, trail)) = &self.audit {
-            crate::audit::register_cloudtrail_table(&ctx, store.as_ref(), trail).await?;
+            crate::audit::register_cloudtrail_table(&ctx, Arc::clone(store), trail).await?;
         }
         Ok(ctx)
     }
