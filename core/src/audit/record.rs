@@ -378,7 +378,7 @@ pub fn request_id() -> String {
 pub fn table_of_key(key: &str) -> Option<&str> {
     let mut parts = key.split('/');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("tables" | "objects"), Some(t), Some(_)) => Some(t),
+        (Some("tables" | "objects"), Some(t), Some(_)) if !t.is_empty() => Some(t),
         _ => None,
     }
 }
@@ -410,5 +410,6 @@ mod tests {
             Some("images")
         );
         assert_eq!(table_of_key("id=123"), None);
+        assert_eq!(table_of_key("tables//x"), None);
     }
 }
