@@ -601,3 +601,88 @@ fn the_signing_key_is_private_and_never_replaced() {
         tarn_core::audit::read_public_key(&SigningKey::public_path_in(dir.path())).unwrap();
     assert_eq!(public, a.public_key());
 }
+
+/// An audit store whose writes fail while `failing` is set.
+#[derive(Debug)]
+struct Flaky {
+    inner: LocalObjectStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Flaky {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+    fn url(&self, key: &str) -> String {
+        self.inner.url(key)
+    }
+    async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> tarn_core::Result<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(tarn_core::Error::Service("disk full".into()));
+        }
+        self.inner.put(key, body, metadata).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: Metadata,
+    ) -> tarn_core::Result<bool> {
+        self.inner.put_if_absent(key, body, metadata).await
+    }
+    async fn get(&self, key: &str) -> tarn_core::Result<tarn_core::GetResult> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> tarn_core::Result<Option<tarn_core::ObjectInfo>> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> tarn_core::Result<Vec<tarn_core::ObjectInfo>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> tarn_core::Result<()> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn records_a_failed_write_could_not_deliver_stay_buffered_and_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Arc::new(Flaky {
+        inner: LocalObjectStore::open("tarn-audit", dir.path().join("audit")).unwrap(),
+        failing: std::sync::atomic::AtomicBool::new(true),
+    });
+    let data = Arc::new(LocalObjectStore::open("tarn-lake", dir.path().join("lake")).unwrap());
+    let key = SigningKey::open_or_create(dir.path().join("k.key")).unwrap();
+    let public = key.public_key();
+    let sink = Arc::new(
+        LocalAuditSink::open(audit.clone(), TrailConfig::default(), key, settings())
+            .await
+            .unwrap(),
+    );
+    let store = AuditedStore::new(data, sink.clone(), "tarn-pipeline");
+    store.head("tables/t/a").await.unwrap();
+    store.head("tables/t/b").await.unwrap();
+    let err = sink.flush().await.unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(sink.pending(), 2, "nothing is dropped");
+    store.head("tables/t/c").await.unwrap();
+    audit
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    sink.flush().await.unwrap();
+    assert_eq!(sink.pending(), 0);
+    let got = read_trail(
+        audit.as_ref(),
+        &TrailConfig::default(),
+        &TrailFilter::default(),
+    )
+    .await
+    .unwrap();
+    let keys: Vec<_> = got.iter().map(|r| r.key().unwrap().to_string()).collect();
+    assert_eq!(keys, ["tables/t/a", "tables/t/b", "tables/t/c"]);
+    let report = verify(audit.as_ref(), &TrailConfig::default(), &public)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
