@@ -686,3 +686,46 @@ async fn records_a_failed_write_could_not_deliver_stay_buffered_and_are_retried(
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+#[tokio::test]
+async fn a_second_writer_with_its_own_trail_name_keeps_both_chains_sound() {
+    // `tarn serve` and a one-shot `tarn compact` beside it: one audit store, two chains
+    let dir = tempfile::tempdir().unwrap();
+    let kp = dir.path().join("keys/audit-signing.key");
+    let (t, serve) = trail_with(dir, &kp).await;
+    let serve = Arc::new(serve);
+    let cli_trail = TrailConfig {
+        trail_name: "tarn-cli".into(),
+        ..TrailConfig::default()
+    };
+    let serve_store = AuditedStore::new(t.data.clone(), serve.clone(), "tarn-pipeline")
+        .with_clock(t.clock.clone());
+    for i in 0..2 {
+        t.clock.advance(Duration::minutes(1));
+        serve_store.list("tables/").await.unwrap();
+        serve.flush().await.unwrap();
+        let key = SigningKey::open_or_create(&kp).unwrap();
+        let cli = Arc::new(
+            LocalAuditSink::open_with_clock(
+                t.audit.clone(),
+                cli_trail.clone(),
+                key,
+                settings(),
+                t.clock.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+        AuditedStore::new(t.data.clone(), cli.clone(), "tarn-compaction")
+            .with_clock(t.clock.clone())
+            .delete(&format!("tables/t/{i}"))
+            .await
+            .unwrap();
+        cli.flush().await.unwrap();
+    }
+    let report = verify(t.audit.as_ref(), &TrailConfig::default(), &t.key)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!((report.digests, report.log_files_valid), (4, 4));
+}

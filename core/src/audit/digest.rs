@@ -356,7 +356,11 @@ pub async fn verify(
     for d in digests.values().filter(|d| d.valid) {
         let f = d.file.as_ref().expect("valid digests parsed");
         match &f.previous_digest_s3_object {
-            None => starts.push((f.digest_end_time.clone(), d.key.clone())),
+            None => starts.push((
+                trail.digest_trail_name(&d.key).unwrap_or("").to_string(),
+                f.digest_end_time.clone(),
+                d.key.clone(),
+            )),
             Some(prev) => match digests.get(prev) {
                 None => problem(
                     ProblemKind::DigestDeleted,
@@ -384,13 +388,17 @@ pub async fn verify(
             },
         }
     }
+    // one chain per trail name: a second start of one trail's chain means its history was cut
     starts.sort();
-    for (_, key) in starts.iter().skip(1) {
-        problem(
-            ProblemKind::ChainBroken,
-            key,
-            "a second chain start: it has no previous digest, but an older chain exists".into(),
-        );
+    for pair in starts.windows(2) {
+        let ((trail_a, _, _), (trail_b, _, key)) = (&pair[0], &pair[1]);
+        if trail_a == trail_b {
+            problem(
+                ProblemKind::ChainBroken,
+                key,
+                "a second chain start: it has no previous digest, but an older chain of its trail exists".into(),
+            );
+        }
     }
     for (prev, next) in &successors {
         if next.len() > 1 {

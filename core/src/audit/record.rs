@@ -50,6 +50,18 @@ impl TrailConfig {
             at.format("%Y%m%dT%H%MZ")
         )
     }
+    /// The trail name in a digest file's key (each trail name has its own chain of digests).
+    pub fn digest_trail_name<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let name = key.rsplit('/').next()?;
+        let rest = name.strip_prefix(&format!(
+            "{}_CloudTrail-Digest_{}_",
+            self.account, self.region
+        ))?;
+        let rest = rest.strip_suffix(".json.gz")?;
+        let (trail, _ts) = rest.rsplit_once('_')?;
+        trail.strip_suffix(&format!("_{}", self.region))
+    }
+
     /// The key of a digest file ending at `at`.
     pub fn digest_key(&self, at: DateTime<Utc>) -> String {
         format!(

@@ -331,7 +331,8 @@ impl Inner {
     }
 }
 
-/// The newest digest under the trail's digest prefix (by its end time), to chain to.
+/// The newest digest of this trail name under the trail's digest prefix (by its end time), to
+/// chain to.
 async fn newest_digest(
     store: &dyn ObjectStore,
     trail: &TrailConfig,
@@ -339,6 +340,10 @@ async fn newest_digest(
     let list = store.list(&trail.digest_prefix()).await?;
     let mut best: Option<PreviousDigest> = None;
     for info in list {
+        // each trail name has its own chain (a one-shot command beside `tarn serve` uses another)
+        if trail.digest_trail_name(&info.key) != Some(trail.trail_name.as_str()) {
+            continue;
+        }
         let got = store.get(&info.key).await?;
         let Ok(body) = gunzip(&got.body) else {
             continue;
