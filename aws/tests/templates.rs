@@ -338,3 +338,49 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
         }
     }
 }
+
+/// The root stack nests every other template (a catalog stack never referenced by the root was
+/// one of the earlier deployments' failures), and no template names an account or a region.
+#[test]
+fn root_references_every_template_and_nothing_is_hard_coded() {
+    let root = root();
+    let t = load_template(&root.join("templates/tarn.yaml"));
+    let nested: BTreeSet<String> = t["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| {
+            r["Type"] == "AWS::CloudFormation::Stack" || r["Type"] == "AWS::Serverless::Application"
+        })
+        .filter_map(|r| {
+            r["Properties"]["TemplateURL"]
+                .as_str()
+                .or(r["Properties"]["Location"].as_str())
+                .map(String::from)
+        })
+        .collect();
+    for path in templates() {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name != "tarn.yaml" {
+            assert!(nested.contains(&name), "templates/tarn.yaml does not nest {name}");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // 12-digit account ids
+        let digits: Vec<&str> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|d| d.len() == 12)
+            .collect();
+        assert!(digits.is_empty(), "{name} names an account id: {digits:?}");
+        for region in [
+            "us-east-", "us-west-", "eu-west-", "eu-central-", "eu-north-", "eu-south-",
+            "ap-south", "ap-northeast-", "ap-southeast-", "ap-east-", "ca-central-", "sa-east-",
+            "me-south-", "me-central-", "af-south-", "il-central-", "us-gov-", "cn-north",
+        ] {
+            assert!(!text.contains(region), "{name} names a region ({region}...)");
+        }
+        assert!(
+            !text.contains("arn:aws:"),
+            "{name} writes a partition: use arn:${{AWS::Partition}}:"
+        );
+    }
+}
