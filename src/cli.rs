@@ -70,6 +70,8 @@ pub enum Command {
     Query(QueryArgs),
     /// Compact small Parquet files into large ones now
     Compact(CompactArgs),
+    /// Read the access trail (--since, --user, --table, --event); `tarn audit verify` checks it was not altered
+    Audit(crate::commands::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,8 @@ pub struct Config {
     pub ingress: IngressSection,
     pub scan: ScanSection,
     pub compaction: CompactionSection,
+    /// the access trail: account, region and trail name in the CloudTrail layout
+    pub audit: tarn_core::audit::TrailConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -81,6 +83,7 @@ impl Default for Config {
             ingress: IngressSection::default(),
             scan: ScanSection::default(),
             compaction: CompactionSection::default(),
+            audit: Default::default(),
         }
     }
 }

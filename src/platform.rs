@@ -9,6 +9,8 @@
 //! <data_dir>/quarantine/  rejected and quarantined documents, still encrypted, with their reason
 //! <data_dir>/state/       status records and in-flight batch manifests
 //! <data_dir>/catalog/     the local catalog
+//! <data_dir>/audit/       the access trail: AWSLogs/<account>/CloudTrail[-Digest]/<region>/...
+//! <data_dir>/keys/        also audit-signing.key/.pub (the trail's digest signatures)
 //! ```
 
 use crate::config::Config;
@@ -18,7 +20,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tarn_catalog::{LocalCatalog, TableSpec, load_schemas};
-use tarn_core::{Clock, LocalKms, LocalObjectStore, SystemClock};
+use tarn_core::audit::{AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component};
+use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
 use tarn_lake::runner::Report;
 use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock, LocalLakeLock};
@@ -38,6 +41,10 @@ pub struct Platform {
     pub lake: Arc<LocalObjectStore>,
     pub quarantine: Arc<LocalObjectStore>,
     pub state: Arc<LocalObjectStore>,
+    /// the audit bucket (CloudTrail-format log files and digests); never itself audited
+    pub audit_store: Arc<LocalObjectStore>,
+    /// records every store call of every component
+    pub audit: Arc<LocalAuditSink>,
     pub kms: Arc<LocalKms>,
     pub catalog: Arc<LocalCatalog>,
     pub issuer: Arc<DevIssuer>,
@@ -63,6 +70,12 @@ impl Platform {
             Ok(Arc::new(LocalObjectStore::open(format!("tarn-{name}"), dir.join(name))?))
         };
         let (ingress, lake, quarantine, state) = (store("ingress")?, store("lake")?, store("quarantine")?, store("state")?);
+        let audit_store = store("audit")?;
+        let signing = SigningKey::open_or_create(SigningKey::path_in(&dir)).context("opening the audit signing key")?;
+        let audit = Arc::new(LocalAuditSink::open(audit_store.clone(), config.audit.clone(), signing, SinkSettings::default()).await?);
+        let by = |s: &Arc<LocalObjectStore>, who: &str| -> Arc<dyn ObjectStore> {
+            Arc::new(AuditedStore::new(s.clone(), audit.clone(), who).record_empty_lists(false))
+        };
         let kms = Arc::new(LocalKms::open_or_create(LocalKms::path_in(&dir))?);
         let catalog = Arc::new(LocalCatalog::open(dir.join("catalog"))?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -81,10 +94,10 @@ impl Platform {
         let stages = build_stages(&config, &tables, scanner)?;
         let deps = PipelineDeps {
             tables: tables.clone(),
-            ingress: ingress.clone(),
-            lake: lake.clone(),
-            quarantine: quarantine.clone(),
-            state: state.clone(),
+            ingress: by(&ingress, component::PIPELINE),
+            lake: by(&lake, component::PIPELINE),
+            quarantine: by(&quarantine, component::PIPELINE),
+            state: by(&state, component::PIPELINE),
             kms: kms.clone(),
             catalog: catalog.clone(),
             database: config.database.clone(),
@@ -101,6 +114,8 @@ impl Platform {
             lake,
             quarantine,
             state,
+            audit_store,
+            audit,
             kms,
             catalog,
             issuer,
@@ -113,11 +128,16 @@ impl Platform {
         })
     }
 
+    /// `store` as `who` sees it: every call recorded in the access trail.
+    pub fn audited(&self, store: &Arc<LocalObjectStore>, who: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(AuditedStore::new(store.clone(), self.audit.clone(), who).record_empty_lists(false))
+    }
+
     /// What compaction needs; the same lock as the pipeline's.
     pub fn compaction_deps(&self) -> CompactionDeps {
         CompactionDeps {
-            lake: self.lake.clone(),
-            state: self.state.clone(),
+            lake: self.audited(&self.lake, component::COMPACTION),
+            state: self.audited(&self.state, component::COMPACTION),
             catalog: self.catalog.clone(),
             database: self.config.database.clone(),
             clock: self.clock.clone(),
@@ -135,14 +155,15 @@ impl Platform {
 
     pub fn query_engine(&self) -> LocalQueryEngine {
         LocalQueryEngine::new(self.catalog.clone(), self.config.database.clone())
+            .with_audit_store(self.audit_store.clone(), self.config.audit.clone())
     }
 
     pub fn ingress_state(&self, notify: Option<Arc<Notify>>) -> IngressState {
         IngressState {
             tables: tarn_ingress::table_map(self.tables.clone()),
-            ingress: self.ingress.clone(),
-            lake: self.lake.clone(),
-            state: self.state.clone(),
+            ingress: self.audited(&self.ingress, component::INGRESS),
+            lake: self.audited(&self.lake, component::INGRESS),
+            state: self.audited(&self.state, component::INGRESS),
             kms: self.kms.clone(),
             verifier: self.verifier.clone(),
             issuer: Some(self.issuer.clone()),
@@ -179,7 +200,7 @@ impl Platform {
         let (wake, rx) = (notify.clone(), stop_rx.clone());
         let pipeline_task = tokio::spawn(async move { pipeline.run(wake, rx).await });
 
-        let app = tarn_ingress::router(self.ingress_state(Some(notify)));
+        let app = tarn_ingress::router_with_audit(self.ingress_state(Some(notify)), Some(self.audit.clone()));
         let mut rx = stop_rx.clone();
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -198,7 +219,15 @@ impl Platform {
             }
         };
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
-        Ok(Running { addr, stop: stop_tx, server: server_task, pipeline: pipeline_task, compaction: compaction_task, _lock: lock })
+        Ok(Running {
+            addr,
+            stop: stop_tx,
+            server: server_task,
+            pipeline: pipeline_task,
+            compaction: compaction_task,
+            audit: self.audit.clone(),
+            _lock: lock,
+        })
     }
 }
 
@@ -238,6 +267,7 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     pipeline: JoinHandle<tarn_lake::Result<Report>>,
     compaction: Option<JoinHandle<usize>>,
+    audit: Arc<LocalAuditSink>,
     _lock: std::fs::File,
 }
 
@@ -255,6 +285,7 @@ impl Running {
         if let Some(c) = self.compaction {
             c.await.context("compaction task")?;
         }
+        self.audit.flush().await.context("writing the audit trail")?;
         Ok(report)
     }
 }

@@ -116,15 +116,31 @@ async fn post_validate_normalize_query() {
             vec![json!("photos"), json!("rejected"), json!(1)],
         ]
     );
-    // every example query runs
-    for entry in std::fs::read_dir(repo().join("queries")).unwrap() {
-        let path = entry.unwrap().path();
-        let sql = std::fs::read_to_string(&path).unwrap();
+    // every analyst query runs and finds rows
+    let queries: Vec<std::path::PathBuf> = std::fs::read_dir(repo().join("queries")).unwrap().map(|e| e.unwrap().path()).collect();
+    let is_audit = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().starts_with("audit_");
+    for path in queries.iter().filter(|p| !is_audit(p)) {
+        let sql = std::fs::read_to_string(path).unwrap();
         let res = engine.query(&sql).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!res.rows.is_empty(), "{} returned nothing", path.display());
     }
 
     running.shutdown().await.unwrap();
+
+    // the access trail (flushed at shutdown): the compliance queries run, the pipeline's deletes
+    // of landed objects are there, and the producer's writes carry the producer's identity
+    for path in queries.iter().filter(|p| is_audit(p)) {
+        let sql = std::fs::read_to_string(path).unwrap();
+        let res = engine.query(&sql).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if path.ends_with("audit_deletes.sql") {
+            assert!(res.rows.len() >= 5, "{}: {:?}", path.display(), res.rows);
+        }
+    }
+    let res = engine
+        .query("SELECT count(*) AS n FROM cloudtrail_logs WHERE eventname = 'PutObject' AND useridentity.username = 'alice'")
+        .await
+        .unwrap();
+    assert_eq!(res.rows[0][0], 5, "one PutObject per document by alice");
 
     // an independent reader: pyarrow reads the Parquet with the right types, DuckDB the rows
     let lake = dir.path().join("lake");

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::platform::{Platform, require_data_dir};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use tarn_core::audit::AuditSink;
 use tarn_lake::compact::Progress;
 use tarn_query::{QueryResult, ResultColumn};
 
@@ -18,6 +19,8 @@ pub async fn run(args: CompactArgs, mut config: Config) -> anyhow::Result<()> {
     }
     // compaction needs no scanner: open the platform without the scan and strip stages
     config.pipeline.stages.retain(|s| s == "validate");
+    // a second process keeps its own chain of trail digests
+    config.audit.trail_name = format!("{}-compact", config.audit.trail_name);
     config.check()?;
     let platform = Platform::open(config).await?;
     let mut c = platform.compaction()?;
@@ -41,6 +44,7 @@ pub async fn run(args: CompactArgs, mut config: Config) -> anyhow::Result<()> {
         .execute()
         .await?;
     bar.finish_and_clear();
+    platform.audit.flush().await?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         f => {

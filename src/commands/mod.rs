@@ -1,5 +1,6 @@
 //! One module per subcommand; each takes its parsed arguments and the loaded [`Config`].
 
+pub mod audit;
 pub mod compact;
 pub mod demo;
 pub mod ingest;
@@ -31,5 +32,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables(a) => tables::run(a, config).await,
         Command::Query(a) => query::run(a, config).await,
         Command::Compact(a) => compact::run(a, config).await,
+        Command::Audit(a) => audit::run(a, &config.data_dir, &config.audit).await,
     }
 }

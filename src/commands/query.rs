@@ -16,7 +16,11 @@ pub async fn run(args: QueryArgs, config: Config) -> anyhow::Result<()> {
         Engine::Local => {
             require_data_dir(&config.data_dir)?;
             let catalog = Arc::new(LocalCatalog::open(config.data_dir.join("catalog"))?);
-            Arc::new(LocalQueryEngine::new(catalog, config.database.clone()))
+            let mut engine = LocalQueryEngine::new(catalog, config.database.clone());
+            if config.data_dir.join("audit").is_dir() {
+                engine = engine.with_audit_store(crate::commands::audit::open_audit_store(&config.data_dir)?, config.audit.clone());
+            }
+            Arc::new(engine)
         }
         Engine::Athena => {
             let aws = tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
