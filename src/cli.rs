@@ -70,8 +70,20 @@ pub enum Command {
     Query(QueryArgs),
     /// Compact small Parquet files into large ones now
     Compact(CompactArgs),
+    /// Write the Glue tables of schemas/ as CloudFormation (templates/glue-tables.yaml)
+    Templates(TemplatesArgs),
     /// Read the access trail (--since, --user, --table, --event); `tarn audit verify` checks it was not altered
     Audit(crate::commands::audit::AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TemplatesArgs {
+    /// where to write the generated template
+    #[arg(long, default_value = "templates/glue-tables.yaml")]
+    pub out: std::path::PathBuf,
+    /// only check that the file is current; exit non-zero when it is not
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

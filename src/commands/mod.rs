@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod query;
 pub mod serve;
 pub mod tables;
+pub mod templates;
 pub mod token;
 
 use crate::cli::{Cli, Command};
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables(a) => tables::run(a, config).await,
         Command::Query(a) => query::run(a, config).await,
         Command::Compact(a) => compact::run(a, config).await,
+        Command::Templates(a) => templates::run(a, &config),
         Command::Audit(a) => audit::run(a, &config.data_dir, &config.audit).await,
     }
 }
