@@ -37,6 +37,7 @@ async fn platform(dir: &std::path::Path, max_in_flight: usize) -> Platform {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             schemas: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas").into()),
             clamd: std::env::var("TARN_CLAMD").ok(),
+            backend: None,
         },
     )
     .unwrap();

@@ -21,6 +21,9 @@ pub struct Global {
     /// the directory of table schemas [default: ./schemas]
     #[arg(long, global = true, env = "TARN_SCHEMAS")]
     pub schemas: Option<PathBuf>,
+    /// where the services are: local (this machine) or aws (see aws/README.md) [default: local]
+    #[arg(long, global = true, env = "TARN_BACKEND", value_enum)]
+    pub backend: Option<crate::config::Backend>,
     /// a TOML config file (settings not given as flags or environment)
     #[arg(long, global = true, env = "TARN_CONFIG")]
     pub config: Option<PathBuf>,

@@ -7,9 +7,22 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Where the platform's services are: this machine, or AWS.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// local directories, a local master key and catalog, DataFusion, the dev token issuer
+    #[default]
+    Local,
+    /// S3, KMS, Glue, Athena and a Cognito pool, configured by TARN_AWS_* or TARN_AWS_CONFIG
+    Aws,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `local` or `aws`
+    pub backend: Backend,
     /// where keys, stores and the catalog live
     pub data_dir: PathBuf,
     /// the ingress's address
@@ -75,6 +88,7 @@ pub const KNOWN_STAGES: [&str; 3] = ["validate", "scan", "strip"];
 impl Default for Config {
     fn default() -> Self {
         Self {
+            backend: Backend::Local,
             data_dir: PathBuf::from("./tarn-data"),
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
             schemas: PathBuf::from("./schemas"),
@@ -115,6 +129,7 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub schemas: Option<PathBuf>,
     pub clamd: Option<String>,
+    pub backend: Option<Backend>,
 }
 
 impl Config {
@@ -135,6 +150,9 @@ impl Config {
         }
         if let Some(s) = overrides.schemas {
             config.schemas = s;
+        }
+        if let Some(b) = overrides.backend {
+            config.backend = b;
         }
         if let Some(c) = overrides.clamd {
             config.scan.clamd = Some(c);

@@ -233,7 +233,7 @@ impl Platform {
 
 /// The scanner: the configured clamd; else a clamd tarn starts when ClamAV is installed; else
 /// tarn's built-in engine (test signatures only, said loudly).
-async fn build_scanner(config: &Config) -> anyhow::Result<(Arc<dyn Scanner>, Option<crate::clamd::ManagedClamd>)> {
+pub(crate) async fn build_scanner(config: &Config) -> anyhow::Result<(Arc<dyn Scanner>, Option<crate::clamd::ManagedClamd>)> {
     if let Some(addr) = &config.scan.clamd {
         let s = ClamdScanner::connect(addr, Timeouts::default()).with_context(|| format!("scan.clamd {addr:?}"))?;
         s.ping().await.with_context(|| format!("clamd at {addr} does not answer; start it or fix --clamd"))?;
@@ -247,7 +247,7 @@ async fn build_scanner(config: &Config) -> anyhow::Result<(Arc<dyn Scanner>, Opt
 }
 
 /// The configured per-document stages, in order.
-fn build_stages(config: &Config, tables: &[TableSpec], scanner: Option<Arc<dyn Scanner>>) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
+pub(crate) fn build_stages(config: &Config, tables: &[TableSpec], scanner: Option<Arc<dyn Scanner>>) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
     let mut stages: Vec<Arc<dyn Stage>> = Vec::new();
     for name in &config.pipeline.stages {
         match name.as_str() {

@@ -17,7 +17,7 @@ const BIN_MARKER: &str = "MARKER-BIN-9912";
 async fn platform(dir: &std::path::Path) -> Platform {
     let mut config = Config::load(
         None,
-        Overrides { data_dir: Some(dir.to_path_buf()), listen: Some("127.0.0.1:0".parse().unwrap()), schemas: Some(repo().join("schemas")), clamd: std::env::var("TARN_CLAMD").ok() },
+        Overrides { data_dir: Some(dir.to_path_buf()), listen: Some("127.0.0.1:0".parse().unwrap()), schemas: Some(repo().join("schemas")), clamd: std::env::var("TARN_CLAMD").ok(), backend: None },
     )
     .unwrap();
     config.pipeline.flush_interval_ms = 200;

@@ -95,6 +95,7 @@ pub async fn run(args: DemoArgs, global: &Global) -> anyhow::Result<()> {
             listen: Some("127.0.0.1:0".parse()?),
             schemas: Some(schemas),
             clamd: global.clamd.clone(),
+            backend: None,
         },
     )?;
     config.pipeline.flush_interval_ms = config.pipeline.flush_interval_ms.min(300);

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod ingest;
 pub mod query;
 pub mod serve;
+pub mod serve_aws;
 pub mod tables;
 pub mod templates;
 pub mod token;
@@ -23,11 +24,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         listen,
         schemas: cli.global.schemas.clone(),
         clamd: cli.global.clamd.clone(),
+        backend: cli.global.backend,
     };
     let config = Config::load(cli.global.config.as_deref(), overrides)?;
     match cli.command {
         Command::Demo(a) => demo::run(a, &cli.global).await,
+        Command::Serve(_) if config.backend == crate::config::Backend::Aws => serve_aws::run(config).await,
         Command::Serve(_) => serve::run(config).await,
+        Command::Token(_) if config.backend == crate::config::Backend::Aws => anyhow::bail!(
+            "this platform uses a Cognito user pool: get tokens from Cognito (see templates/README.md), not from the dev issuer"
+        ),
         Command::Token(a) => token::run(a, &config),
         Command::Ingest(a) => ingest::run(a, &config).await,
         Command::Tables(a) => tables::run(a, config).await,

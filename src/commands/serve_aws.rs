@@ -1,0 +1,77 @@
+//! `tarn serve --backend aws`: the same ingress and pipeline on AWS's services (S3, KMS, Glue,
+//! Cognito), for running tarn's ingress outside API Gateway or draining the pipeline without
+//! Lambda. Tokens come from the Cognito pool; the dev issuer is off.
+
+use crate::config::Config;
+use crate::platform::{build_scanner, build_stages};
+use anyhow::Context;
+use std::sync::Arc;
+use tarn_core::{Clock, SystemClock};
+use tarn_ingress::{IngressState, table_map};
+use tarn_lake::{Pipeline, PipelineDeps};
+use tokio::sync::{Notify, watch};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let aws = tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
+    let ports = tarn_aws::AwsPorts::connect(&aws).await;
+    let tables = tarn_catalog::load_schemas(&config.schemas).with_context(|| format!("loading {}", config.schemas.display()))?;
+    let mut config = config;
+    if config.scan.clamd.is_none() {
+        config.scan.clamd = aws.clamd_addr.clone();
+    }
+    let (scanner, _managed) = if config.pipeline.stages.iter().any(|s| s == "scan") {
+        let (s, m) = build_scanner(&config).await?;
+        (Some(s), m)
+    } else {
+        (None, None)
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let deps = PipelineDeps {
+        tables: tables.clone(),
+        ingress: ports.ingress.clone(),
+        lake: ports.lake.clone(),
+        quarantine: ports.quarantine.clone(),
+        state: ports.state.clone(),
+        kms: ports.kms.clone(),
+        catalog: ports.catalog.clone(),
+        database: aws.glue_database.clone(),
+        clock: clock.clone(),
+        stages: build_stages(&config, &tables, scanner)?,
+    };
+    let lock = Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone()));
+    let pipeline = Arc::new(Pipeline::new(deps, config.pipeline_config()).with_lake_lock(lock));
+    pipeline.setup_catalog().await.context("registering tables in Glue")?;
+
+    let notify = Arc::new(Notify::new());
+    let state = IngressState {
+        tables: table_map(tables),
+        ingress: ports.ingress.clone(),
+        lake: ports.lake.clone(),
+        state: ports.state.clone(),
+        kms: ports.kms.clone(),
+        verifier: ports.verifier.clone(),
+        issuer: None,
+        clock,
+        notify: Some(notify.clone()),
+        max_in_flight: config.ingress.max_in_flight,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let p = pipeline.clone();
+    let rx = stop_rx.clone();
+    let pipeline_task = tokio::spawn(async move { p.run(notify, rx).await });
+    let mut rx = stop_rx.clone();
+    let server = tokio::spawn(tarn_ingress::serve(listener, tarn_ingress::router(state), async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    eprintln!("tarn (aws backend: {} in {}) is serving on http://{}; stop with Ctrl-C", aws.lake_bucket, aws.region, config.listen);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = stop_tx.send(true);
+    server.await??;
+    pipeline_task.await??;
+    Ok(())
+}
