@@ -44,4 +44,4 @@ for ext in jpg png pdf; do
   rm -f "$work"/out/*
   python3 -c "import sys; t=float(sys.argv[2])-float(sys.argv[1]); n=int(sys.argv[3]); print(f'exiftool -all= {sys.argv[4]}: {n} files, {t*1e3/n:.3f} ms/file')" "$start" "$end" "${#files[@]}" "$ext"
 done
-TARN_STRIP_BENCH_DIR="$work/in" cargo test -q -p tarn-lake --release --test strip_bench -- --ignored --nocapture 2>&1 | grep -E "^strip|test result"
+TARN_STRIP_BENCH_DIR="$work/in" cargo test -q -p tarn-lake --release --test strip_bench -- --ignored --nocapture 2>&1 | grep -E "^strip|panicked|test result" -A1

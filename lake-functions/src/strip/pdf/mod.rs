@@ -291,11 +291,16 @@ fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripErro
                         format!("bad cross-reference entry at offset {}", p.pos),
                     ));
                 };
-                let Ok(gen_) = u16::try_from(gen_) else {
-                    return Err(StripError::malformed(
-                        F,
-                        "cross-reference generation out of range",
-                    ));
+                // free entries' generations are not used (Pillow writes 65536 for entry 0)
+                let gen_ = match u16::try_from(gen_) {
+                    Ok(g) => g,
+                    Err(_) if !in_use => u16::MAX,
+                    Err(_) => {
+                        return Err(StripError::malformed(
+                            F,
+                            "cross-reference generation out of range",
+                        ));
+                    }
                 };
                 // a newer section (read first) wins
                 entries.entry(num as u32).or_insert(Entry {

@@ -77,6 +77,20 @@ fn strips_info_metadata_and_pieceinfo() {
 }
 
 #[test]
+fn free_entries_may_have_any_generation() {
+    // Pillow writes `0000000000 65536 f` for entry 0
+    let replace = |from: &[u8], to: &[u8]| {
+        let mut out = pdf(PAGE, "/Root 1 0 R");
+        let at = out.windows(from.len()).position(|w| w == from).unwrap();
+        out[at..at + from.len()].copy_from_slice(to);
+        out
+    };
+    let s = strip(&replace(b"65535 f", b"65536 f")).unwrap();
+    assert!(contains(&s.bytes, b"0000000000 65535 f"));
+    assert!(strip(&replace(b"00000 n", b"65536 n")).is_err());
+}
+
+#[test]
 fn the_output_is_a_whole_file() {
     let s = strip(&pdf(PAGE, "/Root 1 0 R /Info 7 0 R")).unwrap();
     let text = String::from_utf8_lossy(&s.bytes).into_owned();
