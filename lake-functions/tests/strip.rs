@@ -375,18 +375,8 @@ async fn png_time_exif_and_private_chunks() {
         let mut c = (data.len() as u32).to_be_bytes().to_vec();
         c.extend_from_slice(typ);
         c.extend_from_slice(data);
-        let mut crc = !0u32;
-        for &b in &c[4..] {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    0xEDB8_8320 ^ (crc >> 1)
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        c.extend_from_slice(&(!crc).to_be_bytes());
+        let crc = crc32(&c[4..]);
+        c.extend_from_slice(&crc.to_be_bytes());
         c
     }
     let input = sample("diagram.png");
@@ -408,6 +398,35 @@ async fn png_time_exif_and_private_chunks() {
     if let Some(report) = exiftool(&out) {
         assert_no_groups(&report, &["IFD0", "GPS", "XMP"]);
         assert!(!report.contains("ModifyDate"), "{report}");
+    }
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                0xEDB8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Rewrites every whole chunk's CRC (mutations rarely keep them valid).
+fn fix_png_crcs(p: &mut [u8]) {
+    let mut pos = 8;
+    while pos + 12 <= p.len() {
+        let len = u32::from_be_bytes(p[pos..pos + 4].try_into().unwrap()) as usize;
+        let Some(end) = (pos + 12).checked_add(len).filter(|&e| e <= p.len()) else {
+            break;
+        };
+        let crc = crc32(&p[pos + 4..end - 4]);
+        p[end - 4..end].copy_from_slice(&crc.to_be_bytes());
+        pos = end;
     }
 }
 
@@ -713,6 +732,9 @@ fn mutations_never_panic_and_stay_idempotent() {
                     3 if m.len() > 1 => drop(m.remove(at)),
                     _ => m[at] = [0x00, 0xFF, 0x7F, 0x80][(next() % 4) as usize],
                 }
+            }
+            if ct == "image/png" && next() % 2 == 0 {
+                fix_png_crcs(&mut m);
             }
             match tarn_lake::strip::strip(ct, &m, &limits) {
                 Ok(Some(s)) => {
