@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod error;
 pub mod kms;
 pub mod store;
+pub mod testing;
 
 pub use document::{DocumentRow, Status};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -1,9 +1,7 @@
 //! Compaction against real local stores, the real pipeline and the embedded query engine: the
 //! issue's invariants, each with its test.
 
-use async_trait::async_trait;
 use base64::Engine;
-use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::path::Path;
@@ -13,7 +11,7 @@ use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::document::{ingress_key, meta};
 use tarn_core::{
-    EncryptionContext, GetResult, Kms, LocalKms, LocalObjectStore, ManualClock, Metadata, ObjectInfo, ObjectStore, SystemClock, envelope,
+    EncryptionContext, Kms, LocalKms, LocalObjectStore, ManualClock, Metadata, ObjectStore, SystemClock, envelope,
 };
 use tarn_lake::compact::{Compaction, CompactionDeps, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX};
 use tarn_lake::validate::Validate;
@@ -421,56 +419,7 @@ async fn documents_ingested_into_the_partition_during_compaction_are_not_lost() 
     assert_no_orphans(&e).await;
 }
 
-/// A store that dies: after `budget` mutating calls (shared by all wrapped stores), every call fails.
-#[derive(Debug)]
-struct Dying {
-    inner: Arc<dyn ObjectStore>,
-    budget: Arc<AtomicUsize>,
-}
-
-impl Dying {
-    fn spend(&self) -> tarn_core::Result<()> {
-        let ok = self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_ok();
-        if ok { Ok(()) } else { Err(tarn_core::Error::Service("injected crash".into())) }
-    }
-    fn alive(&self) -> tarn_core::Result<()> {
-        if self.budget.load(Ordering::SeqCst) == 0 { Err(tarn_core::Error::Service("injected crash".into())) } else { Ok(()) }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Dying {
-    fn bucket(&self) -> &str {
-        self.inner.bucket()
-    }
-    fn url(&self, key: &str) -> String {
-        self.inner.url(key)
-    }
-    async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> tarn_core::Result<()> {
-        self.spend()?;
-        self.inner.put(key, body, metadata).await
-    }
-    async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> tarn_core::Result<bool> {
-        self.spend()?;
-        self.inner.put_if_absent(key, body, metadata).await
-    }
-    async fn get(&self, key: &str) -> tarn_core::Result<GetResult> {
-        self.alive()?;
-        self.inner.get(key).await
-    }
-    async fn head(&self, key: &str) -> tarn_core::Result<Option<ObjectInfo>> {
-        self.alive()?;
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> tarn_core::Result<Vec<ObjectInfo>> {
-        self.alive()?;
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> tarn_core::Result<()> {
-        self.spend()?;
-        self.inner.delete(key).await
-    }
-}
+use tarn_core::testing::DyingStore as Dying;
 
 async fn crash_env() -> (Env, Vec<String>) {
     let e = env();

@@ -2,9 +2,7 @@
 //! when a crash (every later storage call failing) interrupts a flush at any step.
 
 use arrow::array::AsArray;
-use async_trait::async_trait;
 use base64::Engine;
-use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 use std::path::Path;
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::document::{ingress_key, meta, status_key};
 use tarn_core::{
-    DocumentRow, EncryptionContext, GetResult, Kms, LocalKms, LocalObjectStore, Metadata, ObjectInfo, ObjectStore, Status,
+    DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, Metadata, ObjectStore, Status,
     SystemClock, envelope,
 };
 use tarn_lake::validate::Validate;
@@ -207,56 +205,7 @@ fn assert_no_plaintext(root: &Path, marker: &[u8]) {
     }
 }
 
-/// A store that dies: after `budget` mutating calls (shared by all wrapped stores), every call fails.
-#[derive(Debug)]
-struct Dying {
-    inner: Arc<dyn ObjectStore>,
-    budget: Arc<AtomicUsize>,
-}
-
-impl Dying {
-    fn spend(&self) -> tarn_core::Result<()> {
-        let ok = self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_ok();
-        if ok { Ok(()) } else { Err(tarn_core::Error::Service("injected crash".into())) }
-    }
-    fn alive(&self) -> tarn_core::Result<()> {
-        if self.budget.load(Ordering::SeqCst) == 0 { Err(tarn_core::Error::Service("injected crash".into())) } else { Ok(()) }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Dying {
-    fn bucket(&self) -> &str {
-        self.inner.bucket()
-    }
-    fn url(&self, key: &str) -> String {
-        self.inner.url(key)
-    }
-    async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> tarn_core::Result<()> {
-        self.spend()?;
-        self.inner.put(key, body, metadata).await
-    }
-    async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> tarn_core::Result<bool> {
-        self.spend()?;
-        self.inner.put_if_absent(key, body, metadata).await
-    }
-    async fn get(&self, key: &str) -> tarn_core::Result<GetResult> {
-        self.alive()?;
-        self.inner.get(key).await
-    }
-    async fn head(&self, key: &str) -> tarn_core::Result<Option<ObjectInfo>> {
-        self.alive()?;
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> tarn_core::Result<Vec<ObjectInfo>> {
-        self.alive()?;
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> tarn_core::Result<()> {
-        self.spend()?;
-        self.inner.delete(key).await
-    }
-}
+use tarn_core::testing::DyingStore as Dying;
 
 #[tokio::test]
 async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {

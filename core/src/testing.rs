@@ -1,0 +1,62 @@
+//! Fault injection for tests of code above the ports (a fake is fine there, never as a port's
+//! implementation under test).
+
+use crate::error::{Error, Result};
+use crate::store::{GetResult, Metadata, ObjectInfo, ObjectStore};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A store that dies: after `budget` mutating calls (shared by every store holding the same
+/// counter), every call fails, as if the process had crashed at that instant. Counting the calls
+/// of an undisturbed run and crashing after each possible number tests every crash point.
+#[derive(Debug)]
+pub struct DyingStore {
+    pub inner: Arc<dyn ObjectStore>,
+    pub budget: Arc<AtomicUsize>,
+}
+
+impl DyingStore {
+    fn spend(&self) -> Result<()> {
+        let ok = self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_ok();
+        if ok { Ok(()) } else { Err(Error::Service("injected crash".into())) }
+    }
+    fn alive(&self) -> Result<()> {
+        if self.budget.load(Ordering::SeqCst) == 0 { Err(Error::Service("injected crash".into())) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for DyingStore {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+    fn url(&self, key: &str) -> String {
+        self.inner.url(key)
+    }
+    async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {
+        self.spend()?;
+        self.inner.put(key, body, metadata).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<bool> {
+        self.spend()?;
+        self.inner.put_if_absent(key, body, metadata).await
+    }
+    async fn get(&self, key: &str) -> Result<GetResult> {
+        self.alive()?;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        self.alive()?;
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.alive()?;
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.spend()?;
+        self.inner.delete(key).await
+    }
+}
