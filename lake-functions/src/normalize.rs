@@ -22,6 +22,26 @@ pub fn file_schema(def: &TableDef) -> SchemaRef {
     Arc::new(arrow_schema(&def.columns))
 }
 
+/// The lake bucket's root URL, ending in `/` (catalog locations hang off it).
+pub fn lake_root(lake: &dyn tarn_core::ObjectStore) -> String {
+    let mut root = lake.url("");
+    if !root.ends_with('/') {
+        root.push('/');
+    }
+    root
+}
+
+/// Every table the lake writes, by name, with its file schema: the JSON tables of `tables`
+/// and `documents`.
+pub fn table_defs(tables: &[tarn_catalog::TableSpec], lake_root: &str) -> std::collections::BTreeMap<String, (TableDef, SchemaRef)> {
+    let mut defs = std::collections::BTreeMap::new();
+    for def in tables.iter().filter_map(|spec| spec.table_def(lake_root)).chain([tarn_catalog::documents_table(lake_root)]) {
+        let schema = file_schema(&def);
+        defs.insert(def.name.clone(), (def, schema));
+    }
+    defs
+}
+
 /// One document's records as a batch of `schema`, with `_id`, `_received_at`, `_producer` set.
 /// Errors (a value the schema allowed but the column type cannot hold) name the record.
 pub fn records_batch(schema: &SchemaRef, doc: &Document, records: &[Value]) -> Result<RecordBatch, String> {

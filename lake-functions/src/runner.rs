@@ -21,7 +21,7 @@
 use crate::compact::lock::{LakeLock, WRITE_LOCK};
 use crate::error::{ErrorKind, LakeError, Result};
 use crate::landed;
-use crate::normalize::{documents_batch, file_schema, records_batch, write_parquet};
+use crate::normalize::{documents_batch, records_batch, write_parquet};
 use crate::stage::{Document, Stage, StageError, Verdict};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarn_catalog::evolution::evolve_table;
 use tarn_catalog::schemas::DOCUMENTS_TABLE;
-use tarn_catalog::{Catalog, Granularity, Partition, TableDef, TableKind, TableSpec, documents_table};
+use tarn_catalog::{Catalog, Granularity, Partition, TableDef, TableKind, TableSpec};
 use tarn_core::document::{id_from_ingress_key, ingress_key, meta, quarantine_key, status_key};
 use tarn_core::{Clock, DocumentRow, EncryptionContext, GetResult, Kms, ObjectStore, Status, envelope};
 use tokio::sync::{Notify, watch};
@@ -160,20 +160,8 @@ fn batch_key(batch: &str) -> String {
 
 impl Pipeline {
     pub fn new(deps: PipelineDeps, config: PipelineConfig) -> Self {
-        let mut lake_root = deps.lake.url("");
-        if !lake_root.ends_with('/') {
-            lake_root.push('/');
-        }
-        let mut defs = BTreeMap::new();
-        for spec in &deps.tables {
-            if let Some(def) = spec.table_def(&lake_root) {
-                let schema = file_schema(&def);
-                defs.insert(def.name.clone(), (def, schema));
-            }
-        }
-        let docs = documents_table(&lake_root);
-        let docs_schema = file_schema(&docs);
-        defs.insert(DOCUMENTS_TABLE.to_string(), (docs, docs_schema));
+        let lake_root = crate::normalize::lake_root(deps.lake.as_ref());
+        let defs = crate::normalize::table_defs(&deps.tables, &lake_root);
         let specs = deps.tables.iter().map(|s| (s.name.clone(), s.clone())).collect();
         Self { deps, config, specs, defs, lake_root, lake_lock: None }
     }

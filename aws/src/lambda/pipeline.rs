@@ -38,11 +38,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tarn_catalog::evolution::evolve_table;
 use tarn_catalog::schemas::DOCUMENTS_TABLE;
-use tarn_catalog::{Granularity, Partition, TableDef, TableKind, TableSpec, documents_table};
+use tarn_catalog::{Granularity, Partition, TableDef, TableKind, TableSpec};
 use tarn_core::document::{ingress_key, meta, quarantine_key, status_key};
 use tarn_core::{DocumentRow, EncryptionContext, ErrorKind, GetResult, Metadata, Status, envelope};
 use tarn_lake::compact::{LakeLock, WRITE_LOCK};
-use tarn_lake::normalize::{documents_batch, file_schema, records_batch, write_parquet};
+use tarn_lake::normalize::{documents_batch, records_batch, write_parquet};
 use tarn_lake::{Document, PipelineDeps, Stage, StageError, Verdict, landed};
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -475,20 +475,8 @@ pub struct NormalizeFunction {
 
 impl NormalizeFunction {
     pub fn new(deps: PipelineDeps, config: FunctionConfig) -> Self {
-        let mut lake_root = deps.lake.url("");
-        if !lake_root.ends_with('/') {
-            lake_root.push('/');
-        }
-        let mut defs = BTreeMap::new();
-        for spec in &deps.tables {
-            if let Some(def) = spec.table_def(&lake_root) {
-                let schema = file_schema(&def);
-                defs.insert(def.name.clone(), (def, schema));
-            }
-        }
-        let docs = documents_table(&lake_root);
-        let schema = file_schema(&docs);
-        defs.insert(DOCUMENTS_TABLE.to_string(), (docs, schema));
+        let lake_root = tarn_lake::normalize::lake_root(deps.lake.as_ref());
+        let defs = tarn_lake::normalize::table_defs(&deps.tables, &lake_root);
         let specs = deps
             .tables
             .iter()
