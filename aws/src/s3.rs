@@ -357,6 +357,40 @@ impl ObjectStore for S3ObjectStore {
         format!("s3://{}/{}{key}", self.bucket, self.prefix)
     }
 
+    /// Every put carries SSE-KMS under the configured key (and the bucket policy refuses any
+    /// other), so S3 itself encrypts at rest; without a key the bucket's default applies, which
+    /// this store cannot vouch for.
+    fn encrypts_at_rest(&self) -> bool {
+        self.kms_key_id.is_some()
+    }
+
+    /// A SigV4 presigned GetObject URL, signed with this client's credentials (the reader of the
+    /// URL acts as this principal: it needs `s3:GetObject` and `kms:Decrypt`), answering with
+    /// `content_type`, `no-store` caching and `attachment` disposition.
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+        content_type: &str,
+    ) -> Result<Option<String>> {
+        validate_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| Error::InvalidInput(format!("presigned url expiry: {e}")))?;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .response_content_type(content_type)
+            .response_cache_control("no-store")
+            .response_content_disposition(format!("attachment; filename=\"{name}\""))
+            .presigned(config)
+            .await
+            .map_err(|e| self.svc("GetObject (presign)", key, describe(&e)))?;
+        Ok(Some(req.uri().to_string()))
+    }
+
     async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {
         self.put_inner(key, body, metadata, false).await.map(|_| ())
     }

@@ -12,6 +12,8 @@ pub mod meta {
     pub const PRODUCER: &str = "producer";
     /// set on quarantined objects
     pub const REASON: &str = "reason";
+    /// set on sanitized objects sealed with envelope encryption ([`crate::objects`])
+    pub const ENVELOPE: &str = "envelope";
 }
 
 /// The ingress store key of a document: `id=<uuid>`.

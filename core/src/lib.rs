@@ -11,6 +11,7 @@ pub mod document;
 pub mod envelope;
 pub mod error;
 pub mod kms;
+pub mod objects;
 pub mod store;
 pub mod testing;
 

@@ -9,6 +9,10 @@
 //!   (as S3's ListObjectsV2); `head`/`get` return the user metadata given at `put`.
 //! - `delete` is idempotent: deleting a missing key succeeds.
 //! - keys are `/`-separated relative paths with no empty, `.` or `..` segments.
+//! - `encrypts_at_rest` is true only when the store itself encrypts every put under the platform's
+//!   KMS key (S3 with SSE-KMS); callers seal what they keep themselves otherwise.
+//! - `presign_get`, when it gives a URL, lets whoever holds it read the object (decrypted, with
+//!   the given content type) until the expiry passes, and not after.
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -52,6 +56,23 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Whether the store encrypts every object it keeps under the platform's KMS key by itself
+    /// (S3 with SSE-KMS). Such objects need no envelope of their own, which is what lets a
+    /// presigned URL serve them; the default is `false` (local directories).
+    fn encrypts_at_rest(&self) -> bool {
+        false
+    }
+    /// A URL that reads `key` without credentials until `expires_in` has passed, its answer
+    /// carrying `content_type`; `Ok(None)` when the store has no such URLs (the default).
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+        content_type: &str,
+    ) -> Result<Option<String>> {
+        let _ = (key, expires_in, content_type);
+        Ok(None)
+    }
 }
 
 /// Checks a key against the rules every store enforces.

@@ -35,6 +35,13 @@ impl ObjectStore for DyingStore {
     fn url(&self, key: &str) -> String {
         self.inner.url(key)
     }
+    fn encrypts_at_rest(&self) -> bool {
+        self.inner.encrypts_at_rest()
+    }
+    async fn presign_get(&self, key: &str, expires_in: std::time::Duration, content_type: &str) -> Result<Option<String>> {
+        self.alive()?;
+        self.inner.presign_get(key, expires_in, content_type).await
+    }
     async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {
         self.spend()?;
         self.inner.put(key, body, metadata).await

@@ -1,22 +1,34 @@
+//! The document routes' logic, the same behind the local server and the AWS Lambda:
 //! `GET /table/{name}/object/{id}` (status) and `GET /table/{name}/object/{id}/content`.
+//!
+//! [`Documents`] answers for a caller whose token is already verified (by the server here, by
+//! API Gateway's authorizer on AWS):
+//! - status: a processed document's row, else `received` from the landed object's metadata;
+//!   readable by `tarn-readers`/`tarn-readers-<table>` and by the document's producer;
+//! - content: only for `tarn-readers`/`tarn-readers-<table>` and stored binaries; a presigned URL
+//!   living at most 5 minutes where the lake store has them (S3), else the opened bytes.
 
 use crate::auth::Claims;
 use crate::error::{IngressError, Result};
-use crate::server::{App, authenticate, table, table_name};
+use crate::server::{App, authenticate, table_name};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 use tarn_core::document::{ingress_key, meta, status_key};
-use tarn_core::{DocumentRow, EncryptionContext, ErrorKind as StoreErrorKind, Status, envelope};
+use tarn_core::objects::{MAX_URL_TTL, Sanitized, read_sanitized};
+use tarn_core::{DocumentRow, ErrorKind as StoreErrorKind, Kms, ObjectStore, Status};
 
 /// What is known of a document.
-#[derive(Debug)]
-enum Found {
+#[derive(Debug, Clone)]
+pub enum Found {
     /// processed: its row in `documents`
     Row(Box<DocumentRow>),
     /// landed, not processed yet: what its ingress object's metadata says
@@ -28,14 +40,14 @@ enum Found {
 }
 
 impl Found {
-    fn producer(&self) -> &str {
+    pub fn producer(&self) -> &str {
         match self {
             Found::Row(r) => &r.producer,
             Found::Received { producer, .. } => producer,
         }
     }
 
-    fn status(&self) -> Status {
+    pub fn status(&self) -> Status {
         match self {
             Found::Row(r) => r.status,
             Found::Received { .. } => Status::Received,
@@ -43,105 +55,196 @@ impl Found {
     }
 }
 
+/// A document's content as the caller gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// a presigned URL (the answer is a redirect to it)
+    Redirect(String),
+    /// the sanitized bytes, with their content type
+    Inline { content_type: String, bytes: Vec<u8> },
+}
+
+/// The stores the document routes read, and the tables they know.
+#[derive(Debug, Clone)]
+pub struct Documents {
+    pub tables: BTreeSet<String>,
+    /// landed objects (`id=<uuid>`): a `received` document's metadata
+    pub ingress: Arc<dyn ObjectStore>,
+    /// sanitized objects
+    pub lake: Arc<dyn ObjectStore>,
+    /// status records (`documents/<id>.json`)
+    pub state: Arc<dyn ObjectStore>,
+    pub kms: Arc<dyn Kms>,
+    /// life of a content URL (at most 5 minutes)
+    pub url_ttl: Duration,
+}
+
 fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The table name and the document id (canonical lowercase uuid) from the path.
-fn params(
-    p: std::result::Result<Path<(String, String)>, PathRejection>,
-) -> Result<(String, Option<String>)> {
-    let (name, id) = match p {
-        Ok(Path(pair)) => pair,
-        Err(PathRejection::FailedToDeserializePathParams(e)) if matches!(e.kind(), axum::extract::path::ErrorKind::InvalidUtf8InPathParam { key } if key == "id") =>
-        {
-            return Err(IngressError::NotFound("no such document".into()));
-        }
-        Err(_) => return Err(IngressError::InvalidTableName),
-    };
-    let name = table_name(Ok(name))?;
-    // anything but a uuid names no document (and never reaches a store key)
-    let id = uuid::Uuid::parse_str(&id)
+/// The canonical (lowercase, hyphenated) form of a document id; `None` for anything but a uuid,
+/// which names no document and never reaches a store key.
+pub fn parse_id(raw: &str) -> Option<String> {
+    uuid::Uuid::parse_str(raw)
         .ok()
-        .map(|u| u.hyphenated().to_string());
-    Ok((name, id))
+        .map(|u| u.hyphenated().to_string())
 }
 
-/// Checks the path and the token, then finds the document.
-async fn lookup(
-    app: &App,
-    path: std::result::Result<Path<(String, String)>, PathRejection>,
-    headers: &HeaderMap,
-) -> Result<(String, String, Claims, Found)> {
-    let (name, id) = params(path)?;
-    let claims = authenticate(app, headers).await?;
-    table(app, &name)?;
-    let unknown = |id: &str| IngressError::UnknownDocument {
-        table: name.clone(),
-        id: id.to_string(),
-    };
-    let Some(id) = id else {
-        return Err(unknown("(not a uuid)"));
-    };
-    let found = find(app, &name, &id).await?.ok_or_else(|| unknown(&id))?;
-    Ok((name, id, claims, found))
-}
-
-/// The status record, else the landed object; `None` when neither is there for this table.
-async fn find(app: &App, table: &str, id: &str) -> Result<Option<Found>> {
-    if let Some(row) = read_row(app, id).await? {
-        return Ok((row.table_name == table).then(|| Found::Row(Box::new(row))));
-    }
-    if let Some(info) = app.s.ingress.head(&ingress_key(id)).await? {
-        let m = &info.metadata;
-        if m.get(meta::TABLE).map(String::as_str) != Some(table) {
-            return Ok(None);
+impl Documents {
+    /// Over `tables`, with content URLs living [`MAX_URL_TTL`].
+    pub fn new(
+        tables: impl IntoIterator<Item = String>,
+        ingress: Arc<dyn ObjectStore>,
+        lake: Arc<dyn ObjectStore>,
+        state: Arc<dyn ObjectStore>,
+        kms: Arc<dyn Kms>,
+    ) -> Self {
+        Self {
+            tables: tables.into_iter().collect(),
+            ingress,
+            lake,
+            state,
+            kms,
+            url_ttl: MAX_URL_TTL,
         }
-        return Ok(Some(Found::Received {
-            producer: m.get(meta::PRODUCER).cloned().unwrap_or_default(),
-            content_type: m.get(meta::CONTENT_TYPE).cloned(),
-            received_at: m.get(meta::REQUEST_TIME).cloned(),
-        }));
     }
-    // the pipeline may have finished between the two reads: its record is there now
-    Ok(read_row(app, id)
-        .await?
-        .filter(|r| r.table_name == table)
-        .map(|r| Found::Row(Box::new(r))))
-}
 
-async fn read_row(app: &App, id: &str) -> Result<Option<DocumentRow>> {
-    match app.s.state.get(&status_key(id)).await {
-        Ok(got) => serde_json::from_slice(&got.body).map(Some).map_err(|e| {
-            IngressError::Internal(format!("status record of {id} is not a document row: {e}"))
-        }),
-        Err(e) if e.kind() == StoreErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
+    /// Checks the table, then finds document `raw_id` in it.
+    async fn lookup(&self, table: &str, raw_id: &str) -> Result<(String, Found)> {
+        self.known(table)?;
+        let unknown = |id: &str| IngressError::UnknownDocument {
+            table: table.to_string(),
+            id: id.to_string(),
+        };
+        let Some(id) = parse_id(raw_id) else {
+            return Err(unknown("(not a uuid)"));
+        };
+        let found = self.find(table, &id).await?.ok_or_else(|| unknown(&id))?;
+        Ok((id, found))
+    }
+
+    fn known(&self, table: &str) -> Result<()> {
+        if !tarn_catalog::schemas::is_valid_table_name(table) {
+            return Err(IngressError::InvalidTableName);
+        }
+        if !self.tables.contains(table) {
+            return Err(IngressError::UnknownTable {
+                table: table.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The status record, else the landed object; `None` when neither is there for this table.
+    pub async fn find(&self, table: &str, id: &str) -> Result<Option<Found>> {
+        if let Some(row) = self.read_row(id).await? {
+            return Ok((row.table_name == table).then(|| Found::Row(Box::new(row))));
+        }
+        if let Some(info) = self.ingress.head(&ingress_key(id)).await? {
+            let m = &info.metadata;
+            if m.get(meta::TABLE).map(String::as_str) != Some(table) {
+                return Ok(None);
+            }
+            return Ok(Some(Found::Received {
+                producer: m.get(meta::PRODUCER).cloned().unwrap_or_default(),
+                content_type: m.get(meta::CONTENT_TYPE).cloned(),
+                received_at: m.get(meta::REQUEST_TIME).cloned(),
+            }));
+        }
+        // the pipeline may have finished between the two reads: its record is there now
+        Ok(self
+            .read_row(id)
+            .await?
+            .filter(|r| r.table_name == table)
+            .map(|r| Found::Row(Box::new(r))))
+    }
+
+    async fn read_row(&self, id: &str) -> Result<Option<DocumentRow>> {
+        match self.state.get(&status_key(id)).await {
+            Ok(got) => serde_json::from_slice(&got.body).map(Some).map_err(|e| {
+                IngressError::Internal(format!("status record of {id} is not a document row: {e}"))
+            }),
+            Err(e) if e.kind() == StoreErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The `data` of the status answer, for a caller holding `claims`.
+    pub async fn status(&self, claims: &Claims, table: &str, raw_id: &str) -> Result<Value> {
+        let (id, found) = self.lookup(table, raw_id).await?;
+        if !(claims.can_read(table) || claims.username == found.producer()) {
+            return Err(IngressError::Forbidden(format!(
+                "user {} may not read the status of this document of table {table}: needs group tarn-readers or tarn-readers-{table}, or to be its producer",
+                claims.username
+            )));
+        }
+        tracing::info!(table = %table, id = %id, status = found.status().as_str(), "status read");
+        Ok(status_data(table, &id, found))
+    }
+
+    /// The sanitized content of a stored binary, for a caller holding `claims`.
+    pub async fn content(&self, claims: &Claims, table: &str, raw_id: &str) -> Result<Content> {
+        self.known(table)?;
+        if !claims.can_read(table) {
+            return Err(IngressError::Forbidden(format!(
+                "user {} may not read the contents of table {table}: needs group tarn-readers or tarn-readers-{table}",
+                claims.username
+            )));
+        }
+        let (id, found) = self.lookup(table, raw_id).await?;
+        let row = match found {
+            Found::Row(r) if r.status == Status::Stored => r,
+            other => {
+                return Err(IngressError::NotStored {
+                    id,
+                    status: other.status(),
+                });
+            }
+        };
+        let Some(object_key) = row.object_key.as_deref() else {
+            return Err(IngressError::NoObject {
+                table: table.to_string(),
+                id,
+            });
+        };
+        let content_type = row
+            .detected_type
+            .clone()
+            .unwrap_or_else(|| row.content_type.clone());
+        let got = read_sanitized(
+            self.lake.as_ref(),
+            self.kms.as_ref(),
+            table,
+            &id,
+            object_key,
+            &content_type,
+            self.url_ttl,
+        )
+        .await;
+        match got {
+            Ok(Sanitized::Url(url)) => {
+                tracing::info!(table = %table, id = %id, "content url handed out");
+                Ok(Content::Redirect(url))
+            }
+            Ok(Sanitized::Bytes(bytes)) => {
+                tracing::info!(table = %table, id = %id, bytes = bytes.len(), "content read");
+                Ok(Content::Inline {
+                    content_type,
+                    bytes,
+                })
+            }
+            Err(e) if e.kind() == StoreErrorKind::NotFound => Err(IngressError::Internal(
+                format!("document {id} is stored but its object {object_key} is missing"),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
-fn may_read(claims: &Claims, table: &str, found: &Found) -> bool {
-    claims.can_read(table) || claims.username == found.producer()
-}
-
-fn forbidden(claims: &Claims, table: &str, what: &str) -> IngressError {
-    IngressError::Forbidden(format!(
-        "user {} may not read {what} of table {table}: needs group tarn-readers or tarn-readers-{table}, or to be its producer",
-        claims.username
-    ))
-}
-
-pub(crate) async fn get_status(
-    State(app): State<App>,
-    path: std::result::Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Json<Value>> {
-    let (table, id, claims, found) = lookup(&app, path, &headers).await?;
-    if !may_read(&claims, &table, &found) {
-        return Err(forbidden(&claims, &table, "the status of this document"));
-    }
-    tracing::info!(table = %table, id = %id, status = found.status().as_str(), "status read");
-    let data = match found {
+/// The status answer's `data` for a found document.
+pub fn status_data(table: &str, id: &str, found: Found) -> Value {
+    match found {
         Found::Row(r) => json!({
             "id": r.id,
             "table": r.table_name,
@@ -180,7 +283,30 @@ pub(crate) async fn get_status(
             "records": null,
             "object_key": null,
         }),
+    }
+}
+
+/// The table name and the raw document id from the path.
+fn params(p: std::result::Result<Path<(String, String)>, PathRejection>) -> Result<(String, String)> {
+    let (name, id) = match p {
+        Ok(Path(pair)) => pair,
+        Err(PathRejection::FailedToDeserializePathParams(e)) if matches!(e.kind(), axum::extract::path::ErrorKind::InvalidUtf8InPathParam { key } if key == "id") =>
+        {
+            return Err(IngressError::NotFound("no such document".into()));
+        }
+        Err(_) => return Err(IngressError::InvalidTableName),
     };
+    Ok((table_name(Ok(name))?, id))
+}
+
+pub(crate) async fn get_status(
+    State(app): State<App>,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>> {
+    let (table, id) = params(path)?;
+    let claims = authenticate(&app, &headers).await?;
+    let data = app.documents.status(&claims, &table, &id).await?;
     Ok(Json(json!({"success": true, "data": data})))
 }
 
@@ -189,51 +315,42 @@ pub(crate) async fn get_content(
     path: std::result::Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let (table, id, claims, found) = lookup(&app, path, &headers).await?;
-    if !may_read(&claims, &table, &found) {
-        return Err(forbidden(&claims, &table, "the contents"));
-    }
-    let row = match found {
-        Found::Row(r) if r.status == Status::Stored => r,
-        other => {
-            return Err(IngressError::NotStored {
-                id,
-                status: other.status(),
-            });
-        }
-    };
-    let Some(object_key) = row.object_key.as_deref() else {
-        return Err(IngressError::NoObject { table, id });
-    };
-    let object = match app.s.lake.get(object_key).await {
-        Ok(o) => o,
-        Err(e) if e.kind() == StoreErrorKind::NotFound => {
-            return Err(IngressError::Internal(format!(
-                "document {id} is stored but its object {object_key} is missing"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let content = envelope::open(
-        app.s.kms.as_ref(),
-        &EncryptionContext::document(&table, &id),
-        &object.body,
-    )
-    .await?;
-    let content_type = row.detected_type.as_deref().unwrap_or(&row.content_type);
-    let content_type = HeaderValue::from_str(content_type)
-        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    tracing::info!(table = %table, id = %id, bytes = content.len(), "content read");
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    let (table, id) = params(path)?;
+    let claims = authenticate(&app, &headers).await?;
+    Ok(match app.documents.content(&claims, &table, &id).await? {
+        Content::Redirect(url) => match HeaderValue::from_str(&url) {
+            Ok(location) => (
+                StatusCode::TEMPORARY_REDIRECT,
+                [
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+            )
+                .into_response(),
+            Err(_) => {
+                return Err(IngressError::Internal(format!(
+                    "the content url of {id} is not a header value"
+                )));
+            }
+        },
+        Content::Inline {
+            content_type,
+            bytes,
+        } => {
+            let content_type = HeaderValue::from_str(&content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
             (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
-        Body::from(content),
-    )
-        .into_response())
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                    (
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    ),
+                ],
+                Body::from(bytes),
+            )
+                .into_response()
+        }
+    })
 }

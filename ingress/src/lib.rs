@@ -16,7 +16,7 @@
 //! ```
 
 pub mod auth;
-mod documents;
+pub mod documents;
 pub mod error;
 mod server;
 mod upload;
@@ -25,6 +25,7 @@ pub use auth::{
     AuthError, AuthErrorKind, Claims, DEV_CLIENT_ID, DEV_ISSUER, DevIssuer, Jwks, JwksSource,
     JwksVerifier, StaticJwks, TokenVerifier, VerifierConfig,
 };
+pub use documents::{Content, Documents};
 pub use error::{ErrorKind, IngressError, Result};
 pub use server::{
     DEFAULT_MAX_IN_FLIGHT, IngressState, router, router_with_audit, serve, table_map,

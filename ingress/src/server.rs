@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
     /// where refused and failed requests are recorded
     pub(crate) audit: Option<Arc<dyn AuditSink>>,
+    /// the status and content routes' logic
+    pub(crate) documents: crate::documents::Documents,
 }
 
 impl std::ops::Deref for App {
@@ -93,10 +95,18 @@ pub fn router_with_audit(state: IngressState, audit: Option<Arc<dyn AuditSink>>)
     let permits = Arc::new(Semaphore::new(
         state.max_in_flight.min(Semaphore::MAX_PERMITS),
     ));
+    let documents = crate::documents::Documents::new(
+        state.tables.keys().cloned(),
+        state.ingress.clone(),
+        state.lake.clone(),
+        state.state.clone(),
+        state.kms.clone(),
+    );
     let app = App(Arc::new(Shared {
         s: state,
         permits,
         audit,
+        documents,
     }));
     Router::new()
         .route(

@@ -37,7 +37,7 @@ use tarn_catalog::evolution::evolve_table;
 use tarn_catalog::schemas::DOCUMENTS_TABLE;
 use tarn_catalog::{Catalog, Granularity, Partition, TableDef, TableKind, TableSpec};
 use tarn_core::document::{id_from_ingress_key, ingress_key, meta, quarantine_key, status_key};
-use tarn_core::{Clock, DocumentRow, EncryptionContext, GetResult, Kms, ObjectStore, Status, envelope};
+use tarn_core::{Clock, DocumentRow, GetResult, Kms, ObjectStore, Status, objects};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
@@ -425,12 +425,8 @@ impl Pipeline {
                 self.deps.quarantine.put(&quarantine_key(table, id), landed.body.clone(), m).await?;
             }
             if let (Some(body), Some(key)) = (&p.object, &p.row.object_key) {
-                let sealed = envelope::seal(self.deps.kms.as_ref(), &EncryptionContext::document(table, id), body).await?;
-                let m = BTreeMap::from([
-                    (meta::TABLE.to_string(), table.clone()),
-                    (meta::CONTENT_TYPE.to_string(), p.row.detected_type.clone().unwrap_or_else(|| p.row.content_type.clone())),
-                ]);
-                self.deps.lake.put(key, sealed.into(), m).await?;
+                let content_type = p.row.detected_type.as_deref().unwrap_or(&p.row.content_type);
+                objects::put_sanitized(self.deps.lake.as_ref(), self.deps.kms.as_ref(), table, id, key, content_type, body).await?;
             }
         }
 

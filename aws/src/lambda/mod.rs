@@ -5,12 +5,14 @@
 //!   through SQS, a hand-off per document to the next stage;
 //! - [`pipeline::NormalizeFunction`]: hand-offs → Parquet, sealed objects, `documents` rows,
 //!   partitions in Glue, exactly once per document id;
-//! - [`authorizer::Authorizer`]: API Gateway's Lambda authorizer.
+//! - [`authorizer::Authorizer`]: API Gateway's Lambda authorizer;
+//! - [`documents::DocumentsFunction`]: the status and content routes (Lambda proxy integration).
 //!
 //! Every SQS handler answers with `batchItemFailures` (the function's event source mapping needs
 //! `ReportBatchItemFailures`), so a failed message is retried alone.
 
 pub mod authorizer;
+pub mod documents;
 pub mod events;
 pub mod pipeline;
 
@@ -146,6 +148,17 @@ impl Functions {
             .with_lake_lock(self.lock.clone())
     }
 
+    /// The status and content routes over the same stores as the stages.
+    pub fn documents(&self) -> documents::DocumentsFunction {
+        documents::DocumentsFunction::new(tarn_ingress::Documents::new(
+            self.deps.tables.iter().map(|t| t.name.clone()),
+            self.deps.ingress.clone(),
+            self.deps.lake.clone(),
+            self.deps.state.clone(),
+            self.deps.kms.clone(),
+        ))
+    }
+
     pub fn compaction(&self) -> CompactionFunction {
         CompactionFunction {
             deps: CompactionDeps {
@@ -242,6 +255,17 @@ pub async fn run_compaction() -> Result<(), BoxError> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         let f = f.clone();
         async move { f.handle(ev.payload).await }
+    }))
+    .await
+}
+
+/// Runs the status and content routes under the Lambda runtime.
+pub async fn run_documents() -> Result<(), BoxError> {
+    init_tracing();
+    let f = Arc::new(Functions::connect().await?.documents());
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
+        let f = f.clone();
+        async move { Ok::<serde_json::Value, BoxError>(f.handle(ev.payload).await) }
     }))
     .await
 }

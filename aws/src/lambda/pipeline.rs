@@ -919,23 +919,17 @@ impl NormalizeFunction {
                     .await?;
             }
             if let (Some(body), Some(key)) = (&it.object, &it.row.object_key) {
-                let sealed = envelope::seal(
+                let content_type = it.row.detected_type.as_deref().unwrap_or(&it.row.content_type);
+                tarn_core::objects::put_sanitized(
+                    self.deps.lake.as_ref(),
                     self.deps.kms.as_ref(),
-                    &EncryptionContext::document(table, id),
+                    table,
+                    id,
+                    key,
+                    content_type,
                     body,
                 )
                 .await?;
-                let m = Metadata::from([
-                    (meta::TABLE.to_string(), table.clone()),
-                    (
-                        meta::CONTENT_TYPE.to_string(),
-                        it.row
-                            .detected_type
-                            .clone()
-                            .unwrap_or_else(|| it.row.content_type.clone()),
-                    ),
-                ]);
-                self.deps.lake.put(key, sealed.into(), m).await?;
             }
         }
         let mut partitions: BTreeMap<String, Vec<Partition>> = BTreeMap::new();
