@@ -116,6 +116,25 @@ fn state_keys(p: &Platform, stage: &str, ids: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// API Gateway's proxy event for `GET /table/{name}/object/{id}{suffix}`, from a caller the
+/// authorizer let through (its context as the authorizer sets it).
+fn route_event(suffix: &str, table: &str, id: &str, user: &str, groups: &str) -> Value {
+    json!({
+        "resource": format!("/table/{{name}}/object/{{id}}{suffix}"),
+        "path": format!("/table/{table}/object/{id}{suffix}"),
+        "httpMethod": "GET",
+        "headers": {"Authorization": "Bearer eyJ..."},
+        "pathParameters": {"name": table, "id": id},
+        "requestContext": {
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "stage": "v1",
+            "authorizer": {"principalId": format!("sub-{user}"), "producer": user, "username": user, "sub": format!("sub-{user}"), "groups": groups, "integrationLatency": 12},
+        },
+        "body": null,
+        "isBase64Encoded": false,
+    })
+}
+
 async fn status(p: &Platform, id: &str) -> DocumentRow {
     serde_json::from_slice(&p.ports.state.get(&status_key(id)).await.unwrap().body).unwrap()
 }
@@ -165,6 +184,20 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
         photo.clone(),
         broken.clone(),
     ];
+
+    // landed, not processed: `received` for its producer, refused to anyone else
+    let docs_fn = f.documents();
+    let r = docs_fn
+        .handle(route_event("", "photos", &photo, "alice", ""))
+        .await;
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["data"]["status"], "received");
+    assert_eq!(body["data"]["content_type"], "image/png");
+    let r = docs_fn
+        .handle(route_event("", "photos", &photo, "bob", "tarn-writers"))
+        .await;
+    assert_eq!(r["statusCode"], 403, "{r}");
 
     // validate: one message per landed object, plus a malformed message and S3's test event
     let keys: Vec<String> = ids.iter().map(|id| ingress_key(id)).collect();
@@ -309,9 +342,73 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
         t
     };
     assert_eq!(total, 5, "one documents row per document: {docs:?}");
-    // the sanitized photo is sealed in the lake
-    let obj = p.ports.lake.get(&rp.object_key.unwrap()).await.unwrap();
-    assert!(tarn_core::envelope::is_sealed(&obj.body));
+    // the sanitized photo is kept as it is, SSE-KMS under the platform key (S3 encrypts at rest)
+    let object_key = rp.object_key.clone().unwrap();
+    let obj = p.ports.lake.get(&object_key).await.unwrap();
+    assert!(!tarn_core::envelope::is_sealed(&obj.body));
+    assert!(obj.body.starts_with(b"\x89PNG") && obj.body.len() < png.len());
+    let head = s3(&m.url)
+        .head_object()
+        .bucket("tarn-lake")
+        .key(&object_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    assert_eq!(head.ssekms_key_id(), Some(p.config.kms_key_id.as_str()));
+
+    // the document routes: status for the producer and readers, content for readers only, as a
+    // redirect to a presigned URL that lives five minutes and serves the sanitized bytes
+    let r = docs_fn
+        .handle(route_event("", "photos", &photo, "alice", ""))
+        .await;
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["data"]["status"], "stored", "{r}");
+    assert_eq!(body["data"]["object_key"], object_key.as_str());
+    let r = docs_fn
+        .handle(route_event("/content", "photos", &photo, "alice", ""))
+        .await;
+    assert_eq!(r["statusCode"], 403, "the producer alone may not read contents: {r}");
+    let r = docs_fn
+        .handle(route_event("/content", "photos", &photo, "rita", "tarn-readers-photos"))
+        .await;
+    assert_eq!(r["statusCode"], 307, "{r}");
+    let url = r["headers"]["Location"].as_str().unwrap().to_string();
+    assert!(url.contains("X-Amz-Expires=300") && url.contains("X-Amz-Signature="), "{url}");
+    // S3 answers with the type and caching the URL asks for (moto ignores these overrides)
+    assert!(
+        url.contains("response-content-type=image%2Fpng")
+            && url.contains("response-cache-control=no-store"),
+        "{url}"
+    );
+    let got = reqwest::get(&url).await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap(), obj.body);
+    // rejected: its status and reason; no content
+    let r = docs_fn
+        .handle(route_event("", "events", &bad, "rita", "tarn-readers"))
+        .await;
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["data"]["status"], "rejected");
+    assert!(body["data"]["reason"].as_str().unwrap().contains("/action"));
+    let r = docs_fn
+        .handle(route_event("/content", "events", &bad, "rita", "tarn-readers"))
+        .await;
+    assert_eq!(r["statusCode"], 409, "{r}");
+    // under another table, an unknown table, or not a uuid: not found
+    for (table, id, status, code) in [
+        ("events", photo.as_str(), 404, "unknown_document"),
+        ("nope", photo.as_str(), 404, "unknown_table"),
+        ("photos", "id-1", 404, "unknown_document"),
+        ("Bad-Name", photo.as_str(), 400, "invalid_table_name"),
+    ] {
+        let r = docs_fn
+            .handle(route_event("", table, id, "rita", "tarn-readers"))
+            .await;
+        assert_eq!(r["statusCode"], status, "{table}/{id}: {r}");
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], code, "{r}");
+    }
 
     // partitions in Glue
     let parts = p

@@ -78,7 +78,11 @@ async fn refusals_are_recorded_with_their_reason_and_never_the_token() {
     let hour = std::time::Duration::from_secs(3600);
     let mallory = issuer.mint("mallory", &[], hour).unwrap();
     let bob = issuer
-        .mint("bob", &["tarn-writers".to_string()], hour)
+        .mint(
+            "bob",
+            &["tarn-writers".to_string(), "tarn-readers-events".to_string()],
+            hour,
+        )
         .unwrap();
     let forged = format!("{}x", &bob[..bob.len() - 1]);
     let post = |table: &str, token: Option<&str>, ct: &str, body: Vec<u8>| {

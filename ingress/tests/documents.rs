@@ -194,9 +194,14 @@ async fn content_of_a_stored_binary() {
         .await
         .expect(401, "missing_token");
     // the record names another table: not found under this one
-    h.get(&format!("/table/events/object/{id}/content"), Some(&reader))
+    let everything = bearer(&h.token("rita", &["tarn-readers"]));
+    h.get(&format!("/table/events/object/{id}/content"), Some(&everything))
         .await
         .expect(404, "unknown_document");
+    // a reader of photos only reads nothing of events, not even whether a document is there
+    h.get(&format!("/table/events/object/{id}/content"), Some(&reader))
+        .await
+        .expect(403, "forbidden");
 }
 
 #[tokio::test]
