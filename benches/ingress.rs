@@ -58,13 +58,25 @@ async fn serve_ingress_only(p: &Platform) -> (String, tokio::sync::oneshot::Send
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::var("BENCH_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let dir = tempfile::tempdir().unwrap();
     let p = platform(dir.path(), 1024).await;
     let (base, stop) = serve_ingress_only(&p).await;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
-    wait_healthy(&client, &base, Duration::from_secs(10)).await.unwrap();
-    let token = Arc::new(p.issuer.mint("bench", &["tarn-writers".into()], Duration::from_secs(3600)).unwrap());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    wait_healthy(&client, &base, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let token = Arc::new(
+        p.issuer
+            .mint("bench", &["tarn-writers".into()], Duration::from_secs(3600))
+            .unwrap(),
+    );
     let body = doc(0);
     println!("document: {} bytes, 5 records", body.len());
 
@@ -73,7 +85,8 @@ async fn main() {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (client, base, token, next) = (client.clone(), base.clone(), token.clone(), next.clone());
+        let (client, base, token, next) =
+            (client.clone(), base.clone(), token.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
@@ -134,7 +147,13 @@ async fn main() {
         lat.push(t.await.unwrap());
     }
     lat.sort();
-    println!("2. ingress at {rate}/s for 5 s: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}", pct(&lat, 0.5), pct(&lat, 0.9), pct(&lat, 0.99), lat[lat.len() - 1]);
+    println!(
+        "2. ingress at {rate}/s for 5 s: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        pct(&lat, 0.5),
+        pct(&lat, 0.9),
+        pct(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
     let _ = stop.send(());
 
     // 3. pipeline throughput over everything landed so far
@@ -157,14 +176,21 @@ async fn main() {
     let p = platform(dir.path(), 1024).await;
     let running = p.start().await.unwrap();
     let base = running.url();
-    wait_healthy(&client, &base, Duration::from_secs(10)).await.unwrap();
-    let token = Arc::new(p.issuer.mint("bench", &["tarn-writers".into()], Duration::from_secs(3600)).unwrap());
+    wait_healthy(&client, &base, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let token = Arc::new(
+        p.issuer
+            .mint("bench", &["tarn-writers".into()], Duration::from_secs(3600))
+            .unwrap(),
+    );
     let rate = 500u64;
     let total = rate * 6;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..total {
-        tokio::time::sleep_until((start + Duration::from_micros(i * 1_000_000 / rate)).into()).await;
+        tokio::time::sleep_until((start + Duration::from_micros(i * 1_000_000 / rate)).into())
+            .await;
         let (client, base, token) = (client.clone(), base.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
             client
@@ -188,8 +214,10 @@ async fn main() {
     let mut delays = Vec::new();
     for e in std::fs::read_dir(dir.path().join("state/documents")).unwrap() {
         let e = e.unwrap();
-        let row: tarn_core::DocumentRow = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-        let committed: chrono::DateTime<chrono::Utc> = e.metadata().unwrap().modified().unwrap().into();
+        let row: tarn_core::DocumentRow =
+            serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+        let committed: chrono::DateTime<chrono::Utc> =
+            e.metadata().unwrap().modified().unwrap().into();
         delays.push((committed - row.received_at).to_std().unwrap_or_default());
     }
     delays.sort();

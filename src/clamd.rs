@@ -10,8 +10,14 @@ use tracing::{info, warn};
 
 /// tarn's own test signatures, used when the machine's ClamAV has no virus definitions.
 const TEST_SIGNATURES: [(&str, &str); 2] = [
-    ("tarn-test.hdb", include_str!("../testdata/clamav/tarn-test.hdb")),
-    ("tarn-test.ndb", include_str!("../testdata/clamav/tarn-test.ndb")),
+    (
+        "tarn-test.hdb",
+        include_str!("../testdata/clamav/tarn-test.hdb"),
+    ),
+    (
+        "tarn-test.ndb",
+        include_str!("../testdata/clamav/tarn-test.ndb"),
+    ),
 ];
 
 pub struct ManagedClamd {
@@ -32,13 +38,21 @@ fn find_clamd() -> Option<PathBuf> {
 
 fn has_definitions(dir: &Path) -> bool {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "cvd" || x == "cld")))
+        .map(|rd| {
+            rd.flatten().any(|e| {
+                e.path()
+                    .extension()
+                    .is_some_and(|x| x == "cvd" || x == "cld")
+            })
+        })
         .unwrap_or(false)
 }
 
 /// Starts clamd when it is installed; `Ok(None)` when it is not.
 pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
-    let Some(bin) = find_clamd() else { return Ok(None) };
+    let Some(bin) = find_clamd() else {
+        return Ok(None);
+    };
     let dir = data_dir.join("clamd").canonicalize().or_else(|_| {
         std::fs::create_dir_all(data_dir.join("clamd"))?;
         data_dir.join("clamd").canonicalize()
@@ -52,12 +66,18 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
         for (name, text) in TEST_SIGNATURES {
             std::fs::write(db.join(name), text)?;
         }
-        warn!("ClamAV has no virus definitions (run freshclam); clamd starts with tarn's test signatures only");
+        warn!(
+            "ClamAV has no virus definitions (run freshclam); clamd starts with tarn's test signatures only"
+        );
         (db, true)
     };
     let sock = dir.join("clamd.sock");
     let _ = std::fs::remove_file(&sock);
-    let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() { "User root\n" } else { "" };
+    let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
+        "User root\n"
+    } else {
+        ""
+    };
     let conf = dir.join("clamd.conf");
     std::fs::write(
         &conf,
@@ -74,7 +94,11 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
     // so even a SIGKILLed tarn leaves no clamd behind
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
         });
     }
     let child = cmd
@@ -93,14 +117,24 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
             break;
         }
         if start.elapsed() > Duration::from_secs(120) {
-            bail!("clamd did not answer within 120 s; see {}", dir.join("clamd.log").display());
+            bail!(
+                "clamd did not answer within 120 s; see {}",
+                dir.join("clamd.log").display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     info!(%addr, test_signatures_only = test_only, "started clamd");
-    Ok(Some(ManagedClamd { addr, scanner, test_signatures_only: test_only, _child: child }))
+    Ok(Some(ManagedClamd {
+        addr,
+        scanner,
+        test_signatures_only: test_only,
+        _child: child,
+    }))
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }

@@ -60,7 +60,11 @@ pub struct CompactionSection {
 
 impl Default for CompactionSection {
     fn default() -> Self {
-        Self { interval_secs: 600, target_size: "128MiB".into(), grace_period_secs: 3600 }
+        Self {
+            interval_secs: 600,
+            target_size: "128MiB".into(),
+            grace_period_secs: 3600,
+        }
     }
 }
 
@@ -118,7 +122,9 @@ impl Default for PipelineSection {
 
 impl Default for IngressSection {
     fn default() -> Self {
-        Self { max_in_flight: tarn_ingress::DEFAULT_MAX_IN_FLIGHT }
+        Self {
+            max_in_flight: tarn_ingress::DEFAULT_MAX_IN_FLIGHT,
+        }
     }
 }
 
@@ -137,7 +143,8 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
         let mut config = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
                 toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
             }
             None => Config::default(),
@@ -168,19 +175,31 @@ impl Config {
         }
         for s in stages {
             if !KNOWN_STAGES.contains(&s.as_str()) {
-                bail!("pipeline.stages: unknown stage {s:?}; known stages: {}", KNOWN_STAGES.join(", "));
+                bail!(
+                    "pipeline.stages: unknown stage {s:?}; known stages: {}",
+                    KNOWN_STAGES.join(", ")
+                );
             }
         }
         if stages.iter().any(|s| s == "strip") && !stages.iter().any(|s| s == "scan") {
-            bail!("pipeline.stages: \"strip\" needs \"scan\" before it (nothing unscanned is parsed)");
+            bail!(
+                "pipeline.stages: \"strip\" needs \"scan\" before it (nothing unscanned is parsed)"
+            );
         }
-        tarn_lake::compact::parse_size(&self.compaction.target_size)
-            .map_err(|e| anyhow::anyhow!("compaction.target_size {:?}: {e}", self.compaction.target_size))?;
+        tarn_lake::compact::parse_size(&self.compaction.target_size).map_err(|e| {
+            anyhow::anyhow!(
+                "compaction.target_size {:?}: {e}",
+                self.compaction.target_size
+            )
+        })?;
         if self.pipeline.concurrency == 0 || self.pipeline.max_attempts == 0 {
             bail!("pipeline.concurrency and pipeline.max_attempts must be at least 1");
         }
         if self.database.is_empty() || !tarn_catalog::schemas::is_valid_table_name(&self.database) {
-            bail!("database {:?} must match ^[a-z][a-z0-9_]{{0,62}}$", self.database);
+            bail!(
+                "database {:?} must match ^[a-z][a-z0-9_]{{0,62}}$",
+                self.database
+            );
         }
         Ok(())
     }
@@ -207,7 +226,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tarn.toml");
         std::fs::write(&f, "data_dir = \"/srv/tarn\"\nlisten = \"0.0.0.0:9000\"\n[pipeline]\nflush_interval_ms = 500\n").unwrap();
-        let c = Config::load(Some(&f), Overrides { listen: Some("127.0.0.1:1".parse().unwrap()), ..Default::default() }).unwrap();
+        let c = Config::load(
+            Some(&f),
+            Overrides {
+                listen: Some("127.0.0.1:1".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/tarn"));
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.pipeline.flush_interval_ms, 500);
@@ -219,10 +245,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tarn.toml");
         std::fs::write(&f, "data_dri = \"x\"\n").unwrap();
-        let e = format!("{:#}", Config::load(Some(&f), Overrides::default()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::load(Some(&f), Overrides::default()).unwrap_err()
+        );
         assert!(e.contains("data_dri"), "{e}");
         std::fs::write(&f, "[pipeline]\nstages = [\"validate\", \"teleport\"]\n").unwrap();
-        let e = format!("{:#}", Config::load(Some(&f), Overrides::default()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::load(Some(&f), Overrides::default()).unwrap_err()
+        );
         assert!(e.contains("teleport"), "{e}");
     }
 }

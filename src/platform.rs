@@ -20,11 +20,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tarn_catalog::{LocalCatalog, TableSpec, load_schemas};
-use tarn_core::audit::{AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component};
+use tarn_core::audit::{
+    AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component,
+};
 use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
-use tarn_lake::runner::Report;
 use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock, LocalLakeLock};
+use tarn_lake::runner::Report;
 use tarn_lake::scan::{BuiltinScanner, ClamdScanner, ScanStage, Scanner, Timeouts};
 use tarn_lake::strip::Strip;
 use tarn_lake::validate::Validate;
@@ -64,22 +66,42 @@ impl Platform {
     /// registers the tables in the catalog.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-        let tables = load_schemas(&config.schemas).with_context(|| format!("loading table schemas from {}", config.schemas.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        let tables = load_schemas(&config.schemas)
+            .with_context(|| format!("loading table schemas from {}", config.schemas.display()))?;
         let store = |name: &str| -> anyhow::Result<Arc<LocalObjectStore>> {
-            Ok(Arc::new(LocalObjectStore::open(format!("tarn-{name}"), dir.join(name))?))
+            Ok(Arc::new(LocalObjectStore::open(
+                format!("tarn-{name}"),
+                dir.join(name),
+            )?))
         };
-        let (ingress, lake, quarantine, state) = (store("ingress")?, store("lake")?, store("quarantine")?, store("state")?);
+        let (ingress, lake, quarantine, state) = (
+            store("ingress")?,
+            store("lake")?,
+            store("quarantine")?,
+            store("state")?,
+        );
         let audit_store = store("audit")?;
-        let signing = SigningKey::open_or_create(SigningKey::path_in(&dir)).context("opening the audit signing key")?;
-        let audit = Arc::new(LocalAuditSink::open(audit_store.clone(), config.audit.clone(), signing, SinkSettings::default()).await?);
+        let signing = SigningKey::open_or_create(SigningKey::path_in(&dir))
+            .context("opening the audit signing key")?;
+        let audit = Arc::new(
+            LocalAuditSink::open(
+                audit_store.clone(),
+                config.audit.clone(),
+                signing,
+                SinkSettings::default(),
+            )
+            .await?,
+        );
         let by = |s: &Arc<LocalObjectStore>, who: &str| -> Arc<dyn ObjectStore> {
             Arc::new(AuditedStore::new(s.clone(), audit.clone(), who).record_empty_lists(false))
         };
         let kms = Arc::new(LocalKms::open_or_create(LocalKms::path_in(&dir))?);
         let catalog = Arc::new(LocalCatalog::open(dir.join("catalog"))?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let issuer = Arc::new(DevIssuer::open_or_create(&dir).context("opening the dev token issuer")?);
+        let issuer =
+            Arc::new(DevIssuer::open_or_create(&dir).context("opening the dev token issuer")?);
         let verifier: Arc<dyn TokenVerifier> = Arc::new(issuer.verifier(clock.clone()));
         let (scanner, managed_clamd) = if config.pipeline.stages.iter().any(|s| s == "scan") {
             let (s, m) = build_scanner(&config).await?;
@@ -88,7 +110,12 @@ impl Platform {
             (None, None)
         };
         let scan_engine = match &scanner {
-            Some(s) => Some(s.version().await.map(|v| v.to_string()).context("asking the scanner its version")?),
+            Some(s) => Some(
+                s.version()
+                    .await
+                    .map(|v| v.to_string())
+                    .context("asking the scanner its version")?,
+            ),
             None => None,
         };
         let stages = build_stages(&config, &tables, scanner)?;
@@ -105,8 +132,13 @@ impl Platform {
             stages,
         };
         let lake_lock: Arc<dyn LakeLock> = Arc::new(LocalLakeLock::open(dir.join("locks"))?);
-        let pipeline = Arc::new(Pipeline::new(deps, config.pipeline_config()).with_lake_lock(lake_lock.clone()));
-        pipeline.setup_catalog().await.context("registering tables in the catalog")?;
+        let pipeline = Arc::new(
+            Pipeline::new(deps, config.pipeline_config()).with_lake_lock(lake_lock.clone()),
+        );
+        pipeline
+            .setup_catalog()
+            .await
+            .context("registering tables in the catalog")?;
         Ok(Self {
             config,
             tables,
@@ -130,7 +162,9 @@ impl Platform {
 
     /// `store` as `who` sees it: every call recorded in the access trail.
     pub fn audited(&self, store: &Arc<LocalObjectStore>, who: &str) -> Arc<dyn ObjectStore> {
-        Arc::new(AuditedStore::new(store.clone(), self.audit.clone(), who).record_empty_lists(false))
+        Arc::new(
+            AuditedStore::new(store.clone(), self.audit.clone(), who).record_empty_lists(false),
+        )
     }
 
     /// What compaction needs; the same lock as the pipeline's.
@@ -191,7 +225,12 @@ impl Platform {
         }
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
-            .with_context(|| format!("listening on {} (is the port in use? pass --listen)", self.config.listen))?;
+            .with_context(|| {
+                format!(
+                    "listening on {} (is the port in use? pass --listen)",
+                    self.config.listen
+                )
+            })?;
         let addr = listener.local_addr()?;
         let notify = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -200,7 +239,10 @@ impl Platform {
         let (wake, rx) = (notify.clone(), stop_rx.clone());
         let pipeline_task = tokio::spawn(async move { pipeline.run(wake, rx).await });
 
-        let app = tarn_ingress::router_with_audit(self.ingress_state(Some(notify)), Some(self.audit.clone()));
+        let app = tarn_ingress::router_with_audit(
+            self.ingress_state(Some(notify)),
+            Some(self.audit.clone()),
+        );
         let mut rx = stop_rx.clone();
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -211,11 +253,20 @@ impl Platform {
             secs => {
                 let deps = self.compaction_deps();
                 let c = &self.config.compaction;
-                let (target, grace) = (tarn_lake::compact::parse_size(&c.target_size)?, Duration::from_secs(c.grace_period_secs));
+                let (target, grace) = (
+                    tarn_lake::compact::parse_size(&c.target_size)?,
+                    Duration::from_secs(c.grace_period_secs),
+                );
                 let rx = stop_rx.clone();
-                Some(tokio::spawn(tarn_lake::compact::run_every(Duration::from_secs(secs), rx, move || {
-                    Compaction::new(deps.clone()).target_size(target).grace_period(grace)
-                })))
+                Some(tokio::spawn(tarn_lake::compact::run_every(
+                    Duration::from_secs(secs),
+                    rx,
+                    move || {
+                        Compaction::new(deps.clone())
+                            .target_size(target)
+                            .grace_period(grace)
+                    },
+                )))
             }
         };
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
@@ -233,26 +284,39 @@ impl Platform {
 
 /// The scanner: the configured clamd; else a clamd tarn starts when ClamAV is installed; else
 /// tarn's built-in engine (test signatures only, said loudly).
-pub(crate) async fn build_scanner(config: &Config) -> anyhow::Result<(Arc<dyn Scanner>, Option<crate::clamd::ManagedClamd>)> {
+pub(crate) async fn build_scanner(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Scanner>, Option<crate::clamd::ManagedClamd>)> {
     if let Some(addr) = &config.scan.clamd {
-        let s = ClamdScanner::connect(addr, Timeouts::default()).with_context(|| format!("scan.clamd {addr:?}"))?;
-        s.ping().await.with_context(|| format!("clamd at {addr} does not answer; start it or fix --clamd"))?;
+        let s = ClamdScanner::connect(addr, Timeouts::default())
+            .with_context(|| format!("scan.clamd {addr:?}"))?;
+        s.ping()
+            .await
+            .with_context(|| format!("clamd at {addr} does not answer; start it or fix --clamd"))?;
         return Ok((Arc::new(s), None));
     }
     if let Some(m) = crate::clamd::start(&config.data_dir).await? {
         return Ok((m.scanner.clone(), Some(m)));
     }
-    tracing::warn!("no clamd configured or installed: scanning with tarn's built-in engine, which knows only test signatures; install ClamAV or pass --clamd");
+    tracing::warn!(
+        "no clamd configured or installed: scanning with tarn's built-in engine, which knows only test signatures; install ClamAV or pass --clamd"
+    );
     Ok((Arc::new(BuiltinScanner::default()), None))
 }
 
 /// The configured per-document stages, in order.
-pub(crate) fn build_stages(config: &Config, tables: &[TableSpec], scanner: Option<Arc<dyn Scanner>>) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
+pub(crate) fn build_stages(
+    config: &Config,
+    tables: &[TableSpec],
+    scanner: Option<Arc<dyn Scanner>>,
+) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
     let mut stages: Vec<Arc<dyn Stage>> = Vec::new();
     for name in &config.pipeline.stages {
         match name.as_str() {
             "validate" => stages.push(Arc::new(Validate::new(tables)?)),
-            "scan" => stages.push(Arc::new(ScanStage::new(scanner.clone().context("the scan stage needs a scanner")?))),
+            "scan" => stages.push(Arc::new(ScanStage::new(
+                scanner.clone().context("the scan stage needs a scanner")?,
+            ))),
             "strip" => stages.push(Arc::new(Strip::new())),
             other => bail!("unknown stage {other:?}"),
         }
@@ -280,18 +344,28 @@ impl Running {
     /// processed. Returns what the pipeline committed while running.
     pub async fn shutdown(self) -> anyhow::Result<Report> {
         let _ = self.stop.send(true);
-        self.server.await.context("ingress task")?.context("ingress server")?;
+        self.server
+            .await
+            .context("ingress task")?
+            .context("ingress server")?;
         let report = self.pipeline.await.context("pipeline task")??;
         if let Some(c) = self.compaction {
             c.await.context("compaction task")?;
         }
-        self.audit.flush().await.context("writing the audit trail")?;
+        self.audit
+            .flush()
+            .await
+            .context("writing the audit trail")?;
         Ok(report)
     }
 }
 
 /// Waits until GET /health answers 200, or fails after `timeout`.
-pub async fn wait_healthy(client: &reqwest::Client, base: &str, timeout: Duration) -> anyhow::Result<()> {
+pub async fn wait_healthy(
+    client: &reqwest::Client,
+    base: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Ok(r) = client.get(format!("{base}/health")).send().await
@@ -309,7 +383,11 @@ pub async fn wait_healthy(client: &reqwest::Client, base: &str, timeout: Duratio
 /// Whether `dir` holds a tarn data dir (for commands that only read one).
 pub fn require_data_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.join("catalog").is_dir() {
-        bail!("no tarn data in {}; run `tarn serve --data-dir {}` (or `tarn demo`) first, or pass --data-dir", dir.display(), dir.display());
+        bail!(
+            "no tarn data in {}; run `tarn serve --data-dir {}` (or `tarn demo`) first, or pass --data-dir",
+            dir.display(),
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -10,7 +10,14 @@ pub fn repo() -> PathBuf {
 }
 
 /// POSTs a document; returns (status, body).
-pub async fn post(client: &reqwest::Client, base: &str, table: &str, token: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {
+pub async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    table: &str,
+    token: &str,
+    ct: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let r = client
         .post(format!("{base}/table/{table}/object"))
         .header("authorization", format!("Bearer {token}"))
@@ -24,7 +31,13 @@ pub async fn post(client: &reqwest::Client, base: &str, table: &str, token: &str
 }
 
 /// Waits until the document's status is final; returns its status record.
-pub async fn wait_final(client: &reqwest::Client, base: &str, table: &str, id: &str, token: &str) -> Value {
+pub async fn wait_final(
+    client: &reqwest::Client,
+    base: &str,
+    table: &str,
+    id: &str,
+    token: &str,
+) -> Value {
     let start = Instant::now();
     loop {
         let r = client
@@ -38,7 +51,10 @@ pub async fn wait_final(client: &reqwest::Client, base: &str, table: &str, id: &
         if v["data"]["status"] != "received" {
             return v["data"].clone();
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "{id} still received after 60 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{id} still received after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -51,14 +67,26 @@ pub fn python() -> String {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "{py} lacks pyarrow/duckdb: run ./scripts/test (it installs them) or set TARN_PYTHON");
+    assert!(
+        ok,
+        "{py} lacks pyarrow/duckdb: run ./scripts/test (it installs them) or set TARN_PYTHON"
+    );
     py
 }
 
 /// Runs a Python script with arguments; returns its stdout.
 pub fn run_python(script: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(python()).arg("-c").arg(script).args(args).output().expect("python runs");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 

@@ -15,7 +15,11 @@ use tarn_ingress::DevIssuer;
 use tarn_query::{LocalQueryEngine, QueryEngine};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn serve(dir: &std::path::Path, port: u16) -> Child {
@@ -33,7 +37,9 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
 }
 
 async fn healthy(client: &reqwest::Client, base: &str) {
-    tarn::platform::wait_healthy(client, base, Duration::from_secs(30)).await.unwrap();
+    tarn::platform::wait_healthy(client, base, Duration::from_secs(30))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +54,10 @@ async fn sigkill_in_flight_loses_and_duplicates_nothing() {
         let base = format!("http://127.0.0.1:{port}");
         let mut child = serve(dir.path(), port);
         healthy(&client, &base).await;
-        let token = DevIssuer::open_or_create(dir.path()).unwrap().mint("crash", &["tarn-writers".into()], Duration::from_secs(600)).unwrap();
+        let token = DevIssuer::open_or_create(dir.path())
+            .unwrap()
+            .mint("crash", &["tarn-writers".into()], Duration::from_secs(600))
+            .unwrap();
 
         // producers keep posting while the server is killed under them
         let posting = {
@@ -93,26 +102,44 @@ async fn sigkill_in_flight_loses_and_duplicates_nothing() {
     let base = format!("http://127.0.0.1:{port}");
     let mut child = serve(dir.path(), port);
     healthy(&client, &base).await;
-    let token = DevIssuer::open_or_create(dir.path()).unwrap().mint("crash", &["tarn-writers".into()], Duration::from_secs(600)).unwrap();
+    let token = DevIssuer::open_or_create(dir.path())
+        .unwrap()
+        .mint("crash", &["tarn-writers".into()], Duration::from_secs(600))
+        .unwrap();
     for id in accepted.keys() {
         let st = wait_final(&client, &base, "events", id, &token).await;
         assert_eq!(st["status"], "stored", "{id}: {st}");
     }
     unsafe { libc_kill(child.id() as i32, 15) };
     let status = child.wait().unwrap();
-    assert!(status.success(), "tarn serve exits 0 on SIGTERM: {status:?}");
+    assert!(
+        status.success(),
+        "tarn serve exits 0 on SIGTERM: {status:?}"
+    );
 
-    let engine = LocalQueryEngine::new(Arc::new(LocalCatalog::open(dir.path().join("catalog")).unwrap()), "tarn");
-    let docs = engine.query("SELECT id, count(*) AS n FROM documents GROUP BY id").await.unwrap();
+    let engine = LocalQueryEngine::new(
+        Arc::new(LocalCatalog::open(dir.path().join("catalog")).unwrap()),
+        "tarn",
+    );
+    let docs = engine
+        .query("SELECT id, count(*) AS n FROM documents GROUP BY id")
+        .await
+        .unwrap();
     let mut seen: BTreeMap<String, i64> = BTreeMap::new();
     for row in docs.rows {
         assert_eq!(row[1], 1, "document {} has {} rows", row[0], row[1]);
         seen.insert(row[0].as_str().unwrap().to_string(), 1);
     }
     for id in accepted.keys() {
-        assert!(seen.contains_key(id), "accepted document {id} has no documents row");
+        assert!(
+            seen.contains_key(id),
+            "accepted document {id} has no documents row"
+        );
     }
-    let recs = engine.query("SELECT _id, count(*) AS n, count(DISTINCT user_id) AS u FROM events GROUP BY _id").await.unwrap();
+    let recs = engine
+        .query("SELECT _id, count(*) AS n, count(DISTINCT user_id) AS u FROM events GROUP BY _id")
+        .await
+        .unwrap();
     let mut rows = 0;
     for row in recs.rows {
         let id = row[0].as_str().unwrap();
@@ -122,8 +149,15 @@ async fn sigkill_in_flight_loses_and_duplicates_nothing() {
             rows += 1;
         }
     }
-    assert_eq!(rows, accepted.len(), "every accepted document's records are in events");
-    eprintln!("crash drill: {} accepted documents over 3 kills, all exactly once", accepted.len());
+    assert_eq!(
+        rows,
+        accepted.len(),
+        "every accepted document's records are in events"
+    );
+    eprintln!(
+        "crash drill: {} accepted documents over 3 kills, all exactly once",
+        accepted.len()
+    );
 }
 
 unsafe extern "C" {

@@ -17,7 +17,13 @@ const BIN_MARKER: &str = "MARKER-BIN-9912";
 async fn platform(dir: &std::path::Path) -> Platform {
     let mut config = Config::load(
         None,
-        Overrides { data_dir: Some(dir.to_path_buf()), listen: Some("127.0.0.1:0".parse().unwrap()), schemas: Some(repo().join("schemas")), clamd: std::env::var("TARN_CLAMD").ok(), backend: None },
+        Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            schemas: Some(repo().join("schemas")),
+            clamd: std::env::var("TARN_CLAMD").ok(),
+            backend: None,
+        },
     )
     .unwrap();
     config.pipeline.flush_interval_ms = 200;
@@ -32,25 +38,59 @@ async fn post_validate_normalize_query() {
     let running = p.start().await.unwrap();
     let base = running.url();
     let client = reqwest::Client::new();
-    wait_healthy(&client, &base, Duration::from_secs(10)).await.unwrap();
-    let writer = p.issuer.mint("alice", &["tarn-writers".into()], Duration::from_secs(600)).unwrap();
-    let reader = p.issuer.mint("ana", &["tarn-readers".into()], Duration::from_secs(600)).unwrap();
+    wait_healthy(&client, &base, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let writer = p
+        .issuer
+        .mint("alice", &["tarn-writers".into()], Duration::from_secs(600))
+        .unwrap();
+    let reader = p
+        .issuer
+        .mint("ana", &["tarn-readers".into()], Duration::from_secs(600))
+        .unwrap();
 
     let events = json!([
         {"user_id": "u-1", "action": "signup", "occurred_at": "2026-01-02T03:04:05Z", "tags": ["a", JSON_MARKER], "context": {"ip": "192.0.2.1", "user_agent": "t"}},
         {"user_id": "u-2", "action": "purchase", "amount": 12.5, "occurred_at": "2026-01-02T03:04:06.250Z"}
     ]);
-    let (s, v) = post(&client, &base, "events", &writer, "application/json", serde_json::to_vec(&events).unwrap()).await;
+    let (s, v) = post(
+        &client,
+        &base,
+        "events",
+        &writer,
+        "application/json",
+        serde_json::to_vec(&events).unwrap(),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["success"], true);
     let good = v["data"]["id"].as_str().unwrap().to_string();
 
-    let nd = b"{\"user_id\":\"u-3\",\"action\":\"login\",\"occurred_at\":\"2026-01-03T00:00:00Z\"}\n".to_vec();
-    let (s, v) = post(&client, &base, "events", &writer, "application/x-ndjson", nd).await;
+    let nd =
+        b"{\"user_id\":\"u-3\",\"action\":\"login\",\"occurred_at\":\"2026-01-03T00:00:00Z\"}\n"
+            .to_vec();
+    let (s, v) = post(
+        &client,
+        &base,
+        "events",
+        &writer,
+        "application/x-ndjson",
+        nd,
+    )
+    .await;
     assert_eq!(s, 200);
     let ndjson = v["data"]["id"].as_str().unwrap().to_string();
 
-    let (s, v) = post(&client, &base, "events", &writer, "application/json", br#"[{"user_id":"u-9","action":"fly","occurred_at":"x"}]"#.to_vec()).await;
+    let (s, v) = post(
+        &client,
+        &base,
+        "events",
+        &writer,
+        "application/json",
+        br#"[{"user_id":"u-9","action":"fly","occurred_at":"x"}]"#.to_vec(),
+    )
+    .await;
     assert_eq!(s, 200);
     let invalid = v["data"]["id"].as_str().unwrap().to_string();
 
@@ -59,23 +99,44 @@ async fn post_validate_normalize_query() {
     assert_eq!(s, 200);
     let binary = v["data"]["id"].as_str().unwrap().to_string();
 
-    let (s, v) = post(&client, &base, "photos", &writer, "image/png", b"%PDF-1.4 this is not a png".to_vec()).await;
+    let (s, v) = post(
+        &client,
+        &base,
+        "photos",
+        &writer,
+        "image/png",
+        b"%PDF-1.4 this is not a png".to_vec(),
+    )
+    .await;
     assert_eq!(s, 200);
     let liar = v["data"]["id"].as_str().unwrap().to_string();
 
     // fates through the status API
     let st = wait_final(&client, &base, "events", &good, &writer).await;
-    assert_eq!((st["status"].as_str(), st["records"].as_i64()), (Some("stored"), Some(2)));
-    assert_eq!(wait_final(&client, &base, "events", &ndjson, &writer).await["records"], 1);
+    assert_eq!(
+        (st["status"].as_str(), st["records"].as_i64()),
+        (Some("stored"), Some(2))
+    );
+    assert_eq!(
+        wait_final(&client, &base, "events", &ndjson, &writer).await["records"],
+        1
+    );
     let st = wait_final(&client, &base, "events", &invalid, &writer).await;
     assert_eq!(st["status"], "rejected");
     let reason = st["reason"].as_str().unwrap();
-    assert!(reason.contains("record 0 at /action: fails enum") && reason.contains("record 0 at /occurred_at"), "{reason}");
+    assert!(
+        reason.contains("record 0 at /action: fails enum")
+            && reason.contains("record 0 at /occurred_at"),
+        "{reason}"
+    );
     let st = wait_final(&client, &base, "files", &binary, &writer).await;
     assert_eq!(st["status"], "stored");
     assert_eq!(st["detected_type"], "text/plain");
     let st = wait_final(&client, &base, "photos", &liar, &writer).await;
-    assert_eq!(st["reason"], "declared image/png but the bytes are application/pdf");
+    assert_eq!(
+        st["reason"],
+        "declared image/png but the bytes are application/pdf"
+    );
 
     // the stored binary comes back whole to a reader
     let r = client
@@ -98,13 +159,19 @@ async fn post_validate_normalize_query() {
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(rows[0]["user_id"], "u-1");
     assert_eq!(rows[0]["tags"], json!(["a", JSON_MARKER]));
-    assert_eq!(rows[0]["context"], json!({"ip": "192.0.2.1", "user_agent": "t"}));
+    assert_eq!(
+        rows[0]["context"],
+        json!({"ip": "192.0.2.1", "user_agent": "t"})
+    );
     assert_eq!(rows[0]["occurred_at"], "2026-01-02T03:04:05Z");
     assert_eq!(rows[1]["amount"], 12.5);
     assert_eq!(rows[1]["occurred_at"], "2026-01-02T03:04:06.250Z");
     assert_eq!(rows[0]["amount"], Value::Null);
     assert_eq!(rows[2]["_id"], ndjson.as_str());
-    assert!(rows.iter().all(|r| r["_producer"] == "alice" && r["dt"] == today.as_str()));
+    assert!(
+        rows.iter()
+            .all(|r| r["_producer"] == "alice" && r["dt"] == today.as_str())
+    );
 
     let res = engine.query("SELECT table_name, status, count(*) AS n FROM documents GROUP BY table_name, status ORDER BY table_name, status").await.unwrap();
     assert_eq!(
@@ -117,11 +184,22 @@ async fn post_validate_normalize_query() {
         ]
     );
     // every analyst query runs and finds rows
-    let queries: Vec<std::path::PathBuf> = std::fs::read_dir(repo().join("queries")).unwrap().map(|e| e.unwrap().path()).collect();
-    let is_audit = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().starts_with("audit_");
+    let queries: Vec<std::path::PathBuf> = std::fs::read_dir(repo().join("queries"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let is_audit = |p: &std::path::PathBuf| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audit_")
+    };
     for path in queries.iter().filter(|p| !is_audit(p)) {
         let sql = std::fs::read_to_string(path).unwrap();
-        let res = engine.query(&sql).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let res = engine
+            .query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!res.rows.is_empty(), "{} returned nothing", path.display());
     }
 
@@ -131,7 +209,10 @@ async fn post_validate_normalize_query() {
     // of landed objects are there, and the producer's writes carry the producer's identity
     for path in queries.iter().filter(|p| is_audit(p)) {
         let sql = std::fs::read_to_string(path).unwrap();
-        let res = engine.query(&sql).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let res = engine
+            .query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if path.ends_with("audit_deletes.sql") {
             assert!(res.rows.len() >= 5, "{}: {:?}", path.display(), res.rows);
         }
@@ -162,7 +243,10 @@ print(json.dumps({"types": types, "rows": list(rows), "documents": docs[0]}))
     assert_eq!(v["types"]["amount"], "double");
     assert_eq!(v["types"]["occurred_at"], "timestamp[us, tz=+00:00]");
     assert_eq!(v["types"]["tags"], "list<item: string>");
-    assert_eq!(v["types"]["context"], "struct<ip: string, user_agent: string>");
+    assert_eq!(
+        v["types"]["context"],
+        "struct<ip: string, user_agent: string>"
+    );
     assert_eq!(v["types"]["_received_at"], "timestamp[us, tz=+00:00]");
     assert_eq!(v["rows"], json!([3, 2, 12.5]));
     assert_eq!(v["documents"], 5);

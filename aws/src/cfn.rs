@@ -188,10 +188,15 @@ pub fn glue_tables_template(specs: &[TableSpec]) -> String {
 /// A key as a plain YAML scalar where that is unambiguous, quoted otherwise.
 fn yaml_key(k: &str) -> String {
     let plain = !k.is_empty()
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
         && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && !k.ends_with(':');
-    if plain { k.to_string() } else { Value::from(k).to_string() }
+    if plain {
+        k.to_string()
+    } else {
+        Value::from(k).to_string()
+    }
 }
 
 /// A scalar: strings as JSON strings (a JSON string is a valid YAML double-quoted scalar).

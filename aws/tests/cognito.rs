@@ -339,3 +339,118 @@ async fn the_key_set_is_cached_and_refreshes_are_rate_limited() {
         "a refresh after min_refresh fetches again"
     );
 }
+
+/// The proxy event API Gateway sends the documents function for a request the authorizer
+/// allowed: the authorizer's context (and principal) under `requestContext.authorizer`.
+fn proxy_event(
+    resource_suffix: &str,
+    table: &str,
+    id: &str,
+    auth: &aws_lambda_events::event::apigw::ApiGatewayCustomAuthorizerResponse,
+) -> Value {
+    let auth = serde_json::to_value(auth).unwrap();
+    let mut ctx = auth["context"].clone();
+    ctx["principalId"] = auth["principalId"].clone();
+    ctx["integrationLatency"] = json!(31);
+    json!({
+        "resource": format!("/table/{{name}}/object/{{id}}{resource_suffix}"),
+        "path": format!("/table/{table}/object/{id}{resource_suffix}"),
+        "httpMethod": "GET",
+        "pathParameters": {"name": table, "id": id},
+        "requestContext": {"requestId": "r2", "stage": "prod", "authorizer": ctx},
+    })
+}
+
+fn body(answer: &Value) -> Value {
+    serde_json::from_str(answer["body"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_documents_function_serves_whom_the_authorizer_lets_through() {
+    use bytes::Bytes;
+    use tarn_core::ObjectStore;
+    let m = moto().await;
+    let pool = pool(&m.url).await;
+    let p = platform(&m.url).await;
+    let docs = tarn_aws::lambda::Functions::new(&p.ports)
+        .unwrap()
+        .documents();
+    let (alice, _) = user_token(&m.url, &pool, "alice", &["tarn-writers-events"]).await;
+    let (bob, _) = user_token(&m.url, &pool, "bob", &["tarn-readers"]).await;
+    let (carol, _) = user_token(&m.url, &pool, "carol", &[]).await;
+    let a = Authorizer::new(verifier(&m.url, &pool));
+
+    // alice's document, landed by the gateway (its producer is the authorizer's `producer`)
+    let post = a
+        .handle(request_event("POST", "/table/events/object", Some(&alice)))
+        .await
+        .unwrap();
+    let producer = serde_json::to_value(&post).unwrap()["context"]["producer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    let meta: tarn_core::Metadata = [
+        ("table", "events"),
+        ("content-type", "application/json"),
+        ("producer", producer.as_str()),
+        ("request-time", "05/Mar/2024:10:11:12 +0000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    p.ports
+        .ingress
+        .put(&format!("id={id}"), Bytes::from_static(b"e30="), meta)
+        .await
+        .unwrap();
+    let status_path = format!("/table/events/object/{id}");
+
+    // the producer sees it received
+    let auth = a
+        .handle(request_event("GET", &status_path, Some(&alice)))
+        .await
+        .unwrap();
+    assert_eq!(effect(&auth), "Allow");
+    let r = docs.handle(proxy_event("", "events", &id, &auth)).await;
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(body(&r)["data"]["status"], "received");
+    assert_eq!(
+        body(&r)["data"]["received_at"],
+        "05/Mar/2024:10:11:12 +0000"
+    );
+    // a reader too; anyone else with a valid token gets past the authorizer, not the function
+    let auth = a
+        .handle(request_event("GET", &status_path, Some(&bob)))
+        .await
+        .unwrap();
+    assert_eq!(
+        docs.handle(proxy_event("", "events", &id, &auth)).await["statusCode"],
+        200
+    );
+    let auth = a
+        .handle(request_event("GET", &status_path, Some(&carol)))
+        .await
+        .unwrap();
+    assert_eq!(effect(&auth), "Allow");
+    let r = docs.handle(proxy_event("", "events", &id, &auth)).await;
+    assert_eq!(r["statusCode"], 403, "{r}");
+    assert_eq!(body(&r)["error"]["code"], "forbidden");
+    // contents: the authorizer stops the producer; the reader's request finds nothing stored yet
+    let content_path = format!("{status_path}/content");
+    let auth = a
+        .handle(request_event("GET", &content_path, Some(&alice)))
+        .await
+        .unwrap();
+    assert_eq!(effect(&auth), "Deny");
+    let auth = a
+        .handle(request_event("GET", &content_path, Some(&bob)))
+        .await
+        .unwrap();
+    assert_eq!(effect(&auth), "Allow");
+    let r = docs
+        .handle(proxy_event("/content", "events", &id, &auth))
+        .await;
+    assert_eq!(r["statusCode"], 409, "{r}");
+    assert_eq!(body(&r)["error"]["code"], "not_stored");
+}

@@ -354,7 +354,10 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
         .send()
         .await
         .unwrap();
-    assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    assert_eq!(
+        head.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms")
+    );
     assert_eq!(head.ssekms_key_id(), Some(p.config.kms_key_id.as_str()));
 
     // the document routes: status for the producer and readers, content for readers only, as a
@@ -368,13 +371,25 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
     let r = docs_fn
         .handle(route_event("/content", "photos", &photo, "alice", ""))
         .await;
-    assert_eq!(r["statusCode"], 403, "the producer alone may not read contents: {r}");
+    assert_eq!(
+        r["statusCode"], 403,
+        "the producer alone may not read contents: {r}"
+    );
     let r = docs_fn
-        .handle(route_event("/content", "photos", &photo, "rita", "tarn-readers-photos"))
+        .handle(route_event(
+            "/content",
+            "photos",
+            &photo,
+            "rita",
+            "tarn-readers-photos",
+        ))
         .await;
     assert_eq!(r["statusCode"], 307, "{r}");
     let url = r["headers"]["Location"].as_str().unwrap().to_string();
-    assert!(url.contains("X-Amz-Expires=300") && url.contains("X-Amz-Signature="), "{url}");
+    assert!(
+        url.contains("X-Amz-Expires=300") && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
     // S3 answers with the type and caching the URL asks for (moto ignores these overrides)
     assert!(
         url.contains("response-content-type=image%2Fpng")
@@ -392,7 +407,13 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
     assert_eq!(body["data"]["status"], "rejected");
     assert!(body["data"]["reason"].as_str().unwrap().contains("/action"));
     let r = docs_fn
-        .handle(route_event("/content", "events", &bad, "rita", "tarn-readers"))
+        .handle(route_event(
+            "/content",
+            "events",
+            &bad,
+            "rita",
+            "tarn-readers",
+        ))
         .await;
     assert_eq!(r["statusCode"], 409, "{r}");
     // under another table, an unknown table, or not a uuid: not found

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -57,13 +60,18 @@ fn templates() -> Vec<PathBuf> {
 fn cfn_lint_passes_on_every_template() {
     let root = root();
     let files = templates();
-    assert!(files.len() >= 2, "templates/ should hold tarn.yaml and glue-tables.yaml");
+    assert!(
+        files.len() >= 2,
+        "templates/ should hold tarn.yaml and glue-tables.yaml"
+    );
     let out = Command::new(root.join("scripts/cfn-lint.sh"))
         .args(&files)
         .current_dir(&root)
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run scripts/cfn-lint.sh ({e}): run ./scripts/test, which sets up the tools")
+            panic!(
+                "cannot run scripts/cfn-lint.sh ({e}): run ./scripts/test, which sets up the tools"
+            )
         });
     let text = format!(
         "{}{}",
@@ -76,10 +84,7 @@ fn cfn_lint_passes_on_every_template() {
     );
     // cfn-lint's exit code: bit 2 = errors, 4 = warnings, 8 = informational
     let code = out.status.code().unwrap_or(-1);
-    assert!(
-        code == 0,
-        "cfn-lint found problems (exit {code}):\n{text}"
-    );
+    assert!(code == 0, "cfn-lint found problems (exit {code}):\n{text}");
 }
 
 /// A template as JSON, through cfn-lint's own YAML loader (short-form intrinsics included).
@@ -133,7 +138,10 @@ fn sdk_operations() -> BTreeMap<String, BTreeSet<String>> {
         let version = pkg["version"].as_str().unwrap();
         let mut found = BTreeSet::new();
         for index in std::fs::read_dir(&registry).unwrap() {
-            let dir = index.unwrap().path().join(format!("{name}-{version}/src/operation"));
+            let dir = index
+                .unwrap()
+                .path()
+                .join(format!("{name}-{version}/src/operation"));
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 for e in entries {
                     let p = e.unwrap().path();
@@ -182,7 +190,8 @@ fn sdk_calls_in_sources() -> BTreeMap<String, BTreeSet<String>> {
         while let Some(pos) = text[i..].find("()") {
             let end = i + pos;
             let mut start = end;
-            while start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_')
+            while start > 0
+                && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_')
             {
                 start -= 1;
             }
@@ -240,7 +249,10 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
         );
     }
     for op in operations.keys() {
-        assert!(found.contains_key(op), "aws/actions.toml lists {op}, which aws/src no longer calls");
+        assert!(
+            found.contains_key(op),
+            "aws/actions.toml lists {op}, which aws/src no longer calls"
+        );
     }
 
     // 2. every listed operation is made by some function or by the CLI
@@ -254,12 +266,18 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
     for f in functions.values() {
         for c in f["calls"].as_array().unwrap() {
             let c = c.as_str().unwrap();
-            assert!(operations.contains_key(c), "unknown operation {c} in aws/actions.toml");
+            assert!(
+                operations.contains_key(c),
+                "unknown operation {c} in aws/actions.toml"
+            );
             reached.insert(c.to_string());
         }
     }
     for op in operations.keys() {
-        assert!(reached.contains(op), "{op}: no function or CLI command in aws/actions.toml makes it");
+        assert!(
+            reached.contains(op),
+            "{op}: no function or CLI command in aws/actions.toml makes it"
+        );
     }
 
     // 3. the template: every function listed, each role allows its actions, no wildcards
@@ -268,7 +286,10 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
     for (id, r) in resources {
         let ty = r["Type"].as_str().unwrap_or_default();
         if ty == "AWS::Serverless::Function" || ty == "AWS::Lambda::Function" {
-            assert!(functions.contains_key(id), "function {id} is not in aws/actions.toml");
+            assert!(
+                functions.contains_key(id),
+                "function {id} is not in aws/actions.toml"
+            );
         }
         if ty == "AWS::IAM::Role" {
             assert!(
@@ -277,7 +298,9 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
             );
             for st in role_statements(r) {
                 for a in as_list(&st["Action"]) {
-                    let a = a.as_str().unwrap_or_else(|| panic!("role {id}: action {a} not a string"));
+                    let a = a
+                        .as_str()
+                        .unwrap_or_else(|| panic!("role {id}: action {a} not a string"));
                     assert!(!a.contains('*'), "role {id} has a wildcard action {a}");
                 }
                 assert!(st.get("NotAction").is_none(), "role {id} uses NotAction");
@@ -294,9 +317,9 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
         }
     }
     for (id, f) in functions {
-        let r = resources
-            .get(id)
-            .unwrap_or_else(|| panic!("aws/actions.toml names {id}, which templates/tarn.yaml does not define"));
+        let r = resources.get(id).unwrap_or_else(|| {
+            panic!("aws/actions.toml names {id}, which templates/tarn.yaml does not define")
+        });
         let p = &r["Properties"];
         if r["Type"] == "AWS::Serverless::Function" {
             let bin = f["binary"].as_str().unwrap();
@@ -313,7 +336,10 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
             _ => panic!("{id}: Role must be !GetAtt <its own role>.Arn"),
         };
         let role = &resources[&role_id];
-        assert_eq!(role["Type"], "AWS::IAM::Role", "{id}: {role_id} is not a role");
+        assert_eq!(
+            role["Type"], "AWS::IAM::Role",
+            "{id}: {role_id} is not a role"
+        );
         let allowed: BTreeSet<String> = role_statements(role)
             .iter()
             .filter(|s| s["Effect"] == "Allow")
@@ -362,7 +388,10 @@ fn root_references_every_template_and_nothing_is_hard_coded() {
     for path in templates() {
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         if name != "tarn.yaml" {
-            assert!(nested.contains(&name), "templates/tarn.yaml does not nest {name}");
+            assert!(
+                nested.contains(&name),
+                "templates/tarn.yaml does not nest {name}"
+            );
         }
         let text = std::fs::read_to_string(&path).unwrap();
         // 12-digit account ids
@@ -372,11 +401,29 @@ fn root_references_every_template_and_nothing_is_hard_coded() {
             .collect();
         assert!(digits.is_empty(), "{name} names an account id: {digits:?}");
         for region in [
-            "us-east-", "us-west-", "eu-west-", "eu-central-", "eu-north-", "eu-south-",
-            "ap-south", "ap-northeast-", "ap-southeast-", "ap-east-", "ca-central-", "sa-east-",
-            "me-south-", "me-central-", "af-south-", "il-central-", "us-gov-", "cn-north",
+            "us-east-",
+            "us-west-",
+            "eu-west-",
+            "eu-central-",
+            "eu-north-",
+            "eu-south-",
+            "ap-south",
+            "ap-northeast-",
+            "ap-southeast-",
+            "ap-east-",
+            "ca-central-",
+            "sa-east-",
+            "me-south-",
+            "me-central-",
+            "af-south-",
+            "il-central-",
+            "us-gov-",
+            "cn-north",
         ] {
-            assert!(!text.contains(region), "{name} names a region ({region}...)");
+            assert!(
+                !text.contains(region),
+                "{name} names a region ({region}...)"
+            );
         }
         assert!(
             !text.contains("arn:aws:"),

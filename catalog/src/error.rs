@@ -19,7 +19,11 @@ pub enum CatalogError {
     #[error("table {table}: {reason}")]
     Incompatible { table: String, reason: String },
     #[error("{context} at {path}: {source}")]
-    Io { context: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("catalog service: {0}")]
     Service(String),
 }
@@ -33,8 +37,15 @@ impl CatalogError {
             CatalogError::Io { .. } | CatalogError::Service(_) => ErrorKind::Io,
         }
     }
-    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CatalogError {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> CatalogError {
         let path = path.into();
-        move |source| CatalogError::Io { context, path, source }
+        move |source| CatalogError::Io {
+            context,
+            path,
+            source,
+        }
     }
 }

@@ -33,8 +33,19 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     async fn get_table(&self, database: &str, name: &str) -> Result<Option<TableDef>>;
     async fn list_tables(&self, database: &str) -> Result<Vec<TableDef>>;
     /// Registers partitions; returns how many were new. `CatalogError::NotFound` for an unknown table.
-    async fn add_partitions(&self, database: &str, table: &str, partitions: &[Partition]) -> Result<usize>;
+    async fn add_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: &[Partition],
+    ) -> Result<usize>;
     /// Points an existing partition at a new location.
-    async fn update_partition(&self, database: &str, table: &str, values: &[String], location: &str) -> Result<()>;
+    async fn update_partition(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[String],
+        location: &str,
+    ) -> Result<()>;
     async fn get_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>>;
 }

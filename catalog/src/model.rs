@@ -16,7 +16,11 @@ pub struct Column {
 
 impl Column {
     pub fn new(name: impl Into<String>, data_type: impl Into<String>) -> Self {
-        Self { name: name.into(), data_type: data_type.into(), comment: None }
+        Self {
+            name: name.into(),
+            data_type: data_type.into(),
+            comment: None,
+        }
     }
 }
 

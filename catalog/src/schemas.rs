@@ -16,7 +16,11 @@ pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 /// The metadata table every document gets a row in.
 pub const DOCUMENTS_TABLE: &str = "documents";
 /// Columns tarn adds to every JSON table.
-pub const SYSTEM_COLUMNS: [(&str, &str); 3] = [("_id", "string"), ("_received_at", "timestamp"), ("_producer", "string")];
+pub const SYSTEM_COLUMNS: [(&str, &str); 3] = [
+    ("_id", "string"),
+    ("_received_at", "timestamp"),
+    ("_producer", "string"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -78,43 +82,77 @@ pub fn is_valid_table_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 impl TableSpec {
     pub fn from_value(path: &Path, schema: Value) -> Result<Self> {
-        let bad = |reason: String| CatalogError::InvalidSchema { path: path.to_path_buf(), reason };
-        let name = schema.get("title").and_then(Value::as_str).ok_or_else(|| bad("needs a \"title\": the table name".into()))?;
+        let bad = |reason: String| CatalogError::InvalidSchema {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let name = schema
+            .get("title")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("needs a \"title\": the table name".into()))?;
         if !is_valid_table_name(name) {
-            return Err(bad(format!("title {name:?} must match ^[a-z][a-z0-9_]{{0,62}}$")));
+            return Err(bad(format!(
+                "title {name:?} must match ^[a-z][a-z0-9_]{{0,62}}$"
+            )));
         }
         if name == DOCUMENTS_TABLE {
-            return Err(bad("\"documents\" is tarn's own metadata table; pick another title".into()));
+            return Err(bad(
+                "\"documents\" is tarn's own metadata table; pick another title".into(),
+            ));
         }
         if let Some(stem) = path.file_stem().and_then(|s| s.to_str())
             && stem != name
         {
-            return Err(bad(format!("title {name:?} must equal the file name {stem:?}")));
+            return Err(bad(format!(
+                "title {name:?} must equal the file name {stem:?}"
+            )));
         }
         let x: XTarn = match schema.get("x-tarn") {
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| bad(format!("x-tarn: {e}")))?,
-            None => XTarn { accept: vec![], max_bytes: None, partition: Granularity::Day },
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| bad(format!("x-tarn: {e}")))?
+            }
+            None => XTarn {
+                accept: vec![],
+                max_bytes: None,
+                partition: Granularity::Day,
+            },
         };
-        let accept = if x.accept.is_empty() { vec!["application/json".to_string()] } else { x.accept };
+        let accept = if x.accept.is_empty() {
+            vec!["application/json".to_string()]
+        } else {
+            x.accept
+        };
         let max_bytes = x.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
         if max_bytes == 0 || max_bytes > MAX_DOCUMENT_BYTES {
-            return Err(bad(format!("x-tarn.max_bytes must be between 1 and {MAX_DOCUMENT_BYTES} (10 MiB)")));
+            return Err(bad(format!(
+                "x-tarn.max_bytes must be between 1 and {MAX_DOCUMENT_BYTES} (10 MiB)"
+            )));
         }
-        let json_count = accept.iter().filter(|a| JSON_TYPES.contains(&a.as_str())).count();
+        let json_count = accept
+            .iter()
+            .filter(|a| JSON_TYPES.contains(&a.as_str()))
+            .count();
         let kind = match json_count {
             0 => TableKind::Binary,
             n if n == accept.len() => TableKind::Json,
-            _ => return Err(bad("x-tarn.accept mixes JSON and binary types; use two tables".into())),
+            _ => {
+                return Err(bad(
+                    "x-tarn.accept mixes JSON and binary types; use two tables".into(),
+                ));
+            }
         };
         let mut columns = Vec::new();
         if kind == TableKind::Json {
             if schema.get("type").and_then(Value::as_str) != Some("object") {
-                return Err(bad("a JSON table's schema must have \"type\": \"object\"".into()));
+                return Err(bad(
+                    "a JSON table's schema must have \"type\": \"object\"".into()
+                ));
             }
             let props = schema
                 .get("properties")
@@ -124,17 +162,31 @@ impl TableSpec {
             for (prop, sub) in props {
                 check_name(prop).map_err(bad)?;
                 if prop.starts_with('_') || prop == "dt" {
-                    return Err(bad(format!("property {prop:?}: names starting with _ and \"dt\" are reserved")));
+                    return Err(bad(format!(
+                        "property {prop:?}: names starting with _ and \"dt\" are reserved"
+                    )));
                 }
-                let ty = json_schema_to_hive(sub).map_err(|e| bad(format!("property {prop:?}: {e}")))?;
+                let ty =
+                    json_schema_to_hive(sub).map_err(|e| bad(format!("property {prop:?}: {e}")))?;
                 columns.push(Column::new(prop, ty));
             }
         }
-        Ok(Self { name: name.to_string(), kind, accept, max_bytes, partition: x.partition, schema, columns, path: path.to_path_buf() })
+        Ok(Self {
+            name: name.to_string(),
+            kind,
+            accept,
+            max_bytes,
+            partition: x.partition,
+            schema,
+            columns,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn accepts(&self, content_type: &str) -> bool {
-        self.accept.iter().any(|a| a.eq_ignore_ascii_case(content_type))
+        self.accept
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(content_type))
     }
 
     /// The table's catalog definition, rooted at `lake_root` (a URL ending in `/`).
@@ -153,7 +205,10 @@ impl TableSpec {
             format: "parquet".into(),
             parameters: BTreeMap::from([
                 ("classification".into(), "parquet".into()),
-                ("tarn.partition".into(), format!("{:?}", self.partition).to_lowercase()),
+                (
+                    "tarn.partition".into(),
+                    format!("{:?}", self.partition).to_lowercase(),
+                ),
             ]),
         })
     }
@@ -181,7 +236,10 @@ pub fn documents_table(lake_root: &str) -> TableDef {
     TableDef {
         name: DOCUMENTS_TABLE.into(),
         columns: cols.iter().map(|(n, t)| Column::new(*n, *t)).collect(),
-        partition_keys: vec![Column::new("table_name", "string"), Column::new("dt", "string")],
+        partition_keys: vec![
+            Column::new("table_name", "string"),
+            Column::new("dt", "string"),
+        ],
         location: format!("{lake_root}tables/{DOCUMENTS_TABLE}/"),
         format: "parquet".into(),
         parameters: BTreeMap::from([("classification".into(), "parquet".into())]),
@@ -191,16 +249,22 @@ pub fn documents_table(lake_root: &str) -> TableDef {
 /// Loads every `*.json` in `dir`, sorted by table name. Any invalid file fails the whole load,
 /// naming the file and what to fix.
 pub fn load_schemas(dir: &Path) -> Result<Vec<TableSpec>> {
-    let entries = std::fs::read_dir(dir).map_err(CatalogError::io("reading the schemas directory", dir))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(CatalogError::io("reading the schemas directory", dir))?;
     let mut specs = Vec::new();
     for entry in entries {
-        let path = entry.map_err(CatalogError::io("reading the schemas directory", dir))?.path();
+        let path = entry
+            .map_err(CatalogError::io("reading the schemas directory", dir))?
+            .path();
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
         let text = std::fs::read(&path).map_err(CatalogError::io("reading schema", &path))?;
-        let value: Value = serde_json::from_slice(&text)
-            .map_err(|e| CatalogError::InvalidSchema { path: path.clone(), reason: format!("not JSON: {e}") })?;
+        let value: Value =
+            serde_json::from_slice(&text).map_err(|e| CatalogError::InvalidSchema {
+                path: path.clone(),
+                reason: format!("not JSON: {e}"),
+            })?;
         specs.push(TableSpec::from_value(&path, value)?);
     }
     if specs.is_empty() {
@@ -224,13 +288,23 @@ mod tests {
 
     #[test]
     fn json_and_binary_tables() {
-        let t = spec(json!({"title": "t", "type": "object", "properties": {"a": {"type": "string"}}})).unwrap();
+        let t =
+            spec(json!({"title": "t", "type": "object", "properties": {"a": {"type": "string"}}}))
+                .unwrap();
         assert_eq!(t.kind, TableKind::Json);
         assert_eq!(t.max_bytes, DEFAULT_MAX_BYTES);
         let def = t.table_def("file:///lake/").unwrap();
         assert_eq!(def.location, "file:///lake/tables/t/");
-        assert_eq!(def.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "_id", "_received_at", "_producer"]);
-        let b = spec(json!({"title": "t", "x-tarn": {"accept": ["image/png"], "partition": "month"}})).unwrap();
+        assert_eq!(
+            def.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "_id", "_received_at", "_producer"]
+        );
+        let b =
+            spec(json!({"title": "t", "x-tarn": {"accept": ["image/png"], "partition": "month"}}))
+                .unwrap();
         assert_eq!(b.kind, TableKind::Binary);
         assert_eq!(b.partition, Granularity::Month);
         assert!(b.table_def("file:///lake/").is_none());
@@ -266,7 +340,17 @@ mod tests {
         for ok in ["a", "events", "a_1", &"a".repeat(63)] {
             assert!(is_valid_table_name(ok), "{ok}");
         }
-        for bad in ["", "..", "a/b", "%2e%2e", "Events", "1a", "_a", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "%2e%2e",
+            "Events",
+            "1a",
+            "_a",
+            "é",
+            &"a".repeat(64),
+        ] {
             assert!(!is_valid_table_name(bad), "{bad}");
         }
     }

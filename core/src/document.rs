@@ -23,7 +23,8 @@ pub fn ingress_key(id: &str) -> String {
 
 /// The id in an ingress key, if it is one.
 pub fn id_from_ingress_key(key: &str) -> Option<&str> {
-    key.strip_prefix("id=").filter(|id| uuid::Uuid::parse_str(id).is_ok())
+    key.strip_prefix("id=")
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
 }
 
 /// The state store key of a document's final row (its status record).

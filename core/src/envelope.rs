@@ -60,7 +60,10 @@ mod tests {
         assert!(!sealed.windows(11).any(|w| w == b"MARKER-1234"));
         assert_eq!(open(&kms, &ctx, &sealed).await.unwrap(), secret);
         let other = EncryptionContext::document("events", "abd");
-        assert_eq!(open(&kms, &other, &sealed).await.unwrap_err().kind(), crate::ErrorKind::Crypto);
+        assert_eq!(
+            open(&kms, &other, &sealed).await.unwrap_err().kind(),
+            crate::ErrorKind::Crypto
+        );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(open(&kms, &ctx, &tampered).await.is_err());

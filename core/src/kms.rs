@@ -22,7 +22,12 @@ pub struct EncryptionContext(pub BTreeMap<String, String>);
 
 impl EncryptionContext {
     pub fn new<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
     /// The document context tarn uses everywhere: `{table, id}`.
     pub fn document(table: &str, id: &str) -> Self {
@@ -43,7 +48,11 @@ pub trait Kms: Send + Sync + std::fmt::Debug {
     /// The master key's identifier (an ARN on AWS).
     fn key_id(&self) -> &str;
     async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey>;
-    async fn decrypt(&self, ciphertext: &[u8], context: &EncryptionContext) -> Result<Zeroizing<Vec<u8>>>;
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<Vec<u8>>>;
 }
 
 pub(crate) fn random<const N: usize>() -> [u8; N] {
@@ -54,11 +63,17 @@ pub(crate) fn random<const N: usize>() -> [u8; N] {
 
 /// AES-256-GCM: returns `nonce || ciphertext || tag`.
 pub(crate) fn aead_seal(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Crypto("bad key length".into()))?);
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Crypto("bad key length".into()))?,
+    );
     let nonce_bytes = random::<12>();
     let mut buf = plaintext.to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut buf)
-        .map_err(|_| Error::Crypto("encryption failed".into()))?;
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce_bytes),
+        Aad::from(aad),
+        &mut buf,
+    )
+    .map_err(|_| Error::Crypto("encryption failed".into()))?;
     let mut out = Vec::with_capacity(12 + buf.len());
     out.extend_from_slice(&nonce_bytes);
     out.extend_from_slice(&buf);
@@ -70,12 +85,17 @@ pub(crate) fn aead_open(key: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>
     if sealed.len() < 12 + 16 {
         return Err(Error::Crypto("ciphertext too short".into()));
     }
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Crypto("bad key length".into()))?);
-    let nonce = Nonce::try_assume_unique_for_key(&sealed[..12]).map_err(|_| Error::Crypto("bad nonce".into()))?;
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Crypto("bad key length".into()))?,
+    );
+    let nonce = Nonce::try_assume_unique_for_key(&sealed[..12])
+        .map_err(|_| Error::Crypto("bad nonce".into()))?;
     let mut buf = sealed[12..].to_vec();
     let n = key
         .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .map_err(|_| Error::Crypto("authentication failed: wrong key, wrong context or altered data".into()))?
+        .map_err(|_| {
+            Error::Crypto("authentication failed: wrong key, wrong context or altered data".into())
+        })?
         .len();
     buf.truncate(n);
     Ok(buf)
@@ -91,7 +111,9 @@ pub struct LocalKms {
 
 impl std::fmt::Debug for LocalKms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalKms").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("LocalKms")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +126,8 @@ impl LocalKms {
         }
         match Self::create(path) {
             Ok(()) => {}
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            }
             Err(e) => return Err(e),
         }
         Self::open(path)
@@ -121,7 +144,9 @@ impl LocalKms {
             .mode(0o600)
             .open(&tmp)
             .map_err(Error::io("creating master key", &tmp))?;
-        f.write_all(&key[..]).and_then(|_| f.sync_all()).map_err(Error::io("writing master key", &tmp))?;
+        f.write_all(&key[..])
+            .and_then(|_| f.sync_all())
+            .map_err(Error::io("writing master key", &tmp))?;
         // link, not rename: never replaces a key that already exists
         let res = std::fs::hard_link(&tmp, path).map_err(Error::io("creating master key", path));
         let _ = std::fs::remove_file(&tmp);
@@ -138,9 +163,13 @@ impl LocalKms {
                 path.display()
             )));
         }
-        let master = Zeroizing::new(std::fs::read(path).map_err(Error::io("reading master key", path))?);
+        let master =
+            Zeroizing::new(std::fs::read(path).map_err(Error::io("reading master key", path))?);
         if master.len() != 32 {
-            return Err(Error::Config(format!("master key {} is not 32 bytes", path.display())));
+            return Err(Error::Config(format!(
+                "master key {} is not 32 bytes",
+                path.display()
+            )));
         }
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &master);
         let key_id = format!("local:{}", hex::encode(&digest.as_ref()[..8]));
@@ -167,10 +196,17 @@ impl Kms for LocalKms {
     async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey> {
         let plaintext = Zeroizing::new(random::<32>().to_vec());
         let ciphertext = aead_seal(&self.master, &self.aad(context), &plaintext)?;
-        Ok(DataKey { plaintext, ciphertext })
+        Ok(DataKey {
+            plaintext,
+            ciphertext,
+        })
     }
 
-    async fn decrypt(&self, ciphertext: &[u8], context: &EncryptionContext) -> Result<Zeroizing<Vec<u8>>> {
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         aead_open(&self.master, &self.aad(context), ciphertext).map(Zeroizing::new)
     }
 }

@@ -15,8 +15,8 @@ pub mod objects;
 pub mod store;
 pub mod testing;
 
-pub use document::{DocumentRow, Status};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use document::{DocumentRow, Status};
 pub use envelope::{open, seal};
 pub use error::{Error, ErrorKind, Result};
 pub use kms::{DataKey, EncryptionContext, Kms, LocalKms};

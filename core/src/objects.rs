@@ -65,9 +65,14 @@ pub async fn read_sanitized(
     ttl: Duration,
 ) -> Result<Sanitized> {
     if lake.encrypts_at_rest() {
-        let info = lake.head(key).await?.ok_or_else(|| Error::NotFound { key: key.to_string() })?;
+        let info = lake.head(key).await?.ok_or_else(|| Error::NotFound {
+            key: key.to_string(),
+        })?;
         if !info.metadata.contains_key(meta::ENVELOPE) {
-            if let Some(url) = lake.presign_get(key, ttl.min(MAX_URL_TTL), content_type).await? {
+            if let Some(url) = lake
+                .presign_get(key, ttl.min(MAX_URL_TTL), content_type)
+                .await?
+            {
                 return Ok(Sanitized::Url(url));
             }
         }
@@ -76,7 +81,9 @@ pub async fn read_sanitized(
     let sealed = got.info.metadata.contains_key(meta::ENVELOPE) || envelope::is_sealed(&got.body);
     if sealed {
         let ctx = EncryptionContext::document(table, id);
-        Ok(Sanitized::Bytes(envelope::open(kms, &ctx, &got.body).await?))
+        Ok(Sanitized::Bytes(
+            envelope::open(kms, &ctx, &got.body).await?,
+        ))
     } else {
         Ok(Sanitized::Bytes(got.body.to_vec()))
     }
@@ -85,8 +92,8 @@ pub async fn read_sanitized(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{GetResult, LocalObjectStore, ObjectInfo};
     use crate::kms::LocalKms;
+    use crate::store::{GetResult, LocalObjectStore, ObjectInfo};
     use async_trait::async_trait;
     use bytes::Bytes;
     use std::sync::Arc;
@@ -98,17 +105,38 @@ mod tests {
 
     #[async_trait]
     impl ObjectStore for Presigning {
-        fn bucket(&self) -> &str { self.0.bucket() }
-        fn url(&self, key: &str) -> String { self.0.url(key) }
-        async fn put(&self, key: &str, body: Bytes, m: Metadata) -> Result<()> { self.0.put(key, body, m).await }
-        async fn put_if_absent(&self, key: &str, body: Bytes, m: Metadata) -> Result<bool> { self.0.put_if_absent(key, body, m).await }
-        async fn get(&self, key: &str) -> Result<GetResult> { self.0.get(key).await }
-        async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> { self.0.head(key).await }
-        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> { self.0.list(prefix).await }
-        async fn delete(&self, key: &str) -> Result<()> { self.0.delete(key).await }
-        fn encrypts_at_rest(&self) -> bool { true }
+        fn bucket(&self) -> &str {
+            self.0.bucket()
+        }
+        fn url(&self, key: &str) -> String {
+            self.0.url(key)
+        }
+        async fn put(&self, key: &str, body: Bytes, m: Metadata) -> Result<()> {
+            self.0.put(key, body, m).await
+        }
+        async fn put_if_absent(&self, key: &str, body: Bytes, m: Metadata) -> Result<bool> {
+            self.0.put_if_absent(key, body, m).await
+        }
+        async fn get(&self, key: &str) -> Result<GetResult> {
+            self.0.get(key).await
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
+            self.0.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.0.delete(key).await
+        }
+        fn encrypts_at_rest(&self) -> bool {
+            true
+        }
         async fn presign_get(&self, key: &str, ttl: Duration, ct: &str) -> Result<Option<String>> {
-            Ok(Some(format!("presigned://{key}?ttl={}&type={ct}", ttl.as_secs())))
+            Ok(Some(format!(
+                "presigned://{key}?ttl={}&type={ct}",
+                ttl.as_secs()
+            )))
         }
     }
 
@@ -123,15 +151,47 @@ mod tests {
     async fn a_local_store_keeps_it_sealed_and_reads_it_opened() {
         let (_d, lake, kms) = setup();
         let key = "objects/photos/dt=2024-05-06/a";
-        put_sanitized(lake.as_ref(), &kms, "photos", "a", key, "image/png", b"PIXELS").await.unwrap();
+        put_sanitized(
+            lake.as_ref(),
+            &kms,
+            "photos",
+            "a",
+            key,
+            "image/png",
+            b"PIXELS",
+        )
+        .await
+        .unwrap();
         let raw = lake.get(key).await.unwrap();
         assert!(envelope::is_sealed(&raw.body));
         assert_eq!(raw.info.metadata[meta::ENVELOPE], SEALED);
         assert_eq!(raw.info.metadata[meta::CONTENT_TYPE], "image/png");
-        let got = read_sanitized(lake.as_ref(), &kms, "photos", "a", key, "image/png", MAX_URL_TTL).await.unwrap();
+        let got = read_sanitized(
+            lake.as_ref(),
+            &kms,
+            "photos",
+            "a",
+            key,
+            "image/png",
+            MAX_URL_TTL,
+        )
+        .await
+        .unwrap();
         assert_eq!(got, Sanitized::Bytes(b"PIXELS".to_vec()));
         // sealed under its own {table, id}: another id cannot open it
-        assert!(read_sanitized(lake.as_ref(), &kms, "photos", "b", key, "image/png", MAX_URL_TTL).await.is_err());
+        assert!(
+            read_sanitized(
+                lake.as_ref(),
+                &kms,
+                "photos",
+                "b",
+                key,
+                "image/png",
+                MAX_URL_TTL
+            )
+            .await
+            .is_err()
+        );
     }
 
     #[tokio::test]
@@ -139,21 +199,76 @@ mod tests {
         let (_d, inner, kms) = setup();
         let lake = Presigning(inner.clone());
         let key = "objects/photos/dt=2024-05-06/a";
-        put_sanitized(&lake, &kms, "photos", "a", key, "image/png", b"PIXELS").await.unwrap();
+        put_sanitized(&lake, &kms, "photos", "a", key, "image/png", b"PIXELS")
+            .await
+            .unwrap();
         let raw = inner.get(key).await.unwrap();
         assert_eq!(&raw.body[..], b"PIXELS");
         assert!(!raw.info.metadata.contains_key(meta::ENVELOPE));
         // never longer than five minutes, whatever is asked
-        let got = read_sanitized(&lake, &kms, "photos", "a", key, "image/png", Duration::from_secs(3600)).await.unwrap();
-        assert_eq!(got, Sanitized::Url(format!("presigned://{key}?ttl=300&type=image/png")));
+        let got = read_sanitized(
+            &lake,
+            &kms,
+            "photos",
+            "a",
+            key,
+            "image/png",
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            got,
+            Sanitized::Url(format!("presigned://{key}?ttl=300&type=image/png"))
+        );
         // a sealed object in such a store is opened, never handed out as ciphertext
-        put_sanitized(inner.as_ref(), &kms, "photos", "b", "objects/photos/dt=2024-05-06/b", "image/png", b"OTHER").await.unwrap();
-        let got = read_sanitized(&lake, &kms, "photos", "b", "objects/photos/dt=2024-05-06/b", "image/png", MAX_URL_TTL).await.unwrap();
+        put_sanitized(
+            inner.as_ref(),
+            &kms,
+            "photos",
+            "b",
+            "objects/photos/dt=2024-05-06/b",
+            "image/png",
+            b"OTHER",
+        )
+        .await
+        .unwrap();
+        let got = read_sanitized(
+            &lake,
+            &kms,
+            "photos",
+            "b",
+            "objects/photos/dt=2024-05-06/b",
+            "image/png",
+            MAX_URL_TTL,
+        )
+        .await
+        .unwrap();
         assert_eq!(got, Sanitized::Bytes(b"OTHER".to_vec()));
         // nothing there: not found
-        let e = read_sanitized(&lake, &kms, "photos", "c", "objects/photos/dt=2024-05-06/c", "image/png", MAX_URL_TTL).await.unwrap_err();
+        let e = read_sanitized(
+            &lake,
+            &kms,
+            "photos",
+            "c",
+            "objects/photos/dt=2024-05-06/c",
+            "image/png",
+            MAX_URL_TTL,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
-        let e = read_sanitized(inner.as_ref(), &kms, "photos", "c", "objects/photos/dt=2024-05-06/c", "image/png", MAX_URL_TTL).await.unwrap_err();
+        let e = read_sanitized(
+            inner.as_ref(),
+            &kms,
+            "photos",
+            "c",
+            "objects/photos/dt=2024-05-06/c",
+            "image/png",
+            MAX_URL_TTL,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.kind(), crate::error::ErrorKind::NotFound);
     }
 }

@@ -77,7 +77,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
 /// Checks a key against the rules every store enforces.
 pub fn validate_key(key: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidKey { key: key.to_string(), reason });
+    let bad = |reason| {
+        Err(Error::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
     if key.is_empty() {
         return bad("empty");
     }
@@ -124,8 +129,16 @@ struct Committer {
 }
 
 enum Op {
-    Put { key: String, body: Bytes, metadata: Metadata, done: tokio::sync::oneshot::Sender<Result<()>> },
-    Delete { key: String, done: tokio::sync::oneshot::Sender<Result<()>> },
+    Put {
+        key: String,
+        body: Bytes,
+        metadata: Metadata,
+        done: tokio::sync::oneshot::Sender<Result<()>>,
+    },
+    Delete {
+        key: String,
+        done: tokio::sync::oneshot::Sender<Result<()>>,
+    },
 }
 
 /// The most operations one group commits.
@@ -138,7 +151,9 @@ impl LocalObjectStore {
         for dir in [root.clone(), root.join(META_DIR), root.join(TMP_DIR)] {
             fs::create_dir_all(&dir).map_err(Error::io("creating bucket directory", &dir))?;
         }
-        let root = root.canonicalize().map_err(Error::io("resolving bucket directory", &root))?;
+        let root = root
+            .canonicalize()
+            .map_err(Error::io("resolving bucket directory", &root))?;
         let (tx, rx) = std::sync::mpsc::channel::<Op>();
         let bucket = bucket.into();
         let worker = Worker { root: root.clone() };
@@ -146,10 +161,19 @@ impl LocalObjectStore {
             .name(format!("commit-{bucket}"))
             .spawn(move || worker.run(rx))
             .map_err(Error::io("starting the commit thread", &root))?;
-        Ok(Self { bucket, root, committer: Arc::new(Committer { tx: std::sync::Mutex::new(tx) }) })
+        Ok(Self {
+            bucket,
+            root,
+            committer: Arc::new(Committer {
+                tx: std::sync::Mutex::new(tx),
+            }),
+        })
     }
 
-    async fn submit(&self, op: impl FnOnce(tokio::sync::oneshot::Sender<Result<()>>) -> Op) -> Result<()> {
+    async fn submit(
+        &self,
+        op: impl FnOnce(tokio::sync::oneshot::Sender<Result<()>>) -> Op,
+    ) -> Result<()> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.committer
             .tx
@@ -157,7 +181,8 @@ impl LocalObjectStore {
             .expect("commit queue lock")
             .send(op(done))
             .map_err(|_| Error::Service("the commit thread stopped".into()))?;
-        wait.await.map_err(|_| Error::Service("the commit thread stopped".into()))?
+        wait.await
+            .map_err(|_| Error::Service("the commit thread stopped".into()))?
     }
 
     pub fn root(&self) -> &Path {
@@ -174,7 +199,9 @@ impl LocalObjectStore {
     }
 
     fn tmp_path(&self) -> PathBuf {
-        self.root.join(TMP_DIR).join(uuid::Uuid::new_v4().to_string())
+        self.root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().to_string())
     }
 
     async fn blocking<T: Send + 'static>(
@@ -190,7 +217,8 @@ impl LocalObjectStore {
     fn write_tmp(&self, body: &[u8]) -> Result<PathBuf> {
         let tmp = self.tmp_path();
         let mut f = File::create(&tmp).map_err(Error::io("creating temp file", &tmp))?;
-        f.write_all(body).map_err(Error::io("writing temp file", &tmp))?;
+        f.write_all(body)
+            .map_err(Error::io("writing temp file", &tmp))?;
         f.sync_all().map_err(Error::io("syncing temp file", &tmp))?;
         Ok(tmp)
     }
@@ -219,7 +247,9 @@ impl LocalObjectStore {
         let path = self.meta_path(key);
         if metadata.is_empty() {
             return match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("removing metadata", &path)(e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io("removing metadata", &path)(e))
+                }
                 _ => Ok(()),
             };
         }
@@ -234,7 +264,8 @@ impl LocalObjectStore {
     fn read_meta(&self, key: &str) -> Result<Metadata> {
         let path = self.meta_path(key);
         match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Service(format!("corrupt metadata for {key}: {e}"))),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::Service(format!("corrupt metadata for {key}: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Metadata::new()),
             Err(e) => Err(Error::io("reading metadata", &path)(e)),
         }
@@ -248,19 +279,40 @@ impl LocalObjectStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("reading object", &path)(e)),
         };
-        let last_modified = md.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
-        let metadata = if with_meta { self.read_meta(key)? } else { Metadata::new() };
-        Ok(Some(ObjectInfo { key: key.to_string(), size: md.len(), last_modified, metadata }))
+        let last_modified = md
+            .modified()
+            .map(DateTime::<Utc>::from)
+            .unwrap_or_else(|_| Utc::now());
+        let metadata = if with_meta {
+            self.read_meta(key)?
+        } else {
+            Metadata::new()
+        };
+        Ok(Some(ObjectInfo {
+            key: key.to_string(),
+            size: md.len(),
+            last_modified,
+            metadata,
+        }))
     }
 
-    fn put_sync(&self, key: &str, body: &[u8], metadata: &Metadata, if_absent: bool) -> Result<bool> {
+    fn put_sync(
+        &self,
+        key: &str,
+        body: &[u8],
+        metadata: &Metadata,
+        if_absent: bool,
+    ) -> Result<bool> {
         validate_key(key)?;
         let dest = self.path_of(key);
         if if_absent && dest.exists() {
             return Ok(false);
         }
         let tmp = self.write_tmp(body)?;
-        let parent = dest.parent().expect("object path has a parent").to_path_buf();
+        let parent = dest
+            .parent()
+            .expect("object path has a parent")
+            .to_path_buf();
         self.ensure_dir(&parent)?;
         if if_absent {
             // the link claims the key atomically; only the winner writes metadata
@@ -287,7 +339,11 @@ impl LocalObjectStore {
             Some(i) => &prefix[..i],
             None => "",
         };
-        let start = if dir_part.is_empty() { self.root.clone() } else { self.root.join(dir_part) };
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
         let mut out = Vec::new();
         let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
@@ -304,7 +360,11 @@ impl LocalObjectStore {
                     continue;
                 }
                 let path = entry.path();
-                let rel = path.strip_prefix(&self.root).expect("under root").to_string_lossy().replace('\\', "/");
+                let rel = path
+                    .strip_prefix(&self.root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 // an object deleted while the listing runs is simply not listed
                 let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
                 let ft = match entry.file_type() {
@@ -324,8 +384,16 @@ impl LocalObjectStore {
                         Err(e) if gone(&e) => continue,
                         Err(e) => return Err(Error::io("listing directory", &path)(e)),
                     };
-                    let last_modified = md.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
-                    out.push(ObjectInfo { key: rel, size: md.len(), last_modified, metadata: Metadata::new() });
+                    let last_modified = md
+                        .modified()
+                        .map(DateTime::<Utc>::from)
+                        .unwrap_or_else(|_| Utc::now());
+                    out.push(ObjectInfo {
+                        key: rel,
+                        size: md.len(),
+                        last_modified,
+                        metadata: Metadata::new(),
+                    });
                 }
             }
         }
@@ -335,7 +403,9 @@ impl LocalObjectStore {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("syncing directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing directory", dir))
 }
 
 #[async_trait]
@@ -351,12 +421,19 @@ impl ObjectStore for LocalObjectStore {
     async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {
         validate_key(key)?;
         let key = key.to_string();
-        self.submit(move |done| Op::Put { key, body, metadata, done }).await
+        self.submit(move |done| Op::Put {
+            key,
+            body,
+            metadata,
+            done,
+        })
+        .await
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<bool> {
         let key = key.to_string();
-        self.blocking(move |s| s.put_sync(&key, &body, &metadata, true)).await
+        self.blocking(move |s| s.put_sync(&key, &body, &metadata, true))
+            .await
     }
 
     async fn get(&self, key: &str) -> Result<GetResult> {
@@ -366,12 +443,21 @@ impl ObjectStore for LocalObjectStore {
             let path = s.path_of(&key);
             let body = match fs::read(&path) {
                 Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound { key }),
-                Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return Err(Error::NotFound { key }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotFound { key });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                    return Err(Error::NotFound { key });
+                }
                 Err(e) => return Err(Error::io("reading object", &path)(e)),
             };
-            let info = s.info(&key, true)?.ok_or_else(|| Error::NotFound { key: key.clone() })?;
-            Ok(GetResult { info, body: Bytes::from(body) })
+            let info = s
+                .info(&key, true)?
+                .ok_or_else(|| Error::NotFound { key: key.clone() })?;
+            Ok(GetResult {
+                info,
+                body: Bytes::from(body),
+            })
         })
         .await
     }
@@ -419,12 +505,15 @@ impl Worker {
     }
 
     fn tmp(&self) -> PathBuf {
-        self.root.join(TMP_DIR).join(uuid::Uuid::new_v4().to_string())
+        self.root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().to_string())
     }
 
     fn write(&self, path: &Path, body: &[u8]) -> Result<()> {
         let mut f = File::create(path).map_err(Error::io("creating temp file", path))?;
-        f.write_all(body).map_err(Error::io("writing temp file", path))
+        f.write_all(body)
+            .map_err(Error::io("writing temp file", path))
     }
 
     /// Phase 1 of a put: bodies and metadata in temp files.
@@ -436,10 +525,17 @@ impl Worker {
             Some((meta_path, None))
         } else {
             let t = self.tmp();
-            self.write(&t, &serde_json::to_vec(metadata).map_err(|e| Error::InvalidInput(e.to_string()))?)?;
+            self.write(
+                &t,
+                &serde_json::to_vec(metadata).map_err(|e| Error::InvalidInput(e.to_string()))?,
+            )?;
             Some((meta_path, Some(t)))
         };
-        Ok(Prepared { dest: self.root.join(key), body_tmp, meta })
+        Ok(Prepared {
+            dest: self.root.join(key),
+            body_tmp,
+            meta,
+        })
     }
 
     /// Phase 2 of a put: the metadata, then the body, renamed into place.
@@ -456,7 +552,9 @@ impl Worker {
                     Ok(()) => {
                         dirs.insert(parent.to_path_buf());
                     }
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("removing metadata", meta_path)(e)),
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io("removing metadata", meta_path)(e));
+                    }
                     _ => {}
                 },
             }
@@ -475,7 +573,11 @@ impl Worker {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io("deleting object", &path)(e)),
         }
-        dirs.insert(path.parent().expect("object path has a parent").to_path_buf());
+        dirs.insert(
+            path.parent()
+                .expect("object path has a parent")
+                .to_path_buf(),
+        );
         let meta = self.root.join(META_DIR).join(format!("{key}.json"));
         if fs::remove_file(&meta).is_ok() {
             dirs.insert(meta.parent().expect("meta path has a parent").to_path_buf());
@@ -488,7 +590,12 @@ impl Worker {
         let mut prepared: Vec<Option<Result<Prepared>>> = ops
             .iter()
             .map(|op| match op {
-                Op::Put { key, body, metadata, .. } => Some(self.prepare(key, body, metadata)),
+                Op::Put {
+                    key,
+                    body,
+                    metadata,
+                    ..
+                } => Some(self.prepare(key, body, metadata)),
                 Op::Delete { .. } => None,
             })
             .collect();
@@ -496,14 +603,22 @@ impl Worker {
             .iter()
             .flatten()
             .flatten()
-            .flat_map(|p| std::iter::once(p.body_tmp.clone()).chain(p.meta.as_ref().and_then(|(_, t)| t.clone())))
+            .flat_map(|p| {
+                std::iter::once(p.body_tmp.clone())
+                    .chain(p.meta.as_ref().and_then(|(_, t)| t.clone()))
+            })
             .collect();
         let synced = fsync_all(&temps);
         for p in prepared.iter_mut().flatten() {
             if let Ok(prep) = p {
                 let failed = std::iter::once(&prep.body_tmp)
                     .chain(prep.meta.as_ref().and_then(|(_, t)| t.as_ref()))
-                    .find_map(|t| synced.get(t).and_then(|r| r.as_ref().err()).map(|e| e.to_string()));
+                    .find_map(|t| {
+                        synced
+                            .get(t)
+                            .and_then(|r| r.as_ref().err())
+                            .map(|e| e.to_string())
+                    });
                 if let Some(e) = failed {
                     *p = Err(Error::Service(format!("syncing a temp file: {e}")));
                 }
@@ -522,7 +637,10 @@ impl Worker {
         }
         let dirs: Vec<PathBuf> = dirs.into_iter().collect();
         let dir_sync = fsync_all(&dirs);
-        let dir_error = dir_sync.values().find_map(|r| r.as_ref().err()).map(|e| e.to_string());
+        let dir_error = dir_sync
+            .values()
+            .find_map(|r| r.as_ref().err())
+            .map(|e| e.to_string());
         for ((op, prep), result) in ops.into_iter().zip(prepared).zip(results) {
             if let Some(Ok(p)) = &prep
                 && result.is_err()
@@ -570,9 +688,18 @@ fn fsync_all(paths: &[PathBuf]) -> std::collections::HashMap<PathBuf, Result<(),
     std::thread::scope(|scope| {
         let handles: Vec<_> = paths
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|p| (p.clone(), File::open(p).and_then(|f| f.sync_all()))).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|p| (p.clone(), File::open(p).and_then(|f| f.sync_all())))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("fsync thread")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("fsync thread"))
+            .collect()
     })
 }
 
@@ -588,7 +715,18 @@ mod tests {
 
     #[test]
     fn keys_are_checked() {
-        for bad in ["", "/a", "a/", "a//b", "a/../b", "..", ".", "a/./b", ".tarn-meta/x", "a\\b"] {
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a/../b",
+            "..",
+            ".",
+            "a/./b",
+            ".tarn-meta/x",
+            "a\\b",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?} should be refused");
         }
         for good in ["id=1", "tables/t/dt=2024-01-01/part-1.parquet", "a.b/c..d"] {
@@ -607,7 +745,10 @@ mod tests {
     async fn bodies_are_plain_files_under_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalObjectStore::open("test", dir.path()).unwrap();
-        store.put("a/b/c.txt", Bytes::from_static(b"hello"), Metadata::new()).await.unwrap();
+        store
+            .put("a/b/c.txt", Bytes::from_static(b"hello"), Metadata::new())
+            .await
+            .unwrap();
         assert_eq!(fs::read(dir.path().join("a/b/c.txt")).unwrap(), b"hello");
         // no temp files are left behind
         assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);

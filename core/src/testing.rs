@@ -19,11 +19,22 @@ pub struct DyingStore {
 
 impl DyingStore {
     fn spend(&self) -> Result<()> {
-        let ok = self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_ok();
-        if ok { Ok(()) } else { Err(Error::Service("injected crash".into())) }
+        let ok = self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+            .is_ok();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Service("injected crash".into()))
+        }
     }
     fn alive(&self) -> Result<()> {
-        if self.budget.load(Ordering::SeqCst) == 0 { Err(Error::Service("injected crash".into())) } else { Ok(()) }
+        if self.budget.load(Ordering::SeqCst) == 0 {
+            Err(Error::Service("injected crash".into()))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -38,7 +49,12 @@ impl ObjectStore for DyingStore {
     fn encrypts_at_rest(&self) -> bool {
         self.inner.encrypts_at_rest()
     }
-    async fn presign_get(&self, key: &str, expires_in: std::time::Duration, content_type: &str) -> Result<Option<String>> {
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+        content_type: &str,
+    ) -> Result<Option<String>> {
         self.alive()?;
         self.inner.presign_get(key, expires_in, content_type).await
     }

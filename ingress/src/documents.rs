@@ -61,7 +61,10 @@ pub enum Content {
     /// a presigned URL (the answer is a redirect to it)
     Redirect(String),
     /// the sanitized bytes, with their content type
-    Inline { content_type: String, bytes: Vec<u8> },
+    Inline {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// The stores the document routes read, and the tables they know.
@@ -234,9 +237,9 @@ impl Documents {
                     bytes,
                 })
             }
-            Err(e) if e.kind() == StoreErrorKind::NotFound => Err(IngressError::Internal(
-                format!("document {id} is stored but its object {object_key} is missing"),
-            )),
+            Err(e) if e.kind() == StoreErrorKind::NotFound => Err(IngressError::Internal(format!(
+                "document {id} is stored but its object {object_key} is missing"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -287,7 +290,9 @@ pub fn status_data(table: &str, id: &str, found: Found) -> Value {
 }
 
 /// The table name and the raw document id from the path.
-fn params(p: std::result::Result<Path<(String, String)>, PathRejection>) -> Result<(String, String)> {
+fn params(
+    p: std::result::Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String)> {
     let (name, id) = match p {
         Ok(Path(pair)) => pair,
         Err(PathRejection::FailedToDeserializePathParams(e)) if matches!(e.kind(), axum::extract::path::ErrorKind::InvalidUtf8InPathParam { key } if key == "id") =>

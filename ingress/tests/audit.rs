@@ -80,7 +80,10 @@ async fn refusals_are_recorded_with_their_reason_and_never_the_token() {
     let bob = issuer
         .mint(
             "bob",
-            &["tarn-writers".to_string(), "tarn-readers-events".to_string()],
+            &[
+                "tarn-writers".to_string(),
+                "tarn-readers-events".to_string(),
+            ],
             hour,
         )
         .unwrap();

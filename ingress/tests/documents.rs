@@ -181,7 +181,12 @@ async fn content_of_a_stored_binary() {
     )
     .await
     .expect(403, "forbidden");
-    assert_eq!(h.get(&path, Some(&bearer(&h.token("paula", &[])))).await.status, 200);
+    assert_eq!(
+        h.get(&path, Some(&bearer(&h.token("paula", &[]))))
+            .await
+            .status,
+        200
+    );
     h.get(
         &format!("{path}/content"),
         Some(&bearer(
@@ -195,9 +200,12 @@ async fn content_of_a_stored_binary() {
         .expect(401, "missing_token");
     // the record names another table: not found under this one
     let everything = bearer(&h.token("rita", &["tarn-readers"]));
-    h.get(&format!("/table/events/object/{id}/content"), Some(&everything))
-        .await
-        .expect(404, "unknown_document");
+    h.get(
+        &format!("/table/events/object/{id}/content"),
+        Some(&everything),
+    )
+    .await
+    .expect(404, "unknown_document");
     // a reader of photos only reads nothing of events, not even whether a document is there
     h.get(&format!("/table/events/object/{id}/content"), Some(&reader))
         .await

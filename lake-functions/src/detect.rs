@@ -15,7 +15,10 @@ pub fn detect(bytes: &[u8]) -> Option<&'static str> {
         Some("application/pdf")
     } else if starts(b"II*\0") || starts(b"MM\0*") {
         Some("image/tiff")
-    } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" && matches!(&bytes[8..12], b"heic" | b"heix" | b"mif1" | b"msf1") {
+    } else if bytes.len() >= 12
+        && &bytes[4..8] == b"ftyp"
+        && matches!(&bytes[8..12], b"heic" | b"heix" | b"mif1" | b"msf1")
+    {
         Some("image/heic")
     } else if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") {
         Some("application/zip")
@@ -35,7 +38,11 @@ fn looks_like_text(bytes: &[u8]) -> bool {
         Ok(_) => true,
         Err(e) => e.error_len().is_none(),
     };
-    !head.is_empty() && utf8 && !head.iter().any(|&b| b < 0x09 || (b > 0x0D && b < 0x20 && b != 0x1B))
+    !head.is_empty()
+        && utf8
+        && !head
+            .iter()
+            .any(|&b| b < 0x09 || (b > 0x0D && b < 0x20 && b != 0x1B))
 }
 
 /// Whether bytes detected as `detected` may be declared as `declared`.
@@ -56,7 +63,10 @@ mod tests {
 
     #[test]
     fn magic_numbers() {
-        assert_eq!(detect(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]), Some("image/jpeg"));
+        assert_eq!(
+            detect(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]),
+            Some("image/jpeg")
+        );
         assert_eq!(detect(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
         assert_eq!(detect(b"RIFF\x10\0\0\0WEBPVP8 "), Some("image/webp"));
         assert_eq!(detect(b"%PDF-1.7\n"), Some("application/pdf"));

@@ -38,7 +38,9 @@ impl LakeError {
                 _ => ErrorKind::Permanent,
             },
             LakeError::Parquet(_) | LakeError::Pipeline(_) => ErrorKind::Transient,
-            LakeError::Arrow(_) | LakeError::BadLanding { .. } | LakeError::Schema { .. } => ErrorKind::Permanent,
+            LakeError::Arrow(_) | LakeError::BadLanding { .. } | LakeError::Schema { .. } => {
+                ErrorKind::Permanent
+            }
         }
     }
 }

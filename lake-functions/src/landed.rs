@@ -19,12 +19,26 @@ pub fn parse_request_time(s: &str) -> Option<DateTime<Utc>> {
 
 /// Decrypts (when sealed) and decodes a landed object.
 pub async fn decode(kms: &dyn Kms, key: &str, object: &GetResult) -> Result<Document> {
-    let bad = |reason: &str| LakeError::BadLanding { key: key.to_string(), reason: reason.to_string() };
-    let id = id_from_ingress_key(key).ok_or_else(|| bad("key is not id=<uuid>"))?.to_string();
+    let bad = |reason: &str| LakeError::BadLanding {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
+    let id = id_from_ingress_key(key)
+        .ok_or_else(|| bad("key is not id=<uuid>"))?
+        .to_string();
     let m = &object.info.metadata;
-    let table = m.get(meta::TABLE).ok_or_else(|| bad("no table metadata"))?.clone();
-    let content_type = m.get(meta::CONTENT_TYPE).ok_or_else(|| bad("no content-type metadata"))?.clone();
-    let producer = m.get(meta::PRODUCER).cloned().unwrap_or_else(|| "unknown".into());
+    let table = m
+        .get(meta::TABLE)
+        .ok_or_else(|| bad("no table metadata"))?
+        .clone();
+    let content_type = m
+        .get(meta::CONTENT_TYPE)
+        .ok_or_else(|| bad("no content-type metadata"))?
+        .clone();
+    let producer = m
+        .get(meta::PRODUCER)
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
     let received_at = m
         .get(meta::REQUEST_TIME)
         .and_then(|t| parse_request_time(t))

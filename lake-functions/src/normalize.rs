@@ -33,9 +33,16 @@ pub fn lake_root(lake: &dyn tarn_core::ObjectStore) -> String {
 
 /// Every table the lake writes, by name, with its file schema: the JSON tables of `tables`
 /// and `documents`.
-pub fn table_defs(tables: &[tarn_catalog::TableSpec], lake_root: &str) -> std::collections::BTreeMap<String, (TableDef, SchemaRef)> {
+pub fn table_defs(
+    tables: &[tarn_catalog::TableSpec],
+    lake_root: &str,
+) -> std::collections::BTreeMap<String, (TableDef, SchemaRef)> {
     let mut defs = std::collections::BTreeMap::new();
-    for def in tables.iter().filter_map(|spec| spec.table_def(lake_root)).chain([tarn_catalog::documents_table(lake_root)]) {
+    for def in tables
+        .iter()
+        .filter_map(|spec| spec.table_def(lake_root))
+        .chain([tarn_catalog::documents_table(lake_root)])
+    {
         let schema = file_schema(&def);
         defs.insert(def.name.clone(), (def, schema));
     }
@@ -44,7 +51,11 @@ pub fn table_defs(tables: &[tarn_catalog::TableSpec], lake_root: &str) -> std::c
 
 /// One document's records as a batch of `schema`, with `_id`, `_received_at`, `_producer` set.
 /// Errors (a value the schema allowed but the column type cannot hold) name the record.
-pub fn records_batch(schema: &SchemaRef, doc: &Document, records: &[Value]) -> Result<RecordBatch, String> {
+pub fn records_batch(
+    schema: &SchemaRef,
+    doc: &Document,
+    records: &[Value],
+) -> Result<RecordBatch, String> {
     let received = doc.received_at.to_rfc3339_opts(SecondsFormat::Micros, true);
     let mut decoder = ReaderBuilder::new(schema.clone())
         .with_batch_size(records.len().max(1))
@@ -62,28 +73,43 @@ pub fn records_batch(schema: &SchemaRef, doc: &Document, records: &[Value]) -> R
             r
         })
         .collect();
-    decoder.serialize(&rows).map_err(|e| format!("records do not fit the table's column types: {e}"))?;
-    let batch = decoder.flush().map_err(|e| e.to_string())?.ok_or("no rows decoded")?;
+    decoder
+        .serialize(&rows)
+        .map_err(|e| format!("records do not fit the table's column types: {e}"))?;
+    let batch = decoder
+        .flush()
+        .map_err(|e| e.to_string())?
+        .ok_or("no rows decoded")?;
     Ok(batch)
 }
 
 /// Document rows as a batch of the `documents` table's file schema.
 pub fn documents_batch(schema: &SchemaRef, rows: &[DocumentRow]) -> Result<RecordBatch> {
-    let mut decoder = ReaderBuilder::new(schema.clone()).with_batch_size(rows.len().max(1)).build_decoder()?;
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(rows.len().max(1))
+        .build_decoder()?;
     let values: Vec<Value> = rows
         .iter()
         .map(|r| {
             let mut v = serde_json::to_value(r).expect("a row serializes");
             if let Value::Object(m) = &mut v {
                 // timestamps with microseconds, as every other timestamp tarn writes
-                m.insert("received_at".into(), Value::String(r.received_at.to_rfc3339_opts(SecondsFormat::Micros, true)));
-                m.insert("processed_at".into(), Value::String(r.processed_at.to_rfc3339_opts(SecondsFormat::Micros, true)));
+                m.insert(
+                    "received_at".into(),
+                    Value::String(r.received_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+                );
+                m.insert(
+                    "processed_at".into(),
+                    Value::String(r.processed_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+                );
             }
             v
         })
         .collect();
     decoder.serialize(&values)?;
-    Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
+    Ok(decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
 }
 
 /// The batches as one Parquet file (zstd).
@@ -150,7 +176,10 @@ mod tests {
         assert_eq!(batch.num_rows(), 2);
         let col = |n: &str| batch.column(schema.index_of(n).unwrap()).clone();
         assert_eq!(col("n").data_type(), &DataType::Int64);
-        assert_eq!(col("at").data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
+        assert_eq!(
+            col("at").data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+        );
         assert_eq!(col("_id").as_string::<i32>().value(1), doc.id);
         assert_eq!(col("_producer").as_string::<i32>().value(0), "alice");
         let received = col("_received_at");
@@ -159,7 +188,10 @@ mod tests {
         assert!(col("n").is_null(1));
 
         let bytes = write_parquet(&schema, &[batch.clone()]).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap();
         let back: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().unwrap();
         assert_eq!(back[0], batch);
     }

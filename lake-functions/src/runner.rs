@@ -150,7 +150,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("tables", &self.specs.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("tables", &self.specs.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,8 +164,19 @@ impl Pipeline {
     pub fn new(deps: PipelineDeps, config: PipelineConfig) -> Self {
         let lake_root = crate::normalize::lake_root(deps.lake.as_ref());
         let defs = crate::normalize::table_defs(&deps.tables, &lake_root);
-        let specs = deps.tables.iter().map(|s| (s.name.clone(), s.clone())).collect();
-        Self { deps, config, specs, defs, lake_root, lake_lock: None }
+        let specs = deps
+            .tables
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        Self {
+            deps,
+            config,
+            specs,
+            defs,
+            lake_root,
+            lake_lock: None,
+        }
     }
 
     /// Shares the lake's write lock with compaction: each flush holds it from its manifest to
@@ -197,7 +210,10 @@ impl Pipeline {
     }
 
     fn granularity(&self, table: &str) -> Granularity {
-        self.specs.get(table).map(|s| s.partition).unwrap_or_default()
+        self.specs
+            .get(table)
+            .map(|s| s.partition)
+            .unwrap_or_default()
     }
 
     /// Runs the stages on one landed object. `Ok(None)`: nothing to do (gone, or done before).
@@ -231,7 +247,9 @@ impl Pipeline {
                 break;
             }
         }
-        let dt = self.granularity(&doc.table).partition_value(doc.received_at);
+        let dt = self
+            .granularity(&doc.table)
+            .partition_value(doc.received_at);
         let mut row = DocumentRow {
             id: doc.id.clone(),
             table_name: doc.table.clone(),
@@ -251,9 +269,18 @@ impl Pipeline {
             object_key: None,
             records: None,
         };
-        let mut out = Processed { row: row.clone(), data: None, object: None, landed: None, weight: size.max(1) };
+        let mut out = Processed {
+            row: row.clone(),
+            data: None,
+            object: None,
+            landed: None,
+            weight: size.max(1),
+        };
         if verdict == Verdict::Continue {
-            verdict = match (self.specs.get(&doc.table).map(|s| s.kind), doc.records.take()) {
+            verdict = match (
+                self.specs.get(&doc.table).map(|s| s.kind),
+                doc.records.take(),
+            ) {
                 (Some(TableKind::Json), Some(records)) => {
                     let (_, schema) = &self.defs[&doc.table];
                     match records_batch(schema, &doc, &records) {
@@ -270,17 +297,21 @@ impl Pipeline {
                     out.object = Some(doc.body.clone());
                     Verdict::Continue
                 }
-                _ => Verdict::Reject("the validate stage did not run, so the document cannot be normalized".into()),
+                _ => Verdict::Reject(
+                    "the validate stage did not run, so the document cannot be normalized".into(),
+                ),
             };
         }
         match verdict {
             Verdict::Continue => {}
             Verdict::Reject(reason) => {
-                (row.status, row.reason, row.records, row.object_key) = (Status::Rejected, Some(reason), None, None);
+                (row.status, row.reason, row.records, row.object_key) =
+                    (Status::Rejected, Some(reason), None, None);
                 (out.data, out.object, out.landed) = (None, None, Some(landed));
             }
             Verdict::Quarantine(reason) => {
-                (row.status, row.reason, row.records, row.object_key) = (Status::Quarantined, Some(reason), None, None);
+                (row.status, row.reason, row.records, row.object_key) =
+                    (Status::Quarantined, Some(reason), None, None);
                 (out.data, out.object, out.landed) = (None, None, Some(landed));
             }
         }
@@ -289,10 +320,22 @@ impl Pipeline {
     }
 
     /// A landed object that cannot even be read (bad metadata, undecryptable): quarantined.
-    fn unreadable(&self, id: &str, landed: GetResult, now: DateTime<Utc>, reason: String) -> Processed {
+    fn unreadable(
+        &self,
+        id: &str,
+        landed: GetResult,
+        now: DateTime<Utc>,
+        reason: String,
+    ) -> Processed {
         let m = &landed.info.metadata;
-        let table = m.get(meta::TABLE).cloned().unwrap_or_else(|| "unknown".into());
-        let received_at = m.get(meta::REQUEST_TIME).and_then(|t| landed::parse_request_time(t)).unwrap_or(now);
+        let table = m
+            .get(meta::TABLE)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
+        let received_at = m
+            .get(meta::REQUEST_TIME)
+            .and_then(|t| landed::parse_request_time(t))
+            .unwrap_or(now);
         let row = DocumentRow {
             id: id.to_string(),
             dt: self.granularity(&table).partition_value(received_at),
@@ -301,7 +344,10 @@ impl Pipeline {
             detected_type: None,
             size_bytes: landed.info.size as i64,
             sha256: None,
-            producer: m.get(meta::PRODUCER).cloned().unwrap_or_else(|| "unknown".into()),
+            producer: m
+                .get(meta::PRODUCER)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
             received_at,
             processed_at: now,
             status: Status::Quarantined,
@@ -312,7 +358,13 @@ impl Pipeline {
             object_key: None,
             records: None,
         };
-        Processed { row, data: None, object: None, weight: landed.body.len().max(1), landed: Some(landed) }
+        Processed {
+            row,
+            data: None,
+            object: None,
+            weight: landed.body.len().max(1),
+            landed: Some(landed),
+        }
     }
 
     async fn run_stage(&self, stage: &dyn Stage, doc: &mut Document) -> Verdict {
@@ -320,9 +372,14 @@ impl Pipeline {
         for attempt in 1..=self.config.max_attempts {
             match stage.process(doc).await {
                 Ok(v) => return v,
-                Err(StageError::Permanent(reason)) => return Verdict::Quarantine(format!("{}: {reason}", stage.name())),
+                Err(StageError::Permanent(reason)) => {
+                    return Verdict::Quarantine(format!("{}: {reason}", stage.name()));
+                }
                 Err(StageError::Transient(reason)) if attempt == self.config.max_attempts => {
-                    return Verdict::Quarantine(format!("{} failed {attempt} times: {reason}", stage.name()));
+                    return Verdict::Quarantine(format!(
+                        "{} failed {attempt} times: {reason}",
+                        stage.name()
+                    ));
                 }
                 Err(StageError::Transient(reason)) => {
                     warn!(id = %doc.id, stage = stage.name(), attempt, %reason, "stage failed, retrying");
@@ -336,7 +393,15 @@ impl Pipeline {
 
     /// Lists landed objects not in `claimed`.
     async fn pending(&self, claimed: &HashSet<String>) -> Result<Vec<String>> {
-        Ok(self.deps.ingress.list("id=").await?.into_iter().map(|o| o.key).filter(|k| !claimed.contains(k)).collect())
+        Ok(self
+            .deps
+            .ingress
+            .list("id=")
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| !claimed.contains(k))
+            .collect())
     }
 
     /// Processes `keys` with bounded concurrency; documents whose processing failed transiently
@@ -359,7 +424,12 @@ impl Pipeline {
     }
 
     /// Commits processed documents as one batch (see the module docs for the protocol).
-    async fn flush(&self, batch: &str, mut items: Vec<Processed>, previous_files: &[String]) -> Result<Vec<DocumentRow>> {
+    async fn flush(
+        &self,
+        batch: &str,
+        mut items: Vec<Processed>,
+        previous_files: &[String],
+    ) -> Result<Vec<DocumentRow>> {
         if items.is_empty() {
             return Ok(vec![]);
         }
@@ -375,12 +445,17 @@ impl Pipeline {
         let mut data: BTreeMap<(String, Vec<String>), Vec<RecordBatch>> = BTreeMap::new();
         for p in &mut items {
             if let Some(b) = p.data.take() {
-                data.entry((p.row.table_name.clone(), vec![p.row.dt.clone()])).or_default().push(b);
+                data.entry((p.row.table_name.clone(), vec![p.row.dt.clone()]))
+                    .or_default()
+                    .push(b);
             }
         }
         let mut doc_rows: BTreeMap<Vec<String>, Vec<DocumentRow>> = BTreeMap::new();
         for r in &rows {
-            doc_rows.entry(vec![r.table_name.clone(), r.dt.clone()]).or_default().push(r.clone());
+            doc_rows
+                .entry(vec![r.table_name.clone(), r.dt.clone()])
+                .or_default()
+                .push(r.clone());
         }
         // from here to the commit, compaction cannot swap a partition's location
         let _write_lock = match &self.lake_lock {
@@ -389,7 +464,11 @@ impl Pipeline {
         };
         // each file goes under its partition's current location (compaction moves it)
         let mut current: BTreeMap<&str, BTreeMap<Vec<String>, String>> = BTreeMap::new();
-        for table in data.keys().map(|(t, _)| t.as_str()).chain(doc_rows.keys().next().map(|_| DOCUMENTS_TABLE)) {
+        for table in data
+            .keys()
+            .map(|(t, _)| t.as_str())
+            .chain(doc_rows.keys().next().map(|_| DOCUMENTS_TABLE))
+        {
             if !current.contains_key(table) {
                 current.insert(table, self.partition_dirs(table).await?);
             }
@@ -397,7 +476,10 @@ impl Pipeline {
         let key_in = |table: &str, values: &Vec<String>| -> String {
             match current.get(table).and_then(|m| m.get(values)) {
                 Some(dir) => format!("{dir}{file_name}"),
-                None => format!("tables/{table}/{}/{file_name}", self.defs[table].0.partition_path(values)),
+                None => format!(
+                    "tables/{table}/{}/{file_name}",
+                    self.defs[table].0.partition_path(values)
+                ),
             }
         };
         let mut files: Vec<(String, String, Vec<String>)> = Vec::new(); // (table, key, values)
@@ -405,10 +487,18 @@ impl Pipeline {
             files.push((table.clone(), key_in(table, values), values.clone()));
         }
         for values in doc_rows.keys() {
-            files.push((DOCUMENTS_TABLE.into(), key_in(DOCUMENTS_TABLE, values), values.clone()));
+            files.push((
+                DOCUMENTS_TABLE.into(),
+                key_in(DOCUMENTS_TABLE, values),
+                values.clone(),
+            ));
         }
-        let mut manifest =
-            Manifest { batch: batch.to_string(), committed: false, rows: rows.clone(), files: files.iter().map(|f| f.1.clone()).collect() };
+        let mut manifest = Manifest {
+            batch: batch.to_string(),
+            committed: false,
+            rows: rows.clone(),
+            files: files.iter().map(|f| f.1.clone()).collect(),
+        };
         self.put_manifest(&manifest).await?;
 
         // files of an earlier attempt of this batch that this attempt does not write
@@ -421,12 +511,31 @@ impl Pipeline {
             let (table, id) = (&p.row.table_name, &p.row.id);
             if let Some(landed) = &p.landed {
                 let mut m = landed.info.metadata.clone();
-                m.insert(meta::REASON.into(), p.row.reason.clone().unwrap_or_default());
-                self.deps.quarantine.put(&quarantine_key(table, id), landed.body.clone(), m).await?;
+                m.insert(
+                    meta::REASON.into(),
+                    p.row.reason.clone().unwrap_or_default(),
+                );
+                self.deps
+                    .quarantine
+                    .put(&quarantine_key(table, id), landed.body.clone(), m)
+                    .await?;
             }
             if let (Some(body), Some(key)) = (&p.object, &p.row.object_key) {
-                let content_type = p.row.detected_type.as_deref().unwrap_or(&p.row.content_type);
-                objects::put_sanitized(self.deps.lake.as_ref(), self.deps.kms.as_ref(), table, id, key, content_type, body).await?;
+                let content_type = p
+                    .row
+                    .detected_type
+                    .as_deref()
+                    .unwrap_or(&p.row.content_type);
+                objects::put_sanitized(
+                    self.deps.lake.as_ref(),
+                    self.deps.kms.as_ref(),
+                    table,
+                    id,
+                    key,
+                    content_type,
+                    body,
+                )
+                .await?;
             }
         }
 
@@ -434,16 +543,29 @@ impl Pipeline {
         for (table, key, values) in &files {
             let (def, schema) = &self.defs[table];
             let body = if table == DOCUMENTS_TABLE {
-                documents_batch(schema, &doc_rows[values]).and_then(|b| write_parquet(schema, &[b]))?
+                documents_batch(schema, &doc_rows[values])
+                    .and_then(|b| write_parquet(schema, &[b]))?
             } else {
                 write_parquet(schema, &data[&(table.clone(), values.clone())])?
             };
-            self.deps.lake.put(key, body.into(), Default::default()).await?;
+            self.deps
+                .lake
+                .put(key, body.into(), Default::default())
+                .await?;
             let location = format!("{}{}/", def.location, def.partition_path(values));
-            partitions.entry(table.clone()).or_default().push(Partition { values: values.clone(), location });
+            partitions
+                .entry(table.clone())
+                .or_default()
+                .push(Partition {
+                    values: values.clone(),
+                    location,
+                });
         }
         for (table, parts) in &partitions {
-            self.deps.catalog.add_partitions(&self.deps.database, table, parts).await?;
+            self.deps
+                .catalog
+                .add_partitions(&self.deps.database, table, parts)
+                .await?;
         }
 
         manifest.committed = true;
@@ -456,12 +578,19 @@ impl Pipeline {
     /// The lake key prefixes (ending in `/`) of a table's registered partitions' locations.
     async fn partition_dirs(&self, table: &str) -> Result<BTreeMap<Vec<String>, String>> {
         let mut out = BTreeMap::new();
-        for p in self.deps.catalog.get_partitions(&self.deps.database, table).await? {
+        for p in self
+            .deps
+            .catalog
+            .get_partitions(&self.deps.database, table)
+            .await?
+        {
             match p.location.strip_prefix(&self.lake_root) {
                 Some(dir) => {
                     out.insert(p.values, dir.to_string());
                 }
-                None => warn!(table, location = %p.location, lake = %self.lake_root, "a partition is outside the lake; writing to its Hive directory"),
+                None => {
+                    warn!(table, location = %p.location, lake = %self.lake_root, "a partition is outside the lake; writing to its Hive directory")
+                }
             }
         }
         Ok(out)
@@ -469,7 +598,10 @@ impl Pipeline {
 
     async fn put_manifest(&self, m: &Manifest) -> Result<()> {
         let body = serde_json::to_vec(m).expect("a manifest serializes");
-        self.deps.state.put(&batch_key(&m.batch), body.into(), Default::default()).await?;
+        self.deps
+            .state
+            .put(&batch_key(&m.batch), body.into(), Default::default())
+            .await?;
         Ok(())
     }
 
@@ -508,8 +640,9 @@ impl Pipeline {
         let mut report = Report::default();
         for obj in self.deps.state.list("batches/").await? {
             let body = self.deps.state.get(&obj.key).await?.body;
-            let m: Manifest = serde_json::from_slice(&body)
-                .map_err(|e| LakeError::Pipeline(format!("manifest {} is unreadable: {e}", obj.key)))?;
+            let m: Manifest = serde_json::from_slice(&body).map_err(|e| {
+                LakeError::Pipeline(format!("manifest {} is unreadable: {e}", obj.key))
+            })?;
             if m.committed {
                 info!(batch = %m.batch, documents = m.rows.len(), "finishing a committed batch");
                 self.finish(&m).await?;
@@ -544,7 +677,9 @@ impl Pipeline {
             }
             for chunk in keys.chunks(4096) {
                 let items = self.process_all(chunk.to_vec()).await;
-                let rows = self.flush(&uuid::Uuid::new_v4().to_string(), items, &[]).await?;
+                let rows = self
+                    .flush(&uuid::Uuid::new_v4().to_string(), items, &[])
+                    .await?;
                 report.add(&rows);
             }
         }
@@ -553,7 +688,11 @@ impl Pipeline {
     /// Runs until `shutdown` turns true: recovers, then processes what lands (woken by `wake`
     /// or every poll interval), flushing by size or age. On shutdown it commits what it has
     /// processed and returns; what it had not started stays landed for the next start.
-    pub async fn run(&self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> Result<Report> {
+    pub async fn run(
+        &self,
+        wake: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Report> {
         let mut report = loop {
             match self.recover().await {
                 Ok(r) => break r,
@@ -589,12 +728,18 @@ impl Pipeline {
                     oldest.get_or_insert_with(Instant::now);
                     buffer.push(p);
                 }
-                let records: usize = buffer.iter().map(|p| p.row.records.unwrap_or(1) as usize).sum();
+                let records: usize = buffer
+                    .iter()
+                    .map(|p| p.row.records.unwrap_or(1) as usize)
+                    .sum();
                 if records >= self.config.flush_records || weight >= self.config.flush_bytes {
                     break;
                 }
             }
-            let records: usize = buffer.iter().map(|p| p.row.records.unwrap_or(1) as usize).sum();
+            let records: usize = buffer
+                .iter()
+                .map(|p| p.row.records.unwrap_or(1) as usize)
+                .sum();
             let due = oldest.is_some_and(|t| t.elapsed() >= self.config.flush_interval)
                 || records >= self.config.flush_records
                 || weight >= self.config.flush_bytes
@@ -619,7 +764,11 @@ impl Pipeline {
                 continue;
             }
             let wait = match oldest {
-                Some(t) => self.config.flush_interval.saturating_sub(t.elapsed()).min(self.config.poll_interval),
+                Some(t) => self
+                    .config
+                    .flush_interval
+                    .saturating_sub(t.elapsed())
+                    .min(self.config.poll_interval),
                 None => self.config.poll_interval,
             };
             tokio::select! {
@@ -632,7 +781,12 @@ impl Pipeline {
 
     /// Flushes, retrying transient failures with backoff (same batch id: the retry rewrites the
     /// same files). Gives up when shutting down: the manifest lets the next start redo it.
-    async fn flush_retrying(&self, batch: &str, items: Vec<Processed>, shutdown: &watch::Receiver<bool>) -> Result<Vec<DocumentRow>> {
+    async fn flush_retrying(
+        &self,
+        batch: &str,
+        items: Vec<Processed>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Vec<DocumentRow>> {
         // keep what a retry needs: the flush consumes the items
         let mut items = Some(items);
         let mut delay = Duration::from_millis(200);
@@ -643,7 +797,10 @@ impl Pipeline {
             let keep = current.clone();
             match self.flush(batch, current, &[]).await {
                 Ok(rows) => return Ok(rows),
-                Err(e) if e.kind() == ErrorKind::Transient && !(*shutdown.borrow() && attempt >= 3) => {
+                Err(e)
+                    if e.kind() == ErrorKind::Transient
+                        && !(*shutdown.borrow() && attempt >= 3) =>
+                {
                     warn!(batch, attempt, error = %e, "flush failed, retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));

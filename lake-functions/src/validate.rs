@@ -18,7 +18,9 @@ pub struct Validate {
 
 impl std::fmt::Debug for Validate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Validate").field("tables", &self.tables.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Validate")
+            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -29,10 +31,15 @@ impl Validate {
         for spec in specs {
             let validator = match spec.kind {
                 // formats are assertions here: a `date-time` column must hold date-times
-                TableKind::Json => Some(jsonschema::draft202012::options().should_validate_formats(true).build(&spec.schema).map_err(|e| LakeError::Schema {
-                    table: spec.name.clone(),
-                    reason: format!("not a valid JSON Schema (draft 2020-12): {e}"),
-                })?),
+                TableKind::Json => Some(
+                    jsonschema::draft202012::options()
+                        .should_validate_formats(true)
+                        .build(&spec.schema)
+                        .map_err(|e| LakeError::Schema {
+                            table: spec.name.clone(),
+                            reason: format!("not a valid JSON Schema (draft 2020-12): {e}"),
+                        })?,
+                ),
                 TableKind::Binary => None,
             };
             tables.insert(spec.name.clone(), (spec.clone(), validator));
@@ -49,7 +56,10 @@ pub fn parse_records(content_type: &str, body: &[u8]) -> Result<Vec<Value>, Stri
             if line.trim_ascii().is_empty() {
                 continue;
             }
-            out.push(serde_json::from_slice(line).map_err(|e| format!("line {}: invalid JSON: {e}", i + 1))?);
+            out.push(
+                serde_json::from_slice(line)
+                    .map_err(|e| format!("line {}: invalid JSON: {e}", i + 1))?,
+            );
         }
         out
     } else {
@@ -97,10 +107,16 @@ impl Stage for Validate {
 
     async fn process(&self, doc: &mut Document) -> Result<Verdict, StageError> {
         let Some((spec, validator)) = self.tables.get(&doc.table) else {
-            return Ok(Verdict::Reject(format!("table {} is not declared in schemas/", doc.table)));
+            return Ok(Verdict::Reject(format!(
+                "table {} is not declared in schemas/",
+                doc.table
+            )));
         };
         if !spec.accepts(&doc.content_type) {
-            return Ok(Verdict::Reject(format!("table {} does not accept {}", doc.table, doc.content_type)));
+            return Ok(Verdict::Reject(format!(
+                "table {} does not accept {}",
+                doc.table, doc.content_type
+            )));
         }
         match validator {
             Some(validator) => {
@@ -111,7 +127,11 @@ impl Stage for Validate {
                 doc.detected_type = Some(doc.content_type.clone());
                 let (total, listed) = check_records(validator, &records);
                 if total > 0 {
-                    let more = if total > listed.len() { format!("; and {} more", total - listed.len()) } else { String::new() };
+                    let more = if total > listed.len() {
+                        format!("; and {} more", total - listed.len())
+                    } else {
+                        String::new()
+                    };
                     return Ok(Verdict::Reject(format!(
                         "{total} schema violation(s) in {} record(s): {}{more}",
                         records.len(),
@@ -122,7 +142,8 @@ impl Stage for Validate {
             }
             None => {
                 let detected = detect(&doc.body);
-                doc.detected_type = Some(detected.unwrap_or("application/octet-stream").to_string());
+                doc.detected_type =
+                    Some(detected.unwrap_or("application/octet-stream").to_string());
                 if !matches_declared(&doc.content_type, detected) {
                     return Ok(Verdict::Reject(format!(
                         "declared {} but the bytes are {}",
@@ -150,9 +171,11 @@ mod tests {
                    "x-tarn": {"accept": ["application/json", "application/x-ndjson"]}}),
         )
         .unwrap();
-        let photos =
-            TableSpec::from_value(Path::new("photos.json"), json!({"title": "photos", "x-tarn": {"accept": ["image/png", "image/jpeg"]}}))
-                .unwrap();
+        let photos = TableSpec::from_value(
+            Path::new("photos.json"),
+            json!({"title": "photos", "x-tarn": {"accept": ["image/png", "image/jpeg"]}}),
+        )
+        .unwrap();
         Validate::new(&[events, photos]).unwrap()
     }
 
@@ -177,8 +200,16 @@ mod tests {
         let v = validate();
         for (ct, body, n) in [
             ("application/json", &br#"{"user":"a","n":1}"#[..], 1),
-            ("application/json", br#"[{"user":"a","n":1},{"user":"b","n":2}]"#, 2),
-            ("application/x-ndjson", b"{\"user\":\"a\",\"n\":1}\n\n{\"user\":\"b\",\"n\":2}\n", 2),
+            (
+                "application/json",
+                br#"[{"user":"a","n":1},{"user":"b","n":2}]"#,
+                2,
+            ),
+            (
+                "application/x-ndjson",
+                b"{\"user\":\"a\",\"n\":1}\n\n{\"user\":\"b\",\"n\":2}\n",
+                2,
+            ),
         ] {
             let mut d = doc("events", ct, body);
             assert_eq!(v.process(&mut d).await.unwrap(), Verdict::Continue);
@@ -189,29 +220,54 @@ mod tests {
     #[tokio::test]
     async fn rejections_name_each_record_and_pointer_without_values() {
         let v = validate();
-        let mut d = doc("events", "application/json", br#"[{"user":"ok","n":1},{"user":"SECRET","n":-5},{"n":"x"}]"#);
-        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else { panic!("must reject") };
+        let mut d = doc(
+            "events",
+            "application/json",
+            br#"[{"user":"ok","n":1},{"user":"SECRET","n":-5},{"n":"x"}]"#,
+        );
+        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else {
+            panic!("must reject")
+        };
         assert!(reason.contains("record 1 at /n: fails minimum"), "{reason}");
         assert!(reason.contains("record 2 at /: fails required"), "{reason}");
         assert!(reason.contains("record 2 at /n: fails type"), "{reason}");
-        assert!(!reason.contains("SECRET"), "no document content in reasons: {reason}");
+        assert!(
+            !reason.contains("SECRET"),
+            "no document content in reasons: {reason}"
+        );
         assert!(d.records.is_none(), "a rejected document keeps no records");
 
         for body in [&b"{not json"[..], b"[]", b"[1,2]", b"42"] {
             let mut d = doc("events", "application/json", body);
-            assert!(matches!(v.process(&mut d).await.unwrap(), Verdict::Reject(_)), "{body:?}");
+            assert!(
+                matches!(v.process(&mut d).await.unwrap(), Verdict::Reject(_)),
+                "{body:?}"
+            );
         }
-        let mut d = doc("events", "application/x-ndjson", b"{\"user\":\"a\",\"n\":1}\n{oops\n");
-        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else { panic!() };
+        let mut d = doc(
+            "events",
+            "application/x-ndjson",
+            b"{\"user\":\"a\",\"n\":1}\n{oops\n",
+        );
+        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else {
+            panic!()
+        };
         assert!(reason.starts_with("line 2"), "{reason}");
     }
 
     #[tokio::test]
     async fn failures_are_capped() {
         let v = validate();
-        let body = serde_json::to_vec(&(0..100).map(|_| json!({"user": 1, "n": 1})).collect::<Vec<_>>()).unwrap();
+        let body = serde_json::to_vec(
+            &(0..100)
+                .map(|_| json!({"user": 1, "n": 1}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         let mut d = doc("events", "application/json", &body);
-        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else { panic!() };
+        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else {
+            panic!()
+        };
         assert_eq!(reason.matches("fails type").count(), MAX_REPORTED_FAILURES);
         assert!(reason.contains("and 80 more"), "{reason}");
     }
@@ -224,11 +280,19 @@ mod tests {
         assert_eq!(v.process(&mut d).await.unwrap(), Verdict::Continue);
         assert_eq!(d.detected_type.as_deref(), Some("image/png"));
         let mut d = doc("photos", "image/jpeg", png);
-        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else { panic!() };
+        let Verdict::Reject(reason) = v.process(&mut d).await.unwrap() else {
+            panic!()
+        };
         assert_eq!(reason, "declared image/jpeg but the bytes are image/png");
         let mut d = doc("photos", "application/pdf", b"%PDF-1.4");
-        assert!(matches!(v.process(&mut d).await.unwrap(), Verdict::Reject(_)));
+        assert!(matches!(
+            v.process(&mut d).await.unwrap(),
+            Verdict::Reject(_)
+        ));
         let mut d = doc("nope", "image/png", png);
-        assert!(matches!(v.process(&mut d).await.unwrap(), Verdict::Reject(_)));
+        assert!(matches!(
+            v.process(&mut d).await.unwrap(),
+            Verdict::Reject(_)
+        ));
     }
 }

@@ -11,9 +11,12 @@ use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::document::{ingress_key, meta};
 use tarn_core::{
-    EncryptionContext, Kms, LocalKms, LocalObjectStore, ManualClock, Metadata, ObjectStore, SystemClock, envelope,
+    EncryptionContext, Kms, LocalKms, LocalObjectStore, ManualClock, Metadata, ObjectStore,
+    SystemClock, envelope,
 };
-use tarn_lake::compact::{Compaction, CompactionDeps, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX};
+use tarn_lake::compact::{
+    Compaction, CompactionDeps, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX,
+};
 use tarn_lake::validate::Validate;
 use tarn_lake::{Pipeline, PipelineConfig, PipelineDeps};
 use tarn_query::{LocalQueryEngine, QueryEngine};
@@ -78,7 +81,14 @@ fn pipeline_with(e: &Env, tables: Vec<TableSpec>, wrap: Wrap) -> Pipeline {
         database: DB.into(),
         clock: Arc::new(SystemClock),
     };
-    Pipeline::new(deps, PipelineConfig { retry_base: Duration::from_millis(1), ..Default::default() }).with_lake_lock(e.lock.clone())
+    Pipeline::new(
+        deps,
+        PipelineConfig {
+            retry_base: Duration::from_millis(1),
+            ..Default::default()
+        },
+    )
+    .with_lake_lock(e.lock.clone())
 }
 
 fn pipeline(e: &Env) -> Pipeline {
@@ -105,14 +115,27 @@ async fn land(e: &Env, day: u32, records: Value) -> String {
     let id = uuid::Uuid::new_v4().to_string();
     let body = serde_json::to_vec(&records).unwrap();
     let encoded = base64::engine::general_purpose::STANDARD.encode(body);
-    let sealed = envelope::seal(e.kms.as_ref(), &EncryptionContext::document("events", &id), encoded.as_bytes()).await.unwrap();
+    let sealed = envelope::seal(
+        e.kms.as_ref(),
+        &EncryptionContext::document("events", &id),
+        encoded.as_bytes(),
+    )
+    .await
+    .unwrap();
     let time = format!("2024-05-{day:02}T07:08:09.123Z");
-    let m: Metadata =
-        [(meta::TABLE, "events"), (meta::CONTENT_TYPE, "application/json"), (meta::PRODUCER, "alice"), (meta::REQUEST_TIME, time.as_str())]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-    e.ingress.put(&ingress_key(&id), sealed.into(), m).await.unwrap();
+    let m: Metadata = [
+        (meta::TABLE, "events"),
+        (meta::CONTENT_TYPE, "application/json"),
+        (meta::PRODUCER, "alice"),
+        (meta::REQUEST_TIME, time.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    e.ingress
+        .put(&ingress_key(&id), sealed.into(), m)
+        .await
+        .unwrap();
     id
 }
 
@@ -124,7 +147,14 @@ async fn ingest(e: &Env, p: &Pipeline, days: &[u32], rounds: usize, docs: usize)
         for &day in days {
             for i in 0..docs {
                 let n = (r * 1000 + i) as i64;
-                ids.push(land(e, day, json!([{"user": format!("u{n}"), "n": n}, {"user": "x", "n": -n}])).await);
+                ids.push(
+                    land(
+                        e,
+                        day,
+                        json!([{"user": format!("u{n}"), "n": n}, {"user": "x", "n": -n}]),
+                    )
+                    .await,
+                );
             }
         }
         p.drain().await.unwrap();
@@ -141,7 +171,11 @@ async fn snapshot(q: &LocalQueryEngine) -> Vec<String> {
     let mut out = Vec::new();
     for table in ["events", "documents"] {
         let r = q.query(&format!("SELECT * FROM {table}")).await.unwrap();
-        out.extend(r.rows.iter().map(|row| format!("{table} {}", serde_json::to_string(row).unwrap())));
+        out.extend(
+            r.rows
+                .iter()
+                .map(|row| format!("{table} {}", serde_json::to_string(row).unwrap())),
+        );
     }
     out.sort();
     out
@@ -158,15 +192,30 @@ fn checksum(rows: &[String]) -> String {
 
 /// Every object key in the lake, with its size.
 async fn lake_objects(e: &Env) -> Vec<(String, u64)> {
-    e.lake.list("").await.unwrap().into_iter().map(|o| (o.key, o.size)).collect()
+    e.lake
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect()
 }
 
 /// Every Parquet file in the lake is visible through some registered partition: nothing leaked.
 async fn assert_no_orphans(e: &Env) {
     let stats = engine(e).table_stats().await.unwrap();
     let visible: usize = stats.iter().map(|s| s.files).sum();
-    let on_disk = lake_objects(e).await.iter().filter(|(k, _)| k.ends_with(".parquet")).count();
-    assert_eq!(on_disk, visible, "Parquet files in the lake that no partition shows: {:?}", lake_objects(e).await);
+    let on_disk = lake_objects(e)
+        .await
+        .iter()
+        .filter(|(k, _)| k.ends_with(".parquet"))
+        .count();
+    assert_eq!(
+        on_disk,
+        visible,
+        "Parquet files in the lake that no partition shows: {:?}",
+        lake_objects(e).await
+    );
 }
 
 fn files_of(stats: &[tarn_query::TableStats], table: &str) -> usize {
@@ -183,22 +232,38 @@ async fn compaction_keeps_every_row_and_a_second_run_changes_nothing() {
     let before = snapshot(&q).await;
     assert_eq!(before.len(), 6 * 2 * 2 + 6 * 2);
     let stats = q.table_stats().await.unwrap();
-    assert_eq!((files_of(&stats, "events"), files_of(&stats, "documents")), (6, 6));
+    assert_eq!(
+        (files_of(&stats, "events"), files_of(&stats, "documents")),
+        (6, 6)
+    );
 
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
-    let report = Compaction::new(deps(&e)).with_progress(move |p| seen.lock().unwrap().push(p.clone())).execute().await.unwrap();
+    let report = Compaction::new(deps(&e))
+        .with_progress(move |p| seen.lock().unwrap().push(p.clone()))
+        .execute()
+        .await
+        .unwrap();
 
     // the multiset of rows is unchanged
     let after = snapshot(&q).await;
     assert_eq!(checksum(&after), checksum(&before));
     assert_eq!(after, before);
     let stats = q.table_stats().await.unwrap();
-    assert_eq!((files_of(&stats, "events"), files_of(&stats, "documents")), (1, 1));
+    assert_eq!(
+        (files_of(&stats, "events"), files_of(&stats, "documents")),
+        (1, 1)
+    );
 
     // the report and the progress events
-    assert_eq!((report.partitions_examined, report.partitions_compacted), (2, 2));
-    assert_eq!((report.files_in, report.files_out, report.late_files), (12, 2, 0));
+    assert_eq!(
+        (report.partitions_examined, report.partitions_compacted),
+        (2, 2)
+    );
+    assert_eq!(
+        (report.files_in, report.files_out, report.late_files),
+        (12, 2, 0)
+    );
     assert_eq!(report.rows, 6 * 2 * 2 + 6 * 2);
     assert!(report.bytes_in > 0 && report.bytes_out > 0);
     assert!(report.skipped.is_empty());
@@ -206,27 +271,73 @@ async fn compaction_keeps_every_row_and_a_second_run_changes_nothing() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["files_in"], 12);
     let events = events.lock().unwrap().clone();
-    let Progress::Planned { partitions, files, bytes } = &events[0] else { panic!("{events:?}") };
+    let Progress::Planned {
+        partitions,
+        files,
+        bytes,
+    } = &events[0]
+    else {
+        panic!("{events:?}")
+    };
     assert_eq!((*partitions, *files, *bytes), (2, 12, report.bytes_in));
-    let done: u64 = events.iter().filter_map(|p| if let Progress::FileDone { bytes, .. } = p { Some(*bytes) } else { None }).sum();
+    let done: u64 = events
+        .iter()
+        .filter_map(|p| {
+            if let Progress::FileDone { bytes, .. } = p {
+                Some(*bytes)
+            } else {
+                None
+            }
+        })
+        .sum();
     assert_eq!(done, *bytes, "the bar reaches its end");
-    assert_eq!(events.iter().filter(|p| matches!(p, Progress::PartitionCommitted { .. })).count(), 2);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|p| matches!(p, Progress::PartitionCommitted { .. }))
+            .count(),
+        2
+    );
 
     // the layout: the partition now points at a _compacted generation under its Hive directory
-    for (table, values) in [("events", vec!["2024-05-06"]), ("documents", vec!["events", "2024-05-06"])] {
+    for (table, values) in [
+        ("events", vec!["2024-05-06"]),
+        ("documents", vec!["events", "2024-05-06"]),
+    ] {
         let parts = e.catalog.get_partitions(DB, table).await.unwrap();
         let part = parts.iter().find(|p| p.values == values).unwrap();
-        let dir = if table == "events" { "tables/events/dt=2024-05-06/" } else { "tables/documents/table_name=events/dt=2024-05-06/" };
-        let rest = part.location.strip_prefix(&format!("{}{dir}_compacted/", p.lake_root())).unwrap_or_else(|| panic!("{}", part.location));
-        assert!(rest.ends_with('/') && uuid::Uuid::parse_str(rest.trim_end_matches('/')).is_ok(), "{}", part.location);
+        let dir = if table == "events" {
+            "tables/events/dt=2024-05-06/"
+        } else {
+            "tables/documents/table_name=events/dt=2024-05-06/"
+        };
+        let rest = part
+            .location
+            .strip_prefix(&format!("{}{dir}_compacted/", p.lake_root()))
+            .unwrap_or_else(|| panic!("{}", part.location));
+        assert!(
+            rest.ends_with('/') && uuid::Uuid::parse_str(rest.trim_end_matches('/')).is_ok(),
+            "{}",
+            part.location
+        );
     }
 
     // running it twice changes nothing
     let catalog_before = e.catalog.get_partitions(DB, "events").await.unwrap();
     let objects_before = lake_objects(&e).await;
     let again = Compaction::new(deps(&e)).execute().await.unwrap();
-    assert_eq!((again.partitions_examined, again.partitions_compacted, again.files_in), (2, 0, 0));
-    assert_eq!(e.catalog.get_partitions(DB, "events").await.unwrap(), catalog_before);
+    assert_eq!(
+        (
+            again.partitions_examined,
+            again.partitions_compacted,
+            again.files_in
+        ),
+        (2, 0, 0)
+    );
+    assert_eq!(
+        e.catalog.get_partitions(DB, "events").await.unwrap(),
+        catalog_before
+    );
     assert_eq!(lake_objects(&e).await, objects_before);
     assert_eq!(snapshot(&q).await, before);
 
@@ -238,10 +349,16 @@ async fn compaction_keeps_every_row_and_a_second_run_changes_nothing() {
 
     // old files stay through the grace period, then go
     let v = Compaction::new(deps(&e)).vacuum().await.unwrap();
-    assert_eq!((v.tombstones_done, v.files_deleted, v.tombstones_pending), (0, 0, 2));
+    assert_eq!(
+        (v.tombstones_done, v.files_deleted, v.tombstones_pending),
+        (0, 0, 2)
+    );
     e.clock.advance(chrono::Duration::hours(2));
     let v = Compaction::new(deps(&e)).vacuum().await.unwrap();
-    assert_eq!((v.tombstones_done, v.files_deleted, v.tombstones_pending), (2, 12, 0));
+    assert_eq!(
+        (v.tombstones_done, v.files_deleted, v.tombstones_pending),
+        (2, 12, 0)
+    );
     assert!(e.state.list(TOMBSTONES_PREFIX).await.unwrap().is_empty());
     assert_eq!(snapshot(&q).await, with_late);
     assert_no_orphans(&e).await;
@@ -257,18 +374,31 @@ async fn a_small_target_rolls_outputs_carries_big_files_and_settles() {
     ingest(&e, &p, &[6], 8, 3).await;
     let q = engine(&e);
     let before = snapshot(&q).await;
-    let files: Vec<(String, u64)> =
-        lake_objects(&e).await.into_iter().filter(|(k, _)| k.starts_with("tables/events/") && k.ends_with(".parquet")).collect();
+    let files: Vec<(String, u64)> = lake_objects(&e)
+        .await
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("tables/events/") && k.ends_with(".parquet"))
+        .collect();
     let mut sizes: Vec<u64> = files.iter().map(|f| f.1).collect();
     sizes.sort();
     let (small, big) = (sizes[sizes.len() - 2], sizes[sizes.len() - 1]);
     assert!(big > small * 2, "{sizes:?}");
     // the big file is over the target; three small files fill it
     let target = (small * 3).min(big - 1);
-    let report = Compaction::new(deps(&e)).table("events").partition("dt=2024-05-06").unwrap().target_size(target).execute().await.unwrap();
+    let report = Compaction::new(deps(&e))
+        .table("events")
+        .partition("dt=2024-05-06")
+        .unwrap()
+        .target_size(target)
+        .execute()
+        .await
+        .unwrap();
     assert_eq!(report.partitions_compacted, 1);
     assert_eq!(report.partitions[0].files_in, 9);
-    assert!(report.partitions[0].files_out >= 2 && report.partitions[0].files_out < 9, "{report:?}");
+    assert!(
+        report.partitions[0].files_out >= 2 && report.partitions[0].files_out < 9,
+        "{report:?}"
+    );
     assert_eq!(snapshot(&q).await, before);
 
     // the big file was copied byte for byte
@@ -276,21 +406,50 @@ async fn a_small_target_rolls_outputs_carries_big_files_and_settles() {
     let new_dir = part.location.strip_prefix(p.lake_root()).unwrap();
     let (big_key, _) = files.iter().find(|f| f.1 == big).unwrap();
     let name = big_key.rsplit('/').next().unwrap();
-    assert_eq!(e.lake.get(&format!("{new_dir}{name}")).await.unwrap().body, e.lake.get(big_key).await.unwrap().body);
+    assert_eq!(
+        e.lake.get(&format!("{new_dir}{name}")).await.unwrap().body,
+        e.lake.get(big_key).await.unwrap().body
+    );
 
     // every output but the last reached the target, so nothing is left to do
-    let again = Compaction::new(deps(&e)).table("events").target_size(target).execute().await.unwrap();
+    let again = Compaction::new(deps(&e))
+        .table("events")
+        .target_size(target)
+        .execute()
+        .await
+        .unwrap();
     assert_eq!(again.partitions_compacted, 0, "{again:?}");
     // the documents table was not selected
     assert_eq!(files_of(&q.table_stats().await.unwrap(), "documents"), 9);
     // a partition outside the lake is left alone, saying why
-    let elsewhere = tarn_catalog::Partition { values: vec!["2024-05-07".into()], location: "file:///elsewhere/dt=2024-05-07/".into() };
-    e.catalog.add_partitions(DB, "events", &[elsewhere]).await.unwrap();
-    let r = Compaction::new(deps(&e)).table("events").target_size(target).execute().await.unwrap();
+    let elsewhere = tarn_catalog::Partition {
+        values: vec!["2024-05-07".into()],
+        location: "file:///elsewhere/dt=2024-05-07/".into(),
+    };
+    e.catalog
+        .add_partitions(DB, "events", &[elsewhere])
+        .await
+        .unwrap();
+    let r = Compaction::new(deps(&e))
+        .table("events")
+        .target_size(target)
+        .execute()
+        .await
+        .unwrap();
     assert_eq!(r.skipped.len(), 1, "{r:?}");
-    assert!(r.skipped[0].reason.contains("is not in the lake") && r.skipped[0].partition == "dt=2024-05-07", "{r:?}");
+    assert!(
+        r.skipped[0].reason.contains("is not in the lake")
+            && r.skipped[0].partition == "dt=2024-05-07",
+        "{r:?}"
+    );
     // an unknown table or a bad partition filter is an error, not a silent no-op
-    assert!(Compaction::new(deps(&e)).table("nope").execute().await.is_err());
+    assert!(
+        Compaction::new(deps(&e))
+            .table("nope")
+            .execute()
+            .await
+            .is_err()
+    );
     assert!(Compaction::new(deps(&e)).partition("dt").is_err());
 }
 
@@ -330,7 +489,10 @@ async fn a_query_looping_during_compaction_never_sees_a_duplicate_or_a_missing_r
     done.store(true, Ordering::SeqCst);
     let queries = looper.await.unwrap();
     assert_eq!(report.partitions_compacted, 6);
-    assert!(queries >= 5, "only {queries} queries ran during the compaction");
+    assert!(
+        queries >= 5,
+        "only {queries} queries ran during the compaction"
+    );
     // and through the vacuum too (no grace: a query that had listed old files would fail, but
     // every query here starts after the swap)
     e.clock.advance(chrono::Duration::hours(2));
@@ -370,13 +532,30 @@ async fn documents_ingested_into_the_partition_during_compaction_are_not_lost() 
     go_tx.send(()).unwrap();
     let report = job.await.unwrap().unwrap();
     assert_eq!(report.partitions_compacted, 2);
-    assert_eq!(report.late_files, 2, "the new events file and the new documents file");
+    assert_eq!(
+        report.late_files, 2,
+        "the new events file and the new documents file"
+    );
 
     let after = snapshot(&q).await;
     assert_eq!(after.len(), before.len() + 3 * 3);
     for id in &during {
-        assert_eq!(after.iter().filter(|r| r.starts_with("events") && r.contains(id.as_str())).count(), 2, "{id}");
-        assert_eq!(after.iter().filter(|r| r.starts_with("documents") && r.contains(id.as_str())).count(), 1, "{id}");
+        assert_eq!(
+            after
+                .iter()
+                .filter(|r| r.starts_with("events") && r.contains(id.as_str()))
+                .count(),
+            2,
+            "{id}"
+        );
+        assert_eq!(
+            after
+                .iter()
+                .filter(|r| r.starts_with("documents") && r.contains(id.as_str()))
+                .count(),
+            1,
+            "{id}"
+        );
     }
     assert!(before.iter().all(|r| after.contains(r)));
 
@@ -394,7 +573,11 @@ async fn documents_ingested_into_the_partition_during_compaction_are_not_lost() 
             ids.push(land(&e, 6, json!({"user": format!("r{round}-{i}"), "n": i})).await);
         }
         wake.notify_one();
-        Compaction::new(deps(&e)).target_size(1 << 30).execute().await.unwrap();
+        Compaction::new(deps(&e))
+            .target_size(1 << 30)
+            .execute()
+            .await
+            .unwrap();
     }
     // let the runner commit everything, then stop it
     for _ in 0..200 {
@@ -409,8 +592,20 @@ async fn documents_ingested_into_the_partition_during_compaction_are_not_lost() 
     Compaction::new(deps(&e)).execute().await.unwrap();
     let last = snapshot(&q).await;
     for id in &ids[during.len()..] {
-        assert_eq!(last.iter().filter(|r| r.starts_with("events") && r.contains(id.as_str())).count(), 1, "{id}");
-        assert_eq!(last.iter().filter(|r| r.starts_with("documents") && r.contains(id.as_str())).count(), 1, "{id}");
+        assert_eq!(
+            last.iter()
+                .filter(|r| r.starts_with("events") && r.contains(id.as_str()))
+                .count(),
+            1,
+            "{id}"
+        );
+        assert_eq!(
+            last.iter()
+                .filter(|r| r.starts_with("documents") && r.contains(id.as_str()))
+                .count(),
+            1,
+            "{id}"
+        );
     }
     assert_eq!(last.len(), after.len() + 18 * 2);
     e.clock.advance(chrono::Duration::hours(2));
@@ -436,8 +631,17 @@ async fn a_crash_at_any_step_and_a_rerun_lose_and_duplicate_nothing() {
     let total = {
         let (e, _) = crash_env().await;
         let budget = Arc::new(AtomicUsize::new(usize::MAX));
-        let wrap = |s: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> { Arc::new(Dying { inner: s, budget: budget.clone() }) };
-        let r = Compaction::new(deps_with(&e, &wrap)).grace_period(Duration::ZERO).execute().await.unwrap();
+        let wrap = |s: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(Dying {
+                inner: s,
+                budget: budget.clone(),
+            })
+        };
+        let r = Compaction::new(deps_with(&e, &wrap))
+            .grace_period(Duration::ZERO)
+            .execute()
+            .await
+            .unwrap();
         assert_eq!((r.partitions_compacted, r.vacuum.files_deleted), (2, 6));
         usize::MAX - budget.load(Ordering::SeqCst)
     };
@@ -445,25 +649,60 @@ async fn a_crash_at_any_step_and_a_rerun_lose_and_duplicate_nothing() {
     for crash_after in 0..total {
         let (e, before) = crash_env().await;
         let budget = Arc::new(AtomicUsize::new(crash_after));
-        let wrap = |s: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> { Arc::new(Dying { inner: s, budget: budget.clone() }) };
+        let wrap = |s: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(Dying {
+                inner: s,
+                budget: budget.clone(),
+            })
+        };
         assert!(
-            Compaction::new(deps_with(&e, &wrap)).grace_period(Duration::ZERO).execute().await.is_err(),
+            Compaction::new(deps_with(&e, &wrap))
+                .grace_period(Duration::ZERO)
+                .execute()
+                .await
+                .is_err(),
             "crash after {crash_after} calls"
         );
         let q = engine(&e);
         // whatever the crash left, readers see every row exactly once
-        assert_eq!(snapshot(&q).await, before, "rows right after a crash at call {crash_after}");
+        assert_eq!(
+            snapshot(&q).await,
+            before,
+            "rows right after a crash at call {crash_after}"
+        );
 
         // rerun
-        let r: CompactionReport = Compaction::new(deps(&e)).grace_period(Duration::ZERO).execute().await.unwrap();
-        assert_eq!(snapshot(&q).await, before, "rows after a crash at call {crash_after} and a rerun");
+        let r: CompactionReport = Compaction::new(deps(&e))
+            .grace_period(Duration::ZERO)
+            .execute()
+            .await
+            .unwrap();
+        assert_eq!(
+            snapshot(&q).await,
+            before,
+            "rows after a crash at call {crash_after} and a rerun"
+        );
         let stats = q.table_stats().await.unwrap();
-        assert_eq!((files_of(&stats, "events"), files_of(&stats, "documents")), (1, 1), "after a crash at call {crash_after}: {r:?}");
-        assert!(e.state.list("compaction/").await.unwrap().is_empty(), "jobs or tombstones left after a crash at call {crash_after}");
+        assert_eq!(
+            (files_of(&stats, "events"), files_of(&stats, "documents")),
+            (1, 1),
+            "after a crash at call {crash_after}: {r:?}"
+        );
+        assert!(
+            e.state.list("compaction/").await.unwrap().is_empty(),
+            "jobs or tombstones left after a crash at call {crash_after}"
+        );
         assert_no_orphans(&e).await;
         // and a third run changes nothing
         let objects = lake_objects(&e).await;
-        assert_eq!(Compaction::new(deps(&e)).execute().await.unwrap().partitions_compacted, 0);
+        assert_eq!(
+            Compaction::new(deps(&e))
+                .execute()
+                .await
+                .unwrap()
+                .partitions_compacted,
+            0
+        );
         assert_eq!(lake_objects(&e).await, objects);
     }
 }
@@ -478,28 +717,58 @@ async fn a_partition_with_an_uncommitted_ingestion_batch_waits_for_the_pipelines
         ingest(&e, &p, &[6], 3, 1).await;
         let id = land(&e, 6, json!({"user": "crashed", "n": 1})).await;
         let left = Arc::new(AtomicUsize::new(budget));
-        let wrap = |s: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> { Arc::new(Dying { inner: s, budget: left.clone() }) };
+        let wrap = |s: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(Dying {
+                inner: s,
+                budget: left.clone(),
+            })
+        };
         let dying = pipeline_with(&e, e.tables.clone(), &wrap);
         assert!(dying.drain().await.is_err());
         let manifests = e.state.list("batches/").await.unwrap();
         let Some(m) = manifests.first() else { continue };
         let m: Value = serde_json::from_slice(&e.state.get(&m.key).await.unwrap().body).unwrap();
-        let written = m["files"].as_array().unwrap().iter().any(|f| e.lake.path_of(f.as_str().unwrap()).exists());
+        let written = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| e.lake.path_of(f.as_str().unwrap()).exists());
         if m["committed"] == json!(true) || !written {
             continue;
         }
         let report = Compaction::new(deps(&e)).execute().await.unwrap();
         assert!(!report.skipped.is_empty(), "{report:?}");
-        assert!(report.skipped.iter().all(|s| s.reason.contains("has not committed")), "{report:?}");
-        assert!(report.partitions.iter().all(|r| !report.skipped.iter().any(|s| s.table == r.table && s.partition == r.partition)));
+        assert!(
+            report
+                .skipped
+                .iter()
+                .all(|s| s.reason.contains("has not committed")),
+            "{report:?}"
+        );
+        assert!(report.partitions.iter().all(|r| {
+            !report
+                .skipped
+                .iter()
+                .any(|s| s.table == r.table && s.partition == r.partition)
+        }));
 
         // the pipeline recovers, then compaction goes ahead: the document's rows exactly once
         p.drain().await.unwrap();
         let report = Compaction::new(deps(&e)).execute().await.unwrap();
         assert!(report.skipped.is_empty(), "{report:?}");
         let rows = snapshot(&engine(&e)).await;
-        assert_eq!(rows.iter().filter(|r| r.starts_with("events") && r.contains(&id)).count(), 1);
-        assert_eq!(rows.iter().filter(|r| r.starts_with("documents") && r.contains(&id)).count(), 1);
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.starts_with("events") && r.contains(&id))
+                .count(),
+            1
+        );
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.starts_with("documents") && r.contains(&id))
+                .count(),
+            1
+        );
         assert_eq!(rows.len(), 3 * 3 + 1 + 1);
         return;
     }
@@ -514,18 +783,32 @@ async fn an_added_optional_property_reads_as_null_in_older_files_and_survives_co
     let old = ingest(&e, &p, &[6], 2, 1).await;
 
     // v2 adds an optional property: the catalog gains the column
-    let v2 = events_spec(json!({"user": {"type": "string"}, "n": {"type": "integer"}, "note": {"type": "string"}}));
+    let v2 = events_spec(
+        json!({"user": {"type": "string"}, "n": {"type": "integer"}, "note": {"type": "string"}}),
+    );
     let p2 = pipeline_with(&e, vec![v2.clone()], &|s| s);
     p2.setup_catalog().await.unwrap();
     let def = e.catalog.get_table(DB, "events").await.unwrap().unwrap();
-    assert!(def.columns.iter().any(|c| c.name == "note" && c.data_type == "string"));
+    assert!(
+        def.columns
+            .iter()
+            .any(|c| c.name == "note" && c.data_type == "string")
+    );
     let new = land(&e, 6, json!({"user": "v2", "n": 7, "note": "hello"})).await;
     p2.drain().await.unwrap();
 
     let q = engine(&e);
-    let notes = q.query("SELECT _id, note FROM events ORDER BY _id, note").await.unwrap().rows;
+    let notes = q
+        .query("SELECT _id, note FROM events ORDER BY _id, note")
+        .await
+        .unwrap()
+        .rows;
     for row in &notes {
-        let expected = if row[0] == json!(new) { json!("hello") } else { Value::Null };
+        let expected = if row[0] == json!(new) {
+            json!("hello")
+        } else {
+            Value::Null
+        };
         assert_eq!(row[1], expected, "{row:?}");
     }
     assert_eq!(notes.len(), 2 * 2 + 1);
@@ -533,21 +816,43 @@ async fn an_added_optional_property_reads_as_null_in_older_files_and_survives_co
 
     // compaction merges files with and without the column
     let before = snapshot(&q).await;
-    let r = Compaction::new(deps(&e)).table("events").execute().await.unwrap();
+    let r = Compaction::new(deps(&e))
+        .table("events")
+        .execute()
+        .await
+        .unwrap();
     assert_eq!((r.partitions_compacted, r.files_out), (1, 1), "{r:?}");
     assert_eq!(snapshot(&q).await, before);
 
     // an incompatible change is refused at start, saying what to do, and changes nothing
-    let v3 = events_spec(json!({"user": {"type": "string"}, "n": {"type": "string"}, "note": {"type": "string"}}));
-    let err = pipeline_with(&e, vec![v3], &|s| s).setup_catalog().await.unwrap_err().to_string();
-    assert!(err.contains("column n changed from bigint to string") && err.contains("create a new table"), "{err}");
-    assert_eq!(e.catalog.get_table(DB, "events").await.unwrap().unwrap(), def);
-    let v4 =
-        events_spec(json!({"user": {"type": "string"}, "n": {"type": "integer"}, "note": {"type": "string"}, "must": {"type": "string"}}));
+    let v3 = events_spec(
+        json!({"user": {"type": "string"}, "n": {"type": "string"}, "note": {"type": "string"}}),
+    );
+    let err = pipeline_with(&e, vec![v3], &|s| s)
+        .setup_catalog()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("column n changed from bigint to string")
+            && err.contains("create a new table"),
+        "{err}"
+    );
+    assert_eq!(
+        e.catalog.get_table(DB, "events").await.unwrap().unwrap(),
+        def
+    );
+    let v4 = events_spec(
+        json!({"user": {"type": "string"}, "n": {"type": "integer"}, "note": {"type": "string"}, "must": {"type": "string"}}),
+    );
     let mut v4_value = v4.schema.clone();
     v4_value["required"] = json!(["user", "must"]);
     let v4 = TableSpec::from_value(Path::new("events.json"), v4_value).unwrap();
-    let err = pipeline_with(&e, vec![v4], &|s| s).setup_catalog().await.unwrap_err().to_string();
+    let err = pipeline_with(&e, vec![v4], &|s| s)
+        .setup_catalog()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("new property must is required"), "{err}");
 }
 
@@ -559,8 +864,12 @@ async fn the_serve_schedule_compacts_until_shutdown() {
     ingest(&e, &p, &[6], 3, 1).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let d = deps(&e);
-    let schedule =
-        tokio::spawn(async move { tarn_lake::compact::run_every(Duration::from_millis(20), rx, move || Compaction::new(d.clone())).await });
+    let schedule = tokio::spawn(async move {
+        tarn_lake::compact::run_every(Duration::from_millis(20), rx, move || {
+            Compaction::new(d.clone())
+        })
+        .await
+    });
     for _ in 0..6000 {
         if files_of(&engine(&e).table_stats().await.unwrap(), "events") == 1 {
             break;
@@ -568,8 +877,14 @@ async fn the_serve_schedule_compacts_until_shutdown() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tx.send(true).unwrap();
-    let runs = tokio::time::timeout(Duration::from_secs(30), schedule).await.unwrap().unwrap();
+    let runs = tokio::time::timeout(Duration::from_secs(30), schedule)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(runs >= 1);
     let stats = engine(&e).table_stats().await.unwrap();
-    assert_eq!((files_of(&stats, "events"), files_of(&stats, "documents")), (1, 1));
+    assert_eq!(
+        (files_of(&stats, "events"), files_of(&stats, "documents")),
+        (1, 1)
+    );
 }

@@ -37,7 +37,11 @@ fn tables() -> Vec<TableSpec> {
                    "x-tarn": {"accept": ["application/json", "application/x-ndjson"]}}),
         )
         .unwrap(),
-        TableSpec::from_value(Path::new("photos.json"), json!({"title": "photos", "x-tarn": {"accept": ["image/png"]}})).unwrap(),
+        TableSpec::from_value(
+            Path::new("photos.json"),
+            json!({"title": "photos", "x-tarn": {"accept": ["image/png"]}}),
+        )
+        .unwrap(),
     ]
 }
 
@@ -69,14 +73,26 @@ fn pipeline(e: &Env, wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>
         clock: Arc::new(SystemClock),
         stages: vec![Arc::new(Validate::new(&e.tables).unwrap())],
     };
-    Pipeline::new(deps, PipelineConfig { retry_base: std::time::Duration::from_millis(1), ..Default::default() })
+    Pipeline::new(
+        deps,
+        PipelineConfig {
+            retry_base: std::time::Duration::from_millis(1),
+            ..Default::default()
+        },
+    )
 }
 
 /// Lands a document exactly as the ingress does.
 async fn land(e: &Env, table: &str, content_type: &str, body: &[u8]) -> String {
     let id = uuid::Uuid::new_v4().to_string();
     let encoded = base64::engine::general_purpose::STANDARD.encode(body);
-    let sealed = envelope::seal(e.kms.as_ref(), &EncryptionContext::document(table, &id), encoded.as_bytes()).await.unwrap();
+    let sealed = envelope::seal(
+        e.kms.as_ref(),
+        &EncryptionContext::document(table, &id),
+        encoded.as_bytes(),
+    )
+    .await
+    .unwrap();
     let m: Metadata = [
         (meta::TABLE, table),
         (meta::CONTENT_TYPE, content_type),
@@ -86,7 +102,10 @@ async fn land(e: &Env, table: &str, content_type: &str, body: &[u8]) -> String {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    e.ingress.put(&ingress_key(&id), sealed.into(), m).await.unwrap();
+    e.ingress
+        .put(&ingress_key(&id), sealed.into(), m)
+        .await
+        .unwrap();
     id
 }
 
@@ -100,20 +119,32 @@ async fn status(e: &Env, id: &str) -> DocumentRow {
 fn lake_ids(e: &Env) -> (Vec<String>, Vec<String>) {
     let mut events = Vec::new();
     let mut docs = Vec::new();
-    for (dir, col, out) in [("tables/events", "_id", &mut events), ("tables/documents", "id", &mut docs)] {
+    for (dir, col, out) in [
+        ("tables/events", "_id", &mut events),
+        ("tables/documents", "id", &mut docs),
+    ] {
         let root = e.lake.root().join(dir);
         let mut stack = vec![root];
         while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for entry in rd {
                 let p = entry.unwrap().path();
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|x| x == "parquet") {
                     let f = std::fs::File::open(&p).unwrap();
-                    for b in ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap() {
+                    for b in ParquetRecordBatchReaderBuilder::try_new(f)
+                        .unwrap()
+                        .build()
+                        .unwrap()
+                    {
                         let b = b.unwrap();
-                        let c = b.column(b.schema().index_of(col).unwrap()).as_string::<i32>().clone();
+                        let c = b
+                            .column(b.schema().index_of(col).unwrap())
+                            .as_string::<i32>()
+                            .clone();
                         out.extend(c.iter().map(|v| v.unwrap().to_string()));
                     }
                 }
@@ -130,22 +161,43 @@ async fn drain_commits_every_document_with_its_fate() {
     let e = env();
     let p = pipeline(&e, |s| s);
     p.setup_catalog().await.unwrap();
-    let good = land(&e, "events", "application/json", br#"[{"user":"a","n":1},{"user":"b","n":2}]"#).await;
+    let good = land(
+        &e,
+        "events",
+        "application/json",
+        br#"[{"user":"a","n":1},{"user":"b","n":2}]"#,
+    )
+    .await;
     let nd = land(&e, "events", "application/x-ndjson", b"{\"user\":\"c\"}\n").await;
     let bad = land(&e, "events", "application/json", br#"{"n":"SECRET-VALUE"}"#).await;
     let png = land(&e, "photos", "image/png", PNG).await;
     let liar = land(&e, "photos", "image/png", b"%PDF-1.4 not a png").await;
 
     let report = p.drain().await.unwrap();
-    assert_eq!((report.stored, report.rejected, report.quarantined, report.records), (3, 2, 0, 3));
+    assert_eq!(
+        (
+            report.stored,
+            report.rejected,
+            report.quarantined,
+            report.records
+        ),
+        (3, 2, 0, 3)
+    );
 
     let r = status(&e, &good).await;
-    assert_eq!((r.status, r.records, r.dt.as_str()), (Status::Stored, Some(2), "2024-05-06"));
+    assert_eq!(
+        (r.status, r.records, r.dt.as_str()),
+        (Status::Stored, Some(2), "2024-05-06")
+    );
     assert_eq!(status(&e, &nd).await.records, Some(1));
     let r = status(&e, &bad).await;
     assert_eq!(r.status, Status::Rejected);
     let reason = r.reason.unwrap();
-    assert!(reason.contains("record 0 at /: fails required") && reason.contains("record 0 at /n: fails type"), "{reason}");
+    assert!(
+        reason.contains("record 0 at /: fails required")
+            && reason.contains("record 0 at /n: fails type"),
+        "{reason}"
+    );
     assert!(!reason.contains("SECRET"));
     let r = status(&e, &png).await;
     assert_eq!(r.status, Status::Stored);
@@ -154,9 +206,18 @@ async fn drain_commits_every_document_with_its_fate() {
     // the stored object is sealed, and opens to the original bytes
     let stored = e.lake.get(&key).await.unwrap().body;
     assert!(envelope::is_sealed(&stored));
-    let opened = envelope::open(e.kms.as_ref(), &EncryptionContext::document("photos", &png), &stored).await.unwrap();
+    let opened = envelope::open(
+        e.kms.as_ref(),
+        &EncryptionContext::document("photos", &png),
+        &stored,
+    )
+    .await
+    .unwrap();
     assert_eq!(opened, PNG);
-    assert_eq!(status(&e, &liar).await.reason.as_deref(), Some("declared image/png but the bytes are application/pdf"));
+    assert_eq!(
+        status(&e, &liar).await.reason.as_deref(),
+        Some("declared image/png but the bytes are application/pdf")
+    );
 
     // rejected documents are kept in quarantine, still sealed, with their reason
     let q = e.quarantine.get(&format!("events/{bad}")).await.unwrap();
@@ -182,7 +243,10 @@ async fn drain_commits_every_document_with_its_fate() {
     assert!(parts[0].location.ends_with("/tables/events/dt=2024-05-06/"));
     let parts = e.catalog.get_partitions("tarn", "documents").await.unwrap();
     let values: Vec<Vec<String>> = parts.into_iter().map(|p| p.values).collect();
-    assert_eq!(values, [vec!["events", "2024-05-06"], vec!["photos", "2024-05-06"]]);
+    assert_eq!(
+        values,
+        [vec!["events", "2024-05-06"], vec!["photos", "2024-05-06"]]
+    );
 
     // the markers are nowhere outside Parquet files
     for marker in ["SECRET-VALUE"] {
@@ -199,7 +263,11 @@ fn assert_no_plaintext(root: &Path, marker: &[u8]) {
                 stack.push(p);
             } else if p.extension().is_none_or(|x| x != "parquet") {
                 let b = std::fs::read(&p).unwrap();
-                assert!(!b.windows(marker.len()).any(|w| w == marker), "{} holds the plaintext marker", p.display());
+                assert!(
+                    !b.windows(marker.len()).any(|w| w == marker),
+                    "{} holds the plaintext marker",
+                    p.display()
+                );
             }
         }
     }
@@ -213,10 +281,21 @@ async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
     let total = {
         let e = env();
         let budget = Arc::new(AtomicUsize::new(usize::MAX));
-        let p = pipeline(&e, |s| Arc::new(Dying { inner: s, budget: budget.clone() }));
+        let p = pipeline(&e, |s| {
+            Arc::new(Dying {
+                inner: s,
+                budget: budget.clone(),
+            })
+        });
         p.setup_catalog().await.unwrap();
         for _ in 0..3 {
-            land(&e, "events", "application/json", br#"[{"user":"a"},{"user":"b"}]"#).await;
+            land(
+                &e,
+                "events",
+                "application/json",
+                br#"[{"user":"a"},{"user":"b"}]"#,
+            )
+            .await;
         }
         land(&e, "events", "application/json", br#"{"user": 5}"#).await;
         land(&e, "photos", "image/png", PNG).await;
@@ -228,14 +307,30 @@ async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
         let e = env();
         let mut ids = Vec::new();
         for _ in 0..3 {
-            ids.push(land(&e, "events", "application/json", br#"[{"user":"a"},{"user":"b"}]"#).await);
+            ids.push(
+                land(
+                    &e,
+                    "events",
+                    "application/json",
+                    br#"[{"user":"a"},{"user":"b"}]"#,
+                )
+                .await,
+            );
         }
         let rejected = land(&e, "events", "application/json", br#"{"user": 5}"#).await;
         let png = land(&e, "photos", "image/png", PNG).await;
         let budget = Arc::new(AtomicUsize::new(crash_after));
-        let dying = pipeline(&e, |s| Arc::new(Dying { inner: s, budget: budget.clone() }));
+        let dying = pipeline(&e, |s| {
+            Arc::new(Dying {
+                inner: s,
+                budget: budget.clone(),
+            })
+        });
         dying.setup_catalog().await.unwrap();
-        assert!(dying.drain().await.is_err(), "crash after {crash_after} calls");
+        assert!(
+            dying.drain().await.is_err(),
+            "crash after {crash_after} calls"
+        );
 
         // restart
         let p = pipeline(&e, |s| s);
@@ -243,10 +338,20 @@ async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
         let (events, docs) = lake_ids(&e);
         let mut expected: Vec<String> = ids.iter().flat_map(|i| [i.clone(), i.clone()]).collect();
         expected.sort();
-        assert_eq!(events, expected, "events rows after a crash at call {crash_after}");
-        let mut all: Vec<String> = ids.iter().cloned().chain([rejected.clone(), png.clone()]).collect();
+        assert_eq!(
+            events, expected,
+            "events rows after a crash at call {crash_after}"
+        );
+        let mut all: Vec<String> = ids
+            .iter()
+            .cloned()
+            .chain([rejected.clone(), png.clone()])
+            .collect();
         all.sort();
-        assert_eq!(docs, all, "documents rows after a crash at call {crash_after}");
+        assert_eq!(
+            docs, all,
+            "documents rows after a crash at call {crash_after}"
+        );
         assert_eq!(status(&e, &rejected).await.status, Status::Rejected);
         assert_eq!(status(&e, &png).await.status, Status::Stored);
         assert!(e.ingress.list("id=").await.unwrap().is_empty());

@@ -16,10 +16,12 @@ use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::document::{ingress_key, meta, status_key};
 use tarn_core::{
-    DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, Metadata, ObjectStore, Status, SystemClock,
-    envelope,
+    DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, Metadata, ObjectStore, Status,
+    SystemClock, envelope,
 };
-use tarn_lake::scan::{ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, conformance};
+use tarn_lake::scan::{
+    ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, conformance,
+};
 use tarn_lake::validate::Validate;
 use tarn_lake::{Document, Pipeline, PipelineConfig, PipelineDeps, Stage, StageError, Verdict};
 
@@ -32,7 +34,10 @@ struct Clamd {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn script(args: &[&str]) -> String {
@@ -50,7 +55,13 @@ fn script(args: &[&str]) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or_default().trim().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn clamd() -> &'static Clamd {
@@ -65,14 +76,25 @@ fn clamd() -> &'static Clamd {
             tcp: tcp.unwrap_or_else(|| script(&["addr", "tcp"])),
             unix: unix.unwrap_or_else(|| script(&["addr", "unix"])),
         };
-        assert!(clamd.tcp.starts_with("tcp://"), "TARN_CLAMD must be tcp://host:port, not {:?}", clamd.tcp);
-        assert!(clamd.unix.starts_with("unix://"), "TARN_CLAMD_UNIX must be unix:///path, not {:?}", clamd.unix);
+        assert!(
+            clamd.tcp.starts_with("tcp://"),
+            "TARN_CLAMD must be tcp://host:port, not {:?}",
+            clamd.tcp
+        );
+        assert!(
+            clamd.unix.starts_with("unix://"),
+            "TARN_CLAMD_UNIX must be unix:///path, not {:?}",
+            clamd.unix
+        );
         clamd
     })
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts { connect: Duration::from_secs(5), scan: Duration::from_secs(30) }
+    Timeouts {
+        connect: Duration::from_secs(5),
+        scan: Duration::from_secs(30),
+    }
 }
 
 fn tcp() -> ClamdScanner {
@@ -84,7 +106,11 @@ fn unix() -> ClamdScanner {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn dead_tcp() -> ClamdScanner {
@@ -92,7 +118,11 @@ fn dead_tcp() -> ClamdScanner {
 }
 
 fn dead_unix(dir: &Path) -> ClamdScanner {
-    ClamdScanner::connect(&format!("unix://{}", dir.join("no/clamd.sock").display()), timeouts()).unwrap()
+    ClamdScanner::connect(
+        &format!("unix://{}", dir.join("no/clamd.sock").display()),
+        timeouts(),
+    )
+    .unwrap()
 }
 
 fn marker() -> String {
@@ -138,13 +168,23 @@ async fn sessions_are_reused() {
     let scanner = tcp();
     let eicar = conformance::eicar();
     for i in 0..20 {
-        let got = scanner.scan(if i % 2 == 0 { &eicar[..] } else { b"clean" }).await.unwrap();
+        let got = scanner
+            .scan(if i % 2 == 0 { &eicar[..] } else { b"clean" })
+            .await
+            .unwrap();
         assert_eq!(got == ScanVerdict::Clean, i % 2 == 1, "{got:?}");
     }
     assert!(scanner.sessions_enabled(), "clamd has sessions");
-    assert_eq!(scanner.idle_sessions(), 1, "sequential scans share one session");
+    assert_eq!(
+        scanner.idle_sessions(),
+        1,
+        "sequential scans share one session"
+    );
     assert_eq!(scanner.connections_opened(), 1);
-    assert_eq!(scanner.scan(&eicar).await.unwrap(), ScanVerdict::Infected("Eicar-Test-Signature.UNOFFICIAL".into()));
+    assert_eq!(
+        scanner.scan(&eicar).await.unwrap(),
+        ScanVerdict::Infected("Eicar-Test-Signature.UNOFFICIAL".into())
+    );
 }
 
 #[tokio::test]
@@ -155,15 +195,26 @@ async fn a_session_clamd_closed_while_idle_is_replaced() {
     assert_eq!(scanner.idle_sessions(), 1);
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(scanner.scan(b"clean").await.unwrap(), ScanVerdict::Clean);
-    assert_eq!(scanner.connections_opened(), 2, "the ended session was replaced");
-    assert!(matches!(scanner.scan(&conformance::eicar()).await.unwrap(), ScanVerdict::Infected(_)));
+    assert_eq!(
+        scanner.connections_opened(),
+        2,
+        "the ended session was replaced"
+    );
+    assert!(matches!(
+        scanner.scan(&conformance::eicar()).await.unwrap(),
+        ScanVerdict::Infected(_)
+    ));
 }
 
 #[tokio::test]
 async fn the_test_database_detects_its_own_signatures() {
     let s = tcp();
     let m = marker();
-    for body in [m.clone(), format!("{{\"note\": \"{m}\"}}"), format!("{}{m}", "x".repeat(100_000))] {
+    for body in [
+        m.clone(),
+        format!("{{\"note\": \"{m}\"}}"),
+        format!("{}{m}", "x".repeat(100_000)),
+    ] {
         assert_eq!(
             s.scan(body.as_bytes()).await.unwrap(),
             ScanVerdict::Infected("Tarn-Test-Malware-Marker.UNOFFICIAL".into())
@@ -171,8 +222,14 @@ async fn the_test_database_detects_its_own_signatures() {
     }
     // a marker split across two chunks is still found: clamd scans the stream, not the chunks
     let body = format!("{}{m}", "y".repeat(64 * 1024 - 7));
-    assert!(matches!(s.scan(body.as_bytes()).await.unwrap(), ScanVerdict::Infected(_)));
-    assert_eq!(s.scan(b"TARN-TEST-MALWARE").await.unwrap(), ScanVerdict::Clean);
+    assert!(matches!(
+        s.scan(body.as_bytes()).await.unwrap(),
+        ScanVerdict::Infected(_)
+    ));
+    assert_eq!(
+        s.scan(b"TARN-TEST-MALWARE").await.unwrap(),
+        ScanVerdict::Clean
+    );
 }
 
 /// Debian's clamav-testfiles: one harmless program packed, archived and embedded in many ways
@@ -181,19 +238,34 @@ async fn the_test_database_detects_its_own_signatures() {
 #[tokio::test]
 async fn clamav_testfiles_are_all_detected_or_refused() {
     let dir = Path::new("/usr/share/clamav-testfiles");
-    assert!(dir.is_dir(), "{} is missing: `scripts/clamd.sh start` installs clamav-testfiles", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} is missing: `scripts/clamd.sh start` installs clamav-testfiles",
+        dir.display()
+    );
     let s = tcp();
     let mut detected = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
         let body = std::fs::read(&path).unwrap();
         let got = s.scan(&body).await;
         let name = path.file_name().unwrap().to_string_lossy();
         if body.len() > 1 << 20 {
-            assert!(matches!(got, Err(ScanError::Refused(_))), "{name} ({} bytes): {got:?}", body.len());
+            assert!(
+                matches!(got, Err(ScanError::Refused(_))),
+                "{name} ({} bytes): {got:?}",
+                body.len()
+            );
         } else {
-            assert_eq!(got.unwrap(), ScanVerdict::Infected("Tarn-ClamAV-Test-File.UNOFFICIAL".into()), "{name}");
+            assert_eq!(
+                got.unwrap(),
+                ScanVerdict::Infected("Tarn-ClamAV-Test-File.UNOFFICIAL".into()),
+                "{name}"
+            );
             detected += 1;
         }
     }
@@ -219,8 +291,16 @@ async fn the_stage_quarantines_infected_documents_of_every_kind() {
     let stage = ScanStage::new(Arc::new(unix()));
     let eicar = conformance::eicar();
     let cases = [
-        ("application/octet-stream", eicar.clone(), "Eicar-Test-Signature.UNOFFICIAL"),
-        ("application/zip", conformance::stored_zip(&[("e.com", &eicar)]), "Eicar-Test-Signature.UNOFFICIAL"),
+        (
+            "application/octet-stream",
+            eicar.clone(),
+            "Eicar-Test-Signature.UNOFFICIAL",
+        ),
+        (
+            "application/zip",
+            conformance::stored_zip(&[("e.com", &eicar)]),
+            "Eicar-Test-Signature.UNOFFICIAL",
+        ),
         (
             "application/json",
             format!("{{\"x\": \"{}\"}}", marker()).into_bytes(),
@@ -235,7 +315,11 @@ async fn the_stage_quarantines_infected_documents_of_every_kind() {
     for (content_type, body, signature) in cases {
         let mut d = doc(content_type, body);
         let v = stage.process(&mut d).await.unwrap();
-        assert_eq!(v, Verdict::Quarantine(format!("infected: {signature}")), "{content_type}");
+        assert_eq!(
+            v,
+            Verdict::Quarantine(format!("infected: {signature}")),
+            "{content_type}"
+        );
         assert_eq!(d.scan_result.as_deref(), Some(signature));
         assert!(d.scan_engine.as_deref().unwrap().starts_with("clamav "));
     }
@@ -250,7 +334,9 @@ async fn the_stage_fails_transiently_when_the_scan_does_not_complete() {
         // left over from an earlier run: must not survive a failed one
         (d.scan_result, d.scan_engine) = (Some("clean".into()), Some("clamav 0".into()));
         match stage.process(&mut d).await {
-            Err(StageError::Transient(reason)) => assert!(reason.contains("cannot connect"), "{reason}"),
+            Err(StageError::Transient(reason)) => {
+                assert!(reason.contains("cannot connect"), "{reason}")
+            }
             other => panic!("a dead clamd: {other:?}"),
         }
         assert_eq!((d.scan_result, d.scan_engine), (None, None));
@@ -259,18 +345,26 @@ async fn the_stage_fails_transiently_when_the_scan_does_not_complete() {
     let stage = ScanStage::new(Arc::new(tcp()));
     let mut d = doc("application/octet-stream", vec![b'a'; OVER_LIMIT]);
     match stage.process(&mut d).await {
-        Err(StageError::Transient(reason)) => assert!(reason.contains("INSTREAM size limit exceeded"), "{reason}"),
+        Err(StageError::Transient(reason)) => {
+            assert!(reason.contains("INSTREAM size limit exceeded"), "{reason}")
+        }
         other => panic!("over the limit: {other:?}"),
     }
     assert_eq!(d.scan_result, None);
     // and a scan that takes longer than the timeout
     let slow = ClamdScanner::connect(
         &clamd().tcp,
-        Timeouts { connect: Duration::from_secs(5), scan: Duration::from_micros(1) },
+        Timeouts {
+            connect: Duration::from_secs(5),
+            scan: Duration::from_micros(1),
+        },
     )
     .unwrap();
     let mut d = doc("application/json", "{}");
-    assert!(matches!(ScanStage::new(Arc::new(slow)).process(&mut d).await, Err(StageError::Transient(_))));
+    assert!(matches!(
+        ScanStage::new(Arc::new(slow)).process(&mut d).await,
+        Err(StageError::Transient(_))
+    ));
 }
 
 // ---- the pipeline: nothing unscanned, nothing infected, reaches the lake ----
@@ -326,9 +420,18 @@ fn pipeline(l: &Lake, scanner: ClamdScanner) -> Pipeline {
         catalog: l.catalog.clone(),
         database: "tarn".into(),
         clock: Arc::new(SystemClock),
-        stages: vec![Arc::new(ScanStage::new(Arc::new(scanner))), Arc::new(Validate::new(&l.tables).unwrap())],
+        stages: vec![
+            Arc::new(ScanStage::new(Arc::new(scanner))),
+            Arc::new(Validate::new(&l.tables).unwrap()),
+        ],
     };
-    Pipeline::new(deps, PipelineConfig { retry_base: Duration::from_millis(1), ..Default::default() })
+    Pipeline::new(
+        deps,
+        PipelineConfig {
+            retry_base: Duration::from_millis(1),
+            ..Default::default()
+        },
+    )
 }
 
 /// Lands a document as the ingress does.
@@ -336,8 +439,13 @@ async fn land(l: &Lake, table: &str, content_type: &str, body: &[u8]) -> String 
     use base64::Engine;
     let id = uuid::Uuid::new_v4().to_string();
     let encoded = base64::engine::general_purpose::STANDARD.encode(body);
-    let sealed =
-        envelope::seal(l.kms.as_ref(), &EncryptionContext::document(table, &id), encoded.as_bytes()).await.unwrap();
+    let sealed = envelope::seal(
+        l.kms.as_ref(),
+        &EncryptionContext::document(table, &id),
+        encoded.as_bytes(),
+    )
+    .await
+    .unwrap();
     let m: Metadata = [
         (meta::TABLE, table),
         (meta::CONTENT_TYPE, content_type),
@@ -347,7 +455,10 @@ async fn land(l: &Lake, table: &str, content_type: &str, body: &[u8]) -> String 
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    l.ingress.put(&ingress_key(&id), sealed.into(), m).await.unwrap();
+    l.ingress
+        .put(&ingress_key(&id), sealed.into(), m)
+        .await
+        .unwrap();
     id
 }
 
@@ -358,12 +469,21 @@ async fn row(l: &Lake, id: &str) -> DocumentRow {
 /// Every file under the lake's `tables/<table>/` and `objects/<table>/`.
 fn lake_files(l: &Lake, table: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![l.lake.root().join("tables").join(table), l.lake.root().join("objects").join(table)];
+    let mut stack = vec![
+        l.lake.root().join("tables").join(table),
+        l.lake.root().join("objects").join(table),
+    ];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in rd {
             let p = entry.unwrap().path();
-            if p.is_dir() { stack.push(p) } else { out.push(p) }
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
         }
     }
     out
@@ -376,14 +496,41 @@ async fn the_pipeline_stores_clean_documents_and_quarantines_infected_ones() {
     let l = lake();
     let p = pipeline(&l, tcp());
     p.setup_catalog().await.unwrap();
-    let clean = land(&l, "events", "application/json", br#"[{"user":"a"},{"user":"b"}]"#).await;
-    let json = land(&l, "events", "application/json", format!(r#"{{"user":"{}"}}"#, marker()).as_bytes()).await;
+    let clean = land(
+        &l,
+        "events",
+        "application/json",
+        br#"[{"user":"a"},{"user":"b"}]"#,
+    )
+    .await;
+    let json = land(
+        &l,
+        "events",
+        "application/json",
+        format!(r#"{{"user":"{}"}}"#, marker()).as_bytes(),
+    )
+    .await;
     let photo = land(&l, "photos", "image/png", PNG).await;
-    let infected_photo = land(&l, "photos", "image/png", &[PNG, marker().as_bytes()].concat()).await;
-    let zip = land(&l, "photos", "image/png", &conformance::stored_zip(&[("e.com", &conformance::eicar())])).await;
+    let infected_photo = land(
+        &l,
+        "photos",
+        "image/png",
+        &[PNG, marker().as_bytes()].concat(),
+    )
+    .await;
+    let zip = land(
+        &l,
+        "photos",
+        "image/png",
+        &conformance::stored_zip(&[("e.com", &conformance::eicar())]),
+    )
+    .await;
 
     let report = p.drain().await.unwrap();
-    assert_eq!((report.stored, report.rejected, report.quarantined), (2, 0, 3));
+    assert_eq!(
+        (report.stored, report.rejected, report.quarantined),
+        (2, 0, 3)
+    );
     for id in [&clean, &photo] {
         let r = row(&l, id).await;
         assert_eq!(r.status, Status::Stored);
@@ -397,14 +544,26 @@ async fn the_pipeline_stores_clean_documents_and_quarantines_infected_ones() {
     ] {
         let r = row(&l, id).await;
         assert_eq!(r.status, Status::Quarantined);
-        assert_eq!(r.reason.as_deref(), Some(format!("infected: {signature}").as_str()));
+        assert_eq!(
+            r.reason.as_deref(),
+            Some(format!("infected: {signature}").as_str())
+        );
         assert_eq!(r.scan_result.as_deref(), Some(signature));
         assert_eq!(r.object_key, None);
     }
     // the lake has the clean ones only
-    let objects: Vec<_> = lake_files(&l, "photos").into_iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+    let objects: Vec<_> = lake_files(&l, "photos")
+        .into_iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
     assert_eq!(objects, [std::ffi::OsString::from(&photo)]);
-    assert_eq!(lake_files(&l, "events").iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).count(), 1);
+    assert_eq!(
+        lake_files(&l, "events")
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .count(),
+        1
+    );
     let _ = &l.dir;
 }
 
@@ -423,11 +582,18 @@ async fn without_a_scanner_nothing_reaches_the_lake() {
             let r = row(&l, id).await;
             assert_eq!(r.status, Status::Quarantined);
             let reason = r.reason.unwrap();
-            assert!(reason.starts_with("scan failed 5 times: ") && reason.contains("cannot connect"), "{reason}");
+            assert!(
+                reason.starts_with("scan failed 5 times: ") && reason.contains("cannot connect"),
+                "{reason}"
+            );
             assert_eq!((r.scan_result, r.scan_engine), (None, None));
         }
     }
-    assert!(lake_files(&l, "events").iter().all(|p| p.extension().is_none_or(|x| x != "parquet")));
+    assert!(
+        lake_files(&l, "events")
+            .iter()
+            .all(|p| p.extension().is_none_or(|x| x != "parquet"))
+    );
     assert!(lake_files(&l, "photos").is_empty());
 }
 
@@ -452,7 +618,13 @@ impl Timings {
     fn print(&self, base: Option<&Timings>) {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let over = base
-            .map(|b| format!("{:+8.3} {:+8.3}", ms(self.mean()) - ms(b.mean()), ms(self.pct(0.5)) - ms(b.pct(0.5))))
+            .map(|b| {
+                format!(
+                    "{:+8.3} {:+8.3}",
+                    ms(self.mean()) - ms(b.mean()),
+                    ms(self.pct(0.5)) - ms(b.pct(0.5))
+                )
+            })
             .unwrap_or_default();
         println!(
             "{:<46} {:>8.3} {:>8.3} {:>8.3} {over}",
@@ -488,7 +660,12 @@ impl Raw {
             std::io::Write::write_all(&mut s, b"zIDSESSION\0").unwrap();
             s
         });
-        Raw { stream, port, framed, id: 0 }
+        Raw {
+            stream,
+            port,
+            framed,
+            id: 0,
+        }
     }
 
     fn scan(&mut self) -> String {
@@ -525,11 +702,20 @@ impl Raw {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: scripts/bench-scan.sh"]
 async fn scan_overhead() {
-    let n: usize = std::env::var("TARN_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
-    let size: usize = std::env::var("TARN_BENCH_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(100 * 1024);
+    let n: usize = std::env::var("TARN_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let size: usize = std::env::var("TARN_BENCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100 * 1024);
     let body = conformance::clean_text(size);
     let c = clamd();
-    println!("{n} scans of a {size}-byte clean text each, clamd at {} and {}", c.tcp, c.unix);
+    println!(
+        "{n} scans of a {size}-byte clean text each, clamd at {} and {}",
+        c.tcp, c.unix
+    );
 
     let mut raw_single = Raw::new(&c.tcp, &body, false);
     let mut raw_session = Raw::new(&c.tcp, &body, true);
@@ -572,9 +758,18 @@ async fn scan_overhead() {
             }
         }
     }
-    let timings: Vec<Timings> =
-        names.iter().zip(times).map(|(name, each)| Timings { name: name.to_string(), each }).collect();
-    println!("{:<46} {:>8} {:>8} {:>8} {:>8} {:>8}", "ms per scan", "mean", "p50", "p99", "Δmean", "Δp50");
+    let timings: Vec<Timings> = names
+        .iter()
+        .zip(times)
+        .map(|(name, each)| Timings {
+            name: name.to_string(),
+            each,
+        })
+        .collect();
+    println!(
+        "{:<46} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "ms per scan", "mean", "p50", "p99", "Δmean", "Δp50"
+    );
     for (t, b) in timings.iter().zip(base) {
         t.print(b.map(|b| &timings[b]));
     }

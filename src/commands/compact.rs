@@ -31,14 +31,23 @@ pub async fn run(args: CompactArgs, mut config: Config) -> anyhow::Result<()> {
         c = c.partition(p)?;
     }
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").expect("a valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .expect("a valid template"),
+    );
     let b = bar.clone();
     let report = c
         .with_progress(move |p| match p {
             Progress::Planned { bytes, .. } => b.set_length(*bytes),
-            Progress::PartitionStarted { table, partition, .. } => b.set_message(format!("{table}/{partition}")),
+            Progress::PartitionStarted {
+                table, partition, ..
+            } => b.set_message(format!("{table}/{partition}")),
             Progress::FileDone { bytes, .. } => b.inc(*bytes),
-            Progress::PartitionSkipped { table, partition, reason } => b.suspend(|| eprintln!("skipped {table}/{partition}: {reason}")),
+            Progress::PartitionSkipped {
+                table,
+                partition,
+                reason,
+            } => b.suspend(|| eprintln!("skipped {table}/{partition}: {reason}")),
             Progress::PartitionCommitted { .. } => {}
         })
         .execute()
@@ -48,7 +57,10 @@ pub async fn run(args: CompactArgs, mut config: Config) -> anyhow::Result<()> {
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         f => {
-            let col = |n: &str, t: &str| ResultColumn { name: n.into(), data_type: t.into() };
+            let col = |n: &str, t: &str| ResultColumn {
+                name: n.into(),
+                data_type: t.into(),
+            };
             let result = QueryResult {
                 columns: vec![
                     col("table", "string"),
@@ -62,14 +74,29 @@ pub async fn run(args: CompactArgs, mut config: Config) -> anyhow::Result<()> {
                 rows: report
                     .partitions
                     .iter()
-                    .map(|p| vec![json!(p.table), json!(p.partition), json!(p.files_in), json!(p.files_out), json!(p.bytes_in), json!(p.bytes_out), json!(p.rows)])
+                    .map(|p| {
+                        vec![
+                            json!(p.table),
+                            json!(p.partition),
+                            json!(p.files_in),
+                            json!(p.files_out),
+                            json!(p.bytes_in),
+                            json!(p.bytes_out),
+                            json!(p.rows),
+                        ]
+                    })
                     .collect(),
             };
             print!("{}", result.render(f.into()));
             if f == Format::Table {
                 println!(
                     "{} of {} partitions compacted: {} files -> {} files, {} rows, in {} ms",
-                    report.partitions_compacted, report.partitions_examined, report.files_in, report.files_out, report.rows, report.elapsed_ms
+                    report.partitions_compacted,
+                    report.partitions_examined,
+                    report.files_in,
+                    report.files_out,
+                    report.rows,
+                    report.elapsed_ms
                 );
             }
         }

@@ -11,7 +11,12 @@ use tarn_ingress::DevIssuer;
 
 /// The content type of a file, from its extension.
 pub fn content_type_for(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("json") => "application/json",
         Some("ndjson" | "jsonl") => "application/x-ndjson",
         Some("jpg" | "jpeg") => "image/jpeg",
@@ -36,7 +41,14 @@ pub struct Posted {
 }
 
 /// POSTs one document.
-pub async fn post(client: &reqwest::Client, base: &str, table: &str, token: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Posted> {
+pub async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    table: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<Posted> {
     let resp = client
         .post(format!("{base}/table/{table}/object"))
         .header("authorization", format!("Bearer {token}"))
@@ -48,7 +60,12 @@ pub async fn post(client: &reqwest::Client, base: &str, table: &str, token: &str
     let status = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
-    Ok(Posted { status, id: s("/data/id"), code: s("/error/code"), message: s("/error/message") })
+    Ok(Posted {
+        status,
+        id: s("/data/id"),
+        code: s("/error/code"),
+        message: s("/error/message"),
+    })
 }
 
 #[derive(Serialize)]
@@ -64,33 +81,58 @@ pub async fn run(args: IngestArgs, config: &Config) -> anyhow::Result<()> {
         Some(t) => t,
         None => {
             if !DevIssuer::key_path(&config.data_dir).exists() {
-                bail!("no --token given and no dev issuer in {}; pass --token (or TARN_TOKEN) or --data-dir", config.data_dir.display());
+                bail!(
+                    "no --token given and no dev issuer in {}; pass --token (or TARN_TOKEN) or --data-dir",
+                    config.data_dir.display()
+                );
             }
             let user = std::env::var("USER").unwrap_or_else(|_| "producer".into());
-            DevIssuer::open_or_create(&config.data_dir)?.mint(&user, &["tarn-writers".to_string()], std::time::Duration::from_secs(3600))?
+            DevIssuer::open_or_create(&config.data_dir)?.mint(
+                &user,
+                &["tarn-writers".to_string()],
+                std::time::Duration::from_secs(3600),
+            )?
         }
     };
     let client = reqwest::Client::new();
     let bar = ProgressBar::new(args.files.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"),
+    );
     let mut rows = Vec::new();
     let mut failed = 0;
     for file in &args.files {
         bar.set_message(file.display().to_string());
         let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let ct = args.content_type.as_deref().unwrap_or_else(|| content_type_for(file));
+        let ct = args
+            .content_type
+            .as_deref()
+            .unwrap_or_else(|| content_type_for(file));
         let p = post(&client, &args.url, &args.table, &token, ct, body).await?;
-        let error = p.code.as_ref().map(|c| format!("{c}: {}", p.message.clone().unwrap_or_default()));
+        let error = p
+            .code
+            .as_ref()
+            .map(|c| format!("{c}: {}", p.message.clone().unwrap_or_default()));
         if p.id.is_none() {
             failed += 1;
         }
         if args.format == Format::Table {
             bar.suspend(|| match (&p.id, &error) {
                 (Some(id), _) => println!("{id}  {}", file.display()),
-                (None, e) => eprintln!("{}: {} {}", file.display(), p.status, e.as_deref().unwrap_or("")),
+                (None, e) => eprintln!(
+                    "{}: {} {}",
+                    file.display(),
+                    p.status,
+                    e.as_deref().unwrap_or("")
+                ),
             });
         }
-        rows.push(Row { file: file.display().to_string(), status: p.status, id: p.id, error });
+        rows.push(Row {
+            file: file.display().to_string(),
+            status: p.status,
+            id: p.id,
+            error,
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -100,7 +142,13 @@ pub async fn run(args: IngestArgs, config: &Config) -> anyhow::Result<()> {
             println!("file,status,id,error");
             for r in &rows {
                 let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-                println!("{},{},{},{}", q(&r.file), r.status, r.id.as_deref().unwrap_or(""), q(r.error.as_deref().unwrap_or("")));
+                println!(
+                    "{},{},{},{}",
+                    q(&r.file),
+                    r.status,
+                    r.id.as_deref().unwrap_or(""),
+                    q(r.error.as_deref().unwrap_or(""))
+                );
             }
         }
         Format::Table => {}

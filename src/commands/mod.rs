@@ -29,7 +29,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.global.config.as_deref(), overrides)?;
     match cli.command {
         Command::Demo(a) => demo::run(a, &cli.global).await,
-        Command::Serve(_) if config.backend == crate::config::Backend::Aws => serve_aws::run(config).await,
+        Command::Serve(_) if config.backend == crate::config::Backend::Aws => {
+            serve_aws::run(config).await
+        }
         Command::Serve(_) => serve::run(config).await,
         Command::Token(_) if config.backend == crate::config::Backend::Aws => anyhow::bail!(
             "this platform uses a Cognito user pool: get tokens from Cognito (see templates/README.md), not from the dev issuer"

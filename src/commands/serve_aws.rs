@@ -12,9 +12,11 @@ use tarn_lake::{Pipeline, PipelineDeps};
 use tokio::sync::{Notify, watch};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let aws = tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
+    let aws =
+        tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
     let ports = tarn_aws::AwsPorts::connect(&aws).await;
-    let tables = tarn_catalog::load_schemas(&config.schemas).with_context(|| format!("loading {}", config.schemas.display()))?;
+    let tables = tarn_catalog::load_schemas(&config.schemas)
+        .with_context(|| format!("loading {}", config.schemas.display()))?;
     let mut config = config;
     if config.scan.clamd.is_none() {
         config.scan.clamd = aws.clamd_addr.clone();
@@ -40,7 +42,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let lock = Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone()));
     let pipeline = Arc::new(Pipeline::new(deps, config.pipeline_config()).with_lake_lock(lock));
-    pipeline.setup_catalog().await.context("registering tables in Glue")?;
+    pipeline
+        .setup_catalog()
+        .await
+        .context("registering tables in Glue")?;
 
     let notify = Arc::new(Notify::new());
     let state = IngressState {
@@ -55,16 +60,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         notify: Some(notify.clone()),
         max_in_flight: config.ingress.max_in_flight,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let p = pipeline.clone();
     let rx = stop_rx.clone();
     let pipeline_task = tokio::spawn(async move { p.run(notify, rx).await });
     let mut rx = stop_rx.clone();
-    let server = tokio::spawn(tarn_ingress::serve(listener, tarn_ingress::router(state), async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }));
-    eprintln!("tarn (aws backend: {} in {}) is serving on http://{}; stop with Ctrl-C", aws.lake_bucket, aws.region, config.listen);
+    let server = tokio::spawn(tarn_ingress::serve(
+        listener,
+        tarn_ingress::router(state),
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    ));
+    eprintln!(
+        "tarn (aws backend: {} in {}) is serving on http://{}; stop with Ctrl-C",
+        aws.lake_bucket, aws.region, config.listen
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -9,7 +9,10 @@ pub async fn run(args: TablesArgs, config: Config) -> anyhow::Result<()> {
     require_data_dir(&config.data_dir)?;
     let catalog = LocalCatalog::open(config.data_dir.join("catalog"))?;
     let stats = table_stats(&catalog, &config.database).await?;
-    let col = |n: &str, t: &str| ResultColumn { name: n.into(), data_type: t.into() };
+    let col = |n: &str, t: &str| ResultColumn {
+        name: n.into(),
+        data_type: t.into(),
+    };
     let result = QueryResult {
         columns: vec![
             col("table", "string"),
@@ -23,7 +26,12 @@ pub async fn run(args: TablesArgs, config: Config) -> anyhow::Result<()> {
         rows: stats
             .iter()
             .map(|s| {
-                let cols = |c: &[(String, String)]| c.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", ");
+                let cols = |c: &[(String, String)]| {
+                    c.iter()
+                        .map(|(n, t)| format!("{n} {t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
                 vec![
                     json!(s.name),
                     json!(cols(&s.columns)),

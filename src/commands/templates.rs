@@ -6,12 +6,17 @@ use crate::config::Config;
 use anyhow::{Context, bail};
 
 pub fn run(args: TemplatesArgs, config: &Config) -> anyhow::Result<()> {
-    let specs = tarn_catalog::load_schemas(&config.schemas).with_context(|| format!("loading {}", config.schemas.display()))?;
+    let specs = tarn_catalog::load_schemas(&config.schemas)
+        .with_context(|| format!("loading {}", config.schemas.display()))?;
     let text = tarn_aws::cfn::glue_tables_template(&specs);
     if args.check {
-        let current = std::fs::read_to_string(&args.out).with_context(|| format!("reading {}", args.out.display()))?;
+        let current = std::fs::read_to_string(&args.out)
+            .with_context(|| format!("reading {}", args.out.display()))?;
         if current != text {
-            bail!("{} is stale: run `tarn templates` and commit it", args.out.display());
+            bail!(
+                "{} is stale: run `tarn templates` and commit it",
+                args.out.display()
+            );
         }
         eprintln!("{} is current", args.out.display());
         return Ok(());

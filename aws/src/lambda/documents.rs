@@ -126,15 +126,23 @@ impl DocumentsFunction {
         let Some(req) = request(&event) else {
             return json_answer(
                 404,
-                &error_body("not_found", "no such route: this function serves GET /table/{name}/object/{id}[/content]"),
+                &error_body(
+                    "not_found",
+                    "no such route: this function serves GET /table/{name}/object/{id}[/content]",
+                ),
             );
         };
         let Some(claims) = caller(&event) else {
             // the method must sit behind the tarn authorizer, which names the caller
-            tracing::error!("no caller in requestContext.authorizer: is the route missing the authorizer?");
+            tracing::error!(
+                "no caller in requestContext.authorizer: is the route missing the authorizer?"
+            );
             return json_answer(
                 401,
-                &error_body("missing_token", "no verified caller: the route must use the tarn authorizer"),
+                &error_body(
+                    "missing_token",
+                    "no verified caller: the route must use the tarn authorizer",
+                ),
             );
         };
         match req {
@@ -192,12 +200,28 @@ mod tests {
     fn routes_from_the_resource() {
         let ctx = json!({});
         assert_eq!(
-            request(&event("/table/{name}/object/{id}", "events", "x", ctx.clone())),
-            Some(Request::Status { table: "events".into(), id: "x".into() })
+            request(&event(
+                "/table/{name}/object/{id}",
+                "events",
+                "x",
+                ctx.clone()
+            )),
+            Some(Request::Status {
+                table: "events".into(),
+                id: "x".into()
+            })
         );
         assert_eq!(
-            request(&event("/table/{name}/object/{id}/content", "photos", "y", ctx.clone())),
-            Some(Request::Content { table: "photos".into(), id: "y".into() })
+            request(&event(
+                "/table/{name}/object/{id}/content",
+                "photos",
+                "y",
+                ctx.clone()
+            )),
+            Some(Request::Content {
+                table: "photos".into(),
+                id: "y".into()
+            })
         );
         let mut post = event("/table/{name}/object/{id}", "events", "x", ctx);
         post["httpMethod"] = json!("POST");
@@ -219,7 +243,12 @@ mod tests {
         assert_eq!(c.groups, vec!["tarn-readers-events", "tarn-writers"]);
         assert!(c.can_read("events") && !c.can_read("photos"));
         // no groups at all
-        let e = event("/r", "events", "x", json!({"username": "bob", "groups": ""}));
+        let e = event(
+            "/r",
+            "events",
+            "x",
+            json!({"username": "bob", "groups": ""}),
+        );
         assert!(caller(&e).unwrap().groups.is_empty());
         // no authorizer: nobody
         assert!(caller(&event("/r", "events", "x", json!({}))).is_none());

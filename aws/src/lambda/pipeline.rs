@@ -919,7 +919,11 @@ impl NormalizeFunction {
                     .await?;
             }
             if let (Some(body), Some(key)) = (&it.object, &it.row.object_key) {
-                let content_type = it.row.detected_type.as_deref().unwrap_or(&it.row.content_type);
+                let content_type = it
+                    .row
+                    .detected_type
+                    .as_deref()
+                    .unwrap_or(&it.row.content_type);
                 tarn_core::objects::put_sanitized(
                     self.deps.lake.as_ref(),
                     self.deps.kms.as_ref(),

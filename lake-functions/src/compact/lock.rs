@@ -48,7 +48,12 @@ pub struct LocalLakeLock {
 impl LocalLakeLock {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| LakeError::Pipeline(format!("creating the lock directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            LakeError::Pipeline(format!(
+                "creating the lock directory {}: {e}",
+                dir.display()
+            ))
+        })?;
         Ok(Self { dir })
     }
 }
@@ -56,7 +61,11 @@ impl LocalLakeLock {
 #[async_trait]
 impl LakeLock for LocalLakeLock {
     async fn acquire(&self, name: &str) -> Result<LockGuard> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(LakeError::Pipeline(format!("bad lock name {name:?}")));
         }
         let path = self.dir.join(format!("{name}.lock"));
@@ -66,8 +75,11 @@ impl LakeLock for LocalLakeLock {
                 .truncate(false)
                 .write(true)
                 .open(&path)
-                .map_err(|e| LakeError::Pipeline(format!("opening lock {}: {e}", path.display())))?;
-            file.lock().map_err(|e| LakeError::Pipeline(format!("locking {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    LakeError::Pipeline(format!("opening lock {}: {e}", path.display()))
+                })?;
+            file.lock()
+                .map_err(|e| LakeError::Pipeline(format!("locking {}: {e}", path.display())))?;
             Ok(LockGuard::new(file))
         })
         .await
@@ -95,7 +107,11 @@ mod tests {
             let inside = inside.clone();
             tasks.push(tokio::spawn(async move {
                 let _g = l.acquire(WRITE_LOCK).await.unwrap();
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 inside.fetch_sub(1, Ordering::SeqCst);
             }));
@@ -105,7 +121,10 @@ mod tests {
         }
         let _w = a.acquire(WRITE_LOCK).await.unwrap();
         // another name is not blocked
-        tokio::time::timeout(Duration::from_secs(5), b.acquire(COMPACTION_LOCK)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), b.acquire(COMPACTION_LOCK))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(a.acquire("../x").await.is_err());
     }
 }

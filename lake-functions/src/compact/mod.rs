@@ -100,11 +100,34 @@ pub struct CompactionDeps {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Progress {
-    Planned { partitions: usize, files: usize, bytes: u64 },
-    PartitionStarted { table: String, partition: String, files: usize, bytes: u64 },
-    FileDone { table: String, partition: String, key: String, bytes: u64 },
-    PartitionCommitted { table: String, partition: String, files_in: usize, files_out: usize },
-    PartitionSkipped { table: String, partition: String, reason: String },
+    Planned {
+        partitions: usize,
+        files: usize,
+        bytes: u64,
+    },
+    PartitionStarted {
+        table: String,
+        partition: String,
+        files: usize,
+        bytes: u64,
+    },
+    FileDone {
+        table: String,
+        partition: String,
+        key: String,
+        bytes: u64,
+    },
+    PartitionCommitted {
+        table: String,
+        partition: String,
+        files_in: usize,
+        files_out: usize,
+    },
+    PartitionSkipped {
+        table: String,
+        partition: String,
+        reason: String,
+    },
 }
 
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -217,7 +240,9 @@ pub fn parse_partition_filter(spec: &str) -> Result<Vec<(String, String)>> {
         .filter(|s| !s.is_empty())
         .map(|kv| match kv.split_once('=') {
             Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(LakeError::Pipeline(format!("partition {spec:?}: expected KEY=VALUE[/KEY=VALUE...], e.g. dt=2024-05-06"))),
+            _ => Err(LakeError::Pipeline(format!(
+                "partition {spec:?}: expected KEY=VALUE[/KEY=VALUE...], e.g. dt=2024-05-06"
+            ))),
         })
         .collect()
 }
@@ -294,22 +319,34 @@ impl Compaction {
 
     fn key_of(&self, location: &str) -> Result<String> {
         let root = self.lake_root();
-        let key =
-            location.strip_prefix(&root).ok_or_else(|| LakeError::Pipeline(format!("location {location} is not in the lake {root}")))?;
-        Ok(if key.is_empty() || key.ends_with('/') { key.to_string() } else { format!("{key}/") })
+        let key = location.strip_prefix(&root).ok_or_else(|| {
+            LakeError::Pipeline(format!("location {location} is not in the lake {root}"))
+        })?;
+        Ok(if key.is_empty() || key.ends_with('/') {
+            key.to_string()
+        } else {
+            format!("{key}/")
+        })
     }
 
     /// Recovers crashed jobs, compacts every selected partition that needs it, then vacuums.
     pub async fn execute(self) -> Result<CompactionReport> {
         let started = Instant::now();
         let _run = self.deps.lock.acquire(COMPACTION_LOCK).await?;
-        let mut report = CompactionReport { recovered_jobs: self.recover().await?, ..Default::default() };
+        let mut report = CompactionReport {
+            recovered_jobs: self.recover().await?,
+            ..Default::default()
+        };
 
         // plan everything first, so the progress bar knows its length
         let mut todo: Vec<(TableDef, Partition, PartitionPlan)> = Vec::new();
         let uncommitted = self.uncommitted_batch_files().await?;
         for def in self.tables().await? {
-            let parts = self.deps.catalog.get_partitions(&self.deps.database, &def.name).await?;
+            let parts = self
+                .deps
+                .catalog
+                .get_partitions(&self.deps.database, &def.name)
+                .await?;
             for p in parts.into_iter().filter(|p| self.selected(&def, p)) {
                 report.partitions_examined += 1;
                 if let Err(e) = self.key_of(&p.location) {
@@ -317,7 +354,9 @@ impl Compaction {
                     continue;
                 }
                 let files = self.visible_files(&p.location).await?;
-                let Ok(plan) = plan_partition(&files, &self.plan) else { continue };
+                let Ok(plan) = plan_partition(&files, &self.plan) else {
+                    continue;
+                };
                 if let Some(reason) = pending_batch(&files, &uncommitted) {
                     self.skip(&mut report, &def, &p.values, reason);
                     continue;
@@ -365,11 +404,25 @@ impl Compaction {
         self.vacuum_now().await
     }
 
-    fn skip(&self, report: &mut CompactionReport, def: &TableDef, values: &[String], reason: String) {
+    fn skip(
+        &self,
+        report: &mut CompactionReport,
+        def: &TableDef,
+        values: &[String],
+        reason: String,
+    ) {
         let partition = def.partition_path(values);
         warn!(table = %def.name, %partition, %reason, "partition not compacted");
-        self.emit(Progress::PartitionSkipped { table: def.name.clone(), partition: partition.clone(), reason: reason.clone() });
-        report.skipped.push(SkippedPartition { table: def.name.clone(), partition, reason });
+        self.emit(Progress::PartitionSkipped {
+            table: def.name.clone(),
+            partition: partition.clone(),
+            reason: reason.clone(),
+        });
+        report.skipped.push(SkippedPartition {
+            table: def.name.clone(),
+            partition,
+            reason,
+        });
     }
 
     async fn tables(&self) -> Result<Vec<TableDef>> {
@@ -377,12 +430,18 @@ impl Compaction {
         match &self.table {
             Some(t) => match self.deps.catalog.get_table(db, t).await? {
                 Some(def) => Ok(vec![def]),
-                None => Err(LakeError::Catalog(tarn_catalog::CatalogError::NotFound { what: "table", name: format!("{db}.{t}") })),
+                None => Err(LakeError::Catalog(tarn_catalog::CatalogError::NotFound {
+                    what: "table",
+                    name: format!("{db}.{t}"),
+                })),
             },
             None => match self.deps.catalog.list_tables(db).await {
                 Ok(mut defs) => {
                     defs.sort_by(|a, b| a.name.cmp(&b.name));
-                    Ok(defs.into_iter().filter(|d| !d.partition_keys.is_empty()).collect())
+                    Ok(defs
+                        .into_iter()
+                        .filter(|d| !d.partition_keys.is_empty())
+                        .collect())
                 }
                 Err(e) if e.kind() == CatalogErrorKind::NotFound => Ok(vec![]),
                 Err(e) => Err(e.into()),
@@ -391,7 +450,12 @@ impl Compaction {
     }
 
     fn selected(&self, def: &TableDef, p: &Partition) -> bool {
-        self.partition.iter().all(|(k, v)| def.partition_keys.iter().position(|c| &c.name == k).is_some_and(|i| p.values.get(i) == Some(v)))
+        self.partition.iter().all(|(k, v)| {
+            def.partition_keys
+                .iter()
+                .position(|c| &c.name == k)
+                .is_some_and(|i| p.values.get(i) == Some(v))
+        })
     }
 
     /// The files a reader sees under `location`: `.parquet`, not empty, no path segment below
@@ -403,7 +467,11 @@ impl Compaction {
             .into_iter()
             .filter(|o| {
                 let rel = &o.key[prefix.len()..];
-                o.size > 0 && rel.ends_with(".parquet") && rel.split('/').all(|s| !(s.starts_with('_') || s.starts_with('.')))
+                o.size > 0
+                    && rel.ends_with(".parquet")
+                    && rel
+                        .split('/')
+                        .all(|s| !(s.starts_with('_') || s.starts_with('.')))
             })
             .map(|o| FileEntry::new(o.key, o.size))
             .collect())
@@ -427,8 +495,9 @@ impl Compaction {
                 Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
-            let m: ManifestView =
-                serde_json::from_slice(&body).map_err(|e| LakeError::Pipeline(format!("manifest {} is unreadable: {e}", obj.key)))?;
+            let m: ManifestView = serde_json::from_slice(&body).map_err(|e| {
+                LakeError::Pipeline(format!("manifest {} is unreadable: {e}", obj.key))
+            })?;
             if !m.committed {
                 out.extend(m.files);
             }
@@ -438,17 +507,28 @@ impl Compaction {
 
     async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let body = serde_json::to_vec_pretty(value).expect("serializes");
-        self.deps.state.put(key, body.into(), Default::default()).await?;
+        self.deps
+            .state
+            .put(key, body.into(), Default::default())
+            .await?;
         Ok(())
     }
 
     async fn location_of(&self, table: &str, values: &[String]) -> Result<Option<String>> {
-        let parts = match self.deps.catalog.get_partitions(&self.deps.database, table).await {
+        let parts = match self
+            .deps
+            .catalog
+            .get_partitions(&self.deps.database, table)
+            .await
+        {
             Ok(p) => p,
             Err(e) if e.kind() == CatalogErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        Ok(parts.into_iter().find(|p| p.values == values).map(|p| p.location))
+        Ok(parts
+            .into_iter()
+            .find(|p| p.values == values)
+            .map(|p| p.location))
     }
 
     /// Finishes or undoes the jobs a crashed run left. Returns how many there were.
@@ -456,8 +536,9 @@ impl Compaction {
         let jobs = self.deps.state.list(JOBS_PREFIX).await?;
         for obj in &jobs {
             let job: Job = match self.deps.state.get(&obj.key).await {
-                Ok(b) => serde_json::from_slice(&b.body)
-                    .map_err(|e| LakeError::Pipeline(format!("compaction job {} is unreadable: {e}", obj.key)))?,
+                Ok(b) => serde_json::from_slice(&b.body).map_err(|e| {
+                    LakeError::Pipeline(format!("compaction job {} is unreadable: {e}", obj.key))
+                })?,
                 Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
@@ -467,7 +548,12 @@ impl Compaction {
                 // after the swap, so its visible files are exactly the replaced ones.
                 let key = format!("{TOMBSTONES_PREFIX}{}.json", job.id);
                 if self.deps.state.head(&key).await?.is_none() {
-                    let keys = self.visible_files(&job.old_location).await?.into_iter().map(|f| f.key).collect();
+                    let keys = self
+                        .visible_files(&job.old_location)
+                        .await?
+                        .into_iter()
+                        .map(|f| f.key)
+                        .collect();
                     self.put_tombstone(&job, keys).await?;
                 }
                 info!(job = %job.id, table = %job.table, "finished a committed compaction job");
@@ -495,9 +581,12 @@ impl Compaction {
             new_location: job.new_location.clone(),
             keys,
             created: now,
-            delete_after: now.checked_add_signed(grace).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            delete_after: now
+                .checked_add_signed(grace)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
         };
-        self.put_json(&format!("{TOMBSTONES_PREFIX}{}.json", job.id), &t).await
+        self.put_json(&format!("{TOMBSTONES_PREFIX}{}.json", job.id), &t)
+            .await
     }
 
     async fn vacuum_now(&self) -> Result<VacuumReport> {
@@ -505,9 +594,9 @@ impl Compaction {
         let now = self.deps.clock.now();
         for obj in self.deps.state.list(TOMBSTONES_PREFIX).await? {
             let t: Tombstone = match self.deps.state.get(&obj.key).await {
-                Ok(b) => {
-                    serde_json::from_slice(&b.body).map_err(|e| LakeError::Pipeline(format!("tombstone {} is unreadable: {e}", obj.key)))?
-                }
+                Ok(b) => serde_json::from_slice(&b.body).map_err(|e| {
+                    LakeError::Pipeline(format!("tombstone {} is unreadable: {e}", obj.key))
+                })?,
                 Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
@@ -522,7 +611,10 @@ impl Compaction {
             };
             for key in &t.keys {
                 if live.as_ref().is_some_and(|l| key.starts_with(l.as_str())) {
-                    warn!(key, "a tombstoned file is under its partition's current location; kept");
+                    warn!(
+                        key,
+                        "a tombstoned file is under its partition's current location; kept"
+                    );
                     continue;
                 }
                 self.deps.lake.delete(key).await?;
@@ -561,10 +653,17 @@ impl Compaction {
             files: plan.files_in(),
             bytes: plan.bytes_in(),
         });
-        self.put_json(&format!("{JOBS_PREFIX}{id}.json"), &job).await?;
+        self.put_json(&format!("{JOBS_PREFIX}{id}.json"), &job)
+            .await?;
 
-        match self.write_outputs(def, &partition, plan, &old_key, &new_key, &id).await? {
-            Ok(written) => self.commit(def, &partition, plan, &job, &old_key, &new_key, written).await,
+        match self
+            .write_outputs(def, &partition, plan, &old_key, &new_key, &id)
+            .await?
+        {
+            Ok(written) => {
+                self.commit(def, &partition, plan, &job, &old_key, &new_key, written)
+                    .await
+            }
             Err(reason) => {
                 self.abandon(&job, &new_key).await?;
                 Ok(Err(reason))
@@ -577,7 +676,10 @@ impl Compaction {
         for o in self.deps.lake.list(new_key).await? {
             self.deps.lake.delete(&o.key).await?;
         }
-        self.deps.state.delete(&format!("{JOBS_PREFIX}{}.json", job.id)).await?;
+        self.deps
+            .state
+            .delete(&format!("{JOBS_PREFIX}{}.json", job.id))
+            .await?;
         Ok(())
     }
 
@@ -591,10 +693,17 @@ impl Compaction {
         id: &str,
     ) -> Result<std::result::Result<Written, String>> {
         let schema = file_schema(def);
-        let mut out = Outputs::new(self.deps.lake.clone(), schema.clone(), self.plan.target_size, format!("{new_key}c-{}", &id[..8]));
+        let mut out = Outputs::new(
+            self.deps.lake.clone(),
+            schema.clone(),
+            self.plan.target_size,
+            format!("{new_key}c-{}", &id[..8]),
+        );
         for f in &plan.merge {
             let body = self.deps.lake.get(&f.key).await?.body;
-            let reader = match ParquetRecordBatchReaderBuilder::try_new(body).and_then(|b| b.with_batch_size(8192).build()) {
+            let reader = match ParquetRecordBatchReaderBuilder::try_new(body)
+                .and_then(|b| b.with_batch_size(8192).build())
+            {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(format!("{} is not readable Parquet: {e}", f.key))),
             };
@@ -609,16 +718,31 @@ impl Compaction {
                 };
                 out.write(&batch).await?;
             }
-            self.emit(Progress::FileDone { table: def.name.clone(), partition: partition.to_string(), key: f.key.clone(), bytes: f.size });
+            self.emit(Progress::FileDone {
+                table: def.name.clone(),
+                partition: partition.to_string(),
+                key: f.key.clone(),
+                bytes: f.size,
+            });
         }
         out.finish().await?;
-        let mut written = Written { files: out.files, bytes: out.bytes, rows: out.rows, carried_rows: 0 };
+        let mut written = Written {
+            files: out.files,
+            bytes: out.bytes,
+            rows: out.rows,
+            carried_rows: 0,
+        };
         for f in &plan.carry {
             let rows = self.copy_into(&f.key, old_key, new_key).await?;
             written.files += 1;
             written.bytes += f.size;
             written.carried_rows += rows;
-            self.emit(Progress::FileDone { table: def.name.clone(), partition: partition.to_string(), key: f.key.clone(), bytes: f.size });
+            self.emit(Progress::FileDone {
+                table: def.name.clone(),
+                partition: partition.to_string(),
+                key: f.key.clone(),
+                bytes: f.size,
+            });
         }
         Ok(Ok(written))
     }
@@ -626,10 +750,18 @@ impl Compaction {
     /// Copies a file from under the old location to the same relative path under the new one
     /// (a server-side copy on S3); returns its row count, from its footer.
     async fn copy_into(&self, key: &str, old_key: &str, new_key: &str) -> Result<u64> {
-        let rel = key.strip_prefix(old_key).ok_or_else(|| LakeError::Pipeline(format!("{key} is not under {old_key}")))?;
+        let rel = key
+            .strip_prefix(old_key)
+            .ok_or_else(|| LakeError::Pipeline(format!("{key} is not under {old_key}")))?;
         let obj = self.deps.lake.get(key).await?;
-        let rows = ParquetRecordBatchReaderBuilder::try_new(obj.body.clone())?.metadata().file_metadata().num_rows() as u64;
-        self.deps.lake.put(&format!("{new_key}{rel}"), obj.body, obj.info.metadata).await?;
+        let rows = ParquetRecordBatchReaderBuilder::try_new(obj.body.clone())?
+            .metadata()
+            .file_metadata()
+            .num_rows() as u64;
+        self.deps
+            .lake
+            .put(&format!("{new_key}{rel}"), obj.body, obj.info.metadata)
+            .await?;
         Ok(rows)
     }
 
@@ -649,7 +781,9 @@ impl Compaction {
         let current = self.location_of(&def.name, &job.values).await?;
         if current.as_deref() != Some(job.old_location.as_str()) {
             self.abandon(job, new_key).await?;
-            return Ok(Err("the partition's location changed while it was being compacted".into()));
+            return Ok(Err(
+                "the partition's location changed while it was being compacted".into(),
+            ));
         }
         let now_files = self.visible_files(&job.old_location).await?;
         let uncommitted = self.uncommitted_batch_files().await?;
@@ -657,13 +791,23 @@ impl Compaction {
             self.abandon(job, new_key).await?;
             return Ok(Err(reason));
         }
-        let planned: BTreeSet<&str> = plan.merge.iter().chain(&plan.carry).map(|f| f.key.as_str()).collect();
+        let planned: BTreeSet<&str> = plan
+            .merge
+            .iter()
+            .chain(&plan.carry)
+            .map(|f| f.key.as_str())
+            .collect();
         let present: BTreeSet<&str> = now_files.iter().map(|f| f.key.as_str()).collect();
         if let Some(gone) = planned.iter().find(|k| !present.contains(*k)) {
             self.abandon(job, new_key).await?;
-            return Ok(Err(format!("{gone} disappeared while the partition was being compacted")));
+            return Ok(Err(format!(
+                "{gone} disappeared while the partition was being compacted"
+            )));
         }
-        let late: Vec<&FileEntry> = now_files.iter().filter(|f| !planned.contains(f.key.as_str())).collect();
+        let late: Vec<&FileEntry> = now_files
+            .iter()
+            .filter(|f| !planned.contains(f.key.as_str()))
+            .collect();
         let mut written = written;
         for f in &late {
             written.carried_rows += self.copy_into(&f.key, old_key, new_key).await?;
@@ -672,10 +816,21 @@ impl Compaction {
         }
 
         // the commit
-        self.deps.catalog.update_partition(&self.deps.database, &def.name, &job.values, &job.new_location).await?;
+        self.deps
+            .catalog
+            .update_partition(
+                &self.deps.database,
+                &def.name,
+                &job.values,
+                &job.new_location,
+            )
+            .await?;
         let keys: Vec<String> = now_files.iter().map(|f| f.key.clone()).collect();
         self.put_tombstone(job, keys).await?;
-        self.deps.state.delete(&format!("{JOBS_PREFIX}{}.json", job.id)).await?;
+        self.deps
+            .state
+            .delete(&format!("{JOBS_PREFIX}{}.json", job.id))
+            .await?;
         drop(_write);
 
         let r = PartitionReport {
@@ -705,9 +860,15 @@ impl Compaction {
 /// `1GiB`, `512KiB`, `100MB` (powers of 1000 for KB/MB/GB, of 1024 for KiB/MiB/GiB and K/M/G).
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let bad = || LakeError::Pipeline(format!("size {s:?}: expected a number with an optional unit, e.g. 128MiB"));
+    let bad = || {
+        LakeError::Pipeline(format!(
+            "size {s:?}: expected a number with an optional unit, e.g. 128MiB"
+        ))
+    };
     let n: f64 = num.parse().map_err(|_| bad())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -810,7 +971,16 @@ struct Outputs {
 
 impl Outputs {
     fn new(lake: Arc<dyn ObjectStore>, schema: SchemaRef, target: u64, stem: String) -> Self {
-        Self { lake, schema, target, stem, writer: None, files: 0, bytes: 0, rows: 0 }
+        Self {
+            lake,
+            schema,
+            target,
+            stem,
+            writer: None,
+            files: 0,
+            bytes: 0,
+            rows: 0,
+        }
     }
 
     fn props(&self) -> Result<WriterProperties> {
@@ -827,7 +997,11 @@ impl Outputs {
             return Ok(());
         }
         if self.writer.is_none() {
-            self.writer = Some(ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props()?))?);
+            self.writer = Some(ArrowWriter::try_new(
+                Vec::new(),
+                self.schema.clone(),
+                Some(self.props()?),
+            )?);
         }
         let w = self.writer.as_mut().expect("a writer");
         w.write(batch)?;
@@ -839,12 +1013,16 @@ impl Outputs {
     }
 
     async fn close(&mut self) -> Result<()> {
-        let Some(w) = self.writer.take() else { return Ok(()) };
+        let Some(w) = self.writer.take() else {
+            return Ok(());
+        };
         let body = w.into_inner()?;
         let key = format!("{}-{:05}.parquet", self.stem, self.files);
         self.bytes += body.len() as u64;
         self.files += 1;
-        self.lake.put(&key, Bytes::from(body), Default::default()).await?;
+        self.lake
+            .put(&key, Bytes::from(body), Default::default())
+            .await?;
         Ok(())
     }
 
@@ -874,7 +1052,10 @@ mod tests {
     fn partition_filters_parse() {
         assert_eq!(
             parse_partition_filter("table_name=events/dt=2024-05-06").unwrap(),
-            [("table_name".to_string(), "events".to_string()), ("dt".to_string(), "2024-05-06".to_string())]
+            [
+                ("table_name".to_string(), "events".to_string()),
+                ("dt".to_string(), "2024-05-06".to_string())
+            ]
         );
         assert!(parse_partition_filter("dt").is_err());
         assert!(parse_partition_filter("=x").is_err());

@@ -16,7 +16,10 @@ pub struct FileEntry {
 
 impl FileEntry {
     pub fn new(key: impl Into<String>, size: u64) -> Self {
-        Self { key: key.into(), size }
+        Self {
+            key: key.into(),
+            size,
+        }
     }
 }
 
@@ -30,7 +33,10 @@ pub struct PlanConfig {
 
 impl Default for PlanConfig {
     fn default() -> Self {
-        Self { target_size: DEFAULT_TARGET_SIZE, min_small_files: 2 }
+        Self {
+            target_size: DEFAULT_TARGET_SIZE,
+            min_small_files: 2,
+        }
     }
 }
 
@@ -71,7 +77,8 @@ pub fn plan_partition(files: &[FileEntry], config: &PlanConfig) -> Result<Partit
     let mut sorted: Vec<FileEntry> = files.to_vec();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     sorted.dedup_by(|a, b| a.key == b.key);
-    let (merge, carry): (Vec<FileEntry>, Vec<FileEntry>) = sorted.into_iter().partition(|f| f.size < target);
+    let (merge, carry): (Vec<FileEntry>, Vec<FileEntry>) =
+        sorted.into_iter().partition(|f| f.size < target);
     if merge.len() < config.min_small_files.max(2) {
         return Err(NoPlan::FewSmallFiles { small: merge.len() });
     }
@@ -108,23 +115,41 @@ mod tests {
     }
 
     fn cfg(target: u64) -> PlanConfig {
-        PlanConfig { target_size: target, min_small_files: 2 }
+        PlanConfig {
+            target_size: target,
+            min_small_files: 2,
+        }
     }
 
     #[test]
     fn one_small_file_is_left_alone() {
-        assert_eq!(plan_partition(&[], &cfg(100)), Err(NoPlan::FewSmallFiles { small: 0 }));
-        assert_eq!(plan_partition(&[f("a", 10)], &cfg(100)), Err(NoPlan::FewSmallFiles { small: 1 }));
+        assert_eq!(
+            plan_partition(&[], &cfg(100)),
+            Err(NoPlan::FewSmallFiles { small: 0 })
+        );
+        assert_eq!(
+            plan_partition(&[f("a", 10)], &cfg(100)),
+            Err(NoPlan::FewSmallFiles { small: 1 })
+        );
         // big files do not count, however many
         let big: Vec<FileEntry> = (0..50).map(|i| f(&format!("k{i:02}"), 100 + i)).collect();
         let mut with_one_small = big.clone();
         with_one_small.push(f("z", 5));
-        assert_eq!(plan_partition(&with_one_small, &cfg(100)), Err(NoPlan::FewSmallFiles { small: 1 }));
+        assert_eq!(
+            plan_partition(&with_one_small, &cfg(100)),
+            Err(NoPlan::FewSmallFiles { small: 1 })
+        );
     }
 
     #[test]
     fn small_files_are_merged_and_big_ones_carried() {
-        let files = [f("c", 30), f("a", 30), f("big", 100), f("b", 50), f("d", 200)];
+        let files = [
+            f("c", 30),
+            f("a", 30),
+            f("big", 100),
+            f("b", 50),
+            f("d", 200),
+        ];
         let plan = plan_partition(&files, &cfg(100)).unwrap();
         assert_eq!(plan.merge, [f("a", 30), f("b", 50), f("c", 30)]);
         assert_eq!(plan.carry, [f("big", 100), f("d", 200)]);
@@ -136,15 +161,44 @@ mod tests {
     #[test]
     fn min_small_files_is_configurable() {
         let files = [f("a", 1), f("b", 1), f("c", 1)];
-        assert!(plan_partition(&files, &PlanConfig { target_size: 10, min_small_files: 3 }).is_ok());
-        assert_eq!(plan_partition(&files, &PlanConfig { target_size: 10, min_small_files: 4 }), Err(NoPlan::FewSmallFiles { small: 3 }));
+        assert!(
+            plan_partition(
+                &files,
+                &PlanConfig {
+                    target_size: 10,
+                    min_small_files: 3
+                }
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            plan_partition(
+                &files,
+                &PlanConfig {
+                    target_size: 10,
+                    min_small_files: 4
+                }
+            ),
+            Err(NoPlan::FewSmallFiles { small: 3 })
+        );
         // below 2 means 2: merging one file into one file gains nothing
-        assert!(plan_partition(&[f("a", 1)], &PlanConfig { target_size: 10, min_small_files: 0 }).is_err());
+        assert!(
+            plan_partition(
+                &[f("a", 1)],
+                &PlanConfig {
+                    target_size: 10,
+                    min_small_files: 0
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn the_plan_does_not_depend_on_listing_order() {
-        let files: Vec<FileEntry> = (0..40).map(|i| f(&format!("part-{:03}", (i * 17) % 40), 3 + (i % 7) * 5)).collect();
+        let files: Vec<FileEntry> = (0..40)
+            .map(|i| f(&format!("part-{:03}", (i * 17) % 40), 3 + (i % 7) * 5))
+            .collect();
         let a = plan_partition(&files, &cfg(50)).unwrap();
         let mut rev = files.clone();
         rev.reverse();
@@ -156,7 +210,10 @@ mod tests {
         assert_eq!(flat, a.merge);
         assert!(a.merge.windows(2).all(|w| w[0].key < w[1].key));
         for bin in &a.bins {
-            assert!(bin.len() == 1 || bin.iter().map(|f| f.size).sum::<u64>() <= 50, "{bin:?}");
+            assert!(
+                bin.len() == 1 || bin.iter().map(|f| f.size).sum::<u64>() <= 50,
+                "{bin:?}"
+            );
         }
         // next fit: two neighbouring bins never fit in one
         for w in a.bins.windows(2) {
@@ -174,8 +231,17 @@ mod tests {
     #[test]
     fn bin_packing_edges() {
         assert!(bin_pack(&[], 10).is_empty());
-        assert_eq!(bin_pack(&[f("a", 10), f("b", 10)], 10), [vec![f("a", 10)], vec![f("b", 10)]]);
-        assert_eq!(bin_pack(&[f("a", 5), f("b", 5)], 10), [vec![f("a", 5), f("b", 5)]]);
-        assert_eq!(bin_pack(&[f("a", 15), f("b", 1)], 10), [vec![f("a", 15)], vec![f("b", 1)]]);
+        assert_eq!(
+            bin_pack(&[f("a", 10), f("b", 10)], 10),
+            [vec![f("a", 10)], vec![f("b", 10)]]
+        );
+        assert_eq!(
+            bin_pack(&[f("a", 5), f("b", 5)], 10),
+            [vec![f("a", 5), f("b", 5)]]
+        );
+        assert_eq!(
+            bin_pack(&[f("a", 15), f("b", 1)], 10),
+            [vec![f("a", 15)], vec![f("b", 1)]]
+        );
     }
 }

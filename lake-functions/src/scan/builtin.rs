@@ -21,11 +21,19 @@ pub struct BuiltinScanner {
 impl Default for BuiltinScanner {
     fn default() -> Self {
         // assembled from pieces, so this source file is not itself detected as EICAR
-        let eicar = ["X5O!P%@AP[4\\PZX54(P^)7CC)7}$", "EICAR-STANDARD-ANTIVIRUS-TEST-FILE", "!$H+H*"].concat();
+        let eicar = [
+            "X5O!P%@AP[4\\PZX54(P^)7CC)7}$",
+            "EICAR-STANDARD-ANTIVIRUS-TEST-FILE",
+            "!$H+H*",
+        ]
+        .concat();
         Self {
             signatures: vec![
                 ("Eicar-Test-Signature.TARN", eicar.into_bytes()),
-                ("Tarn-Test-Malware-Marker.TARN", ["TARN-TEST-", "MALWARE-MARKER"].concat().into_bytes()),
+                (
+                    "Tarn-Test-Malware-Marker.TARN",
+                    ["TARN-TEST-", "MALWARE-MARKER"].concat().into_bytes(),
+                ),
             ],
             max_bytes: MAX_BYTES,
         }
@@ -41,7 +49,9 @@ impl BuiltinScanner {
     fn find(&self, body: &[u8]) -> Option<&'static str> {
         self.signatures
             .iter()
-            .find(|(_, pattern)| !pattern.is_empty() && body.windows(pattern.len()).any(|w| w == pattern.as_slice()))
+            .find(|(_, pattern)| {
+                !pattern.is_empty() && body.windows(pattern.len()).any(|w| w == pattern.as_slice())
+            })
             .map(|(name, _)| *name)
     }
 }
@@ -65,12 +75,17 @@ fn zip_has_compressed_member(body: &[u8]) -> bool {
 impl Scanner for BuiltinScanner {
     async fn scan(&self, body: &[u8]) -> Result<ScanVerdict, ScanError> {
         if body.len() > self.max_bytes {
-            return Err(ScanError::Refused(format!("the built-in engine reads at most {} bytes", self.max_bytes)));
+            return Err(ScanError::Refused(format!(
+                "the built-in engine reads at most {} bytes",
+                self.max_bytes
+            )));
         }
         if let Some(name) = self.find(body) {
             return Ok(ScanVerdict::Infected(name.to_string()));
         }
-        if body.starts_with(&[0x1F, 0x8B]) || (body.starts_with(b"PK") && zip_has_compressed_member(body)) {
+        if body.starts_with(&[0x1F, 0x8B])
+            || (body.starts_with(b"PK") && zip_has_compressed_member(body))
+        {
             return Err(ScanError::Refused(
                 "the built-in engine cannot look inside compressed archives; configure clamd (--clamd)".into(),
             ));
@@ -99,7 +114,12 @@ mod tests {
     #[tokio::test]
     async fn builtin_engine_passes_the_scanner_conformance_suite() {
         let dead = ClamdScanner::connect("tcp://127.0.0.1:9", Timeouts::default()).unwrap();
-        conformance::scanner(&BuiltinScanner::default().with_max_bytes(1 << 20), &dead, Some(2 << 20)).await;
+        conformance::scanner(
+            &BuiltinScanner::default().with_max_bytes(1 << 20),
+            &dead,
+            Some(2 << 20),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -65,18 +65,31 @@ impl FromStr for ClamdAddr {
     type Err = ScanError;
 
     fn from_str(s: &str) -> Result<Self, ScanError> {
-        let bad = |reason: &str| ScanError::Address { addr: s.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| ScanError::Address {
+            addr: s.to_string(),
+            reason: reason.to_string(),
+        };
         if let Some(rest) = s.strip_prefix("tcp://") {
-            let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("expected tcp://host:port"))?;
-            let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+            let (host, port) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected tcp://host:port"))?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
             if host.is_empty() || host.contains('/') {
                 return Err(bad("expected tcp://host:port"));
             }
-            let port: u16 = port.parse().map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
             if port == 0 {
                 return Err(bad("the port is not a number from 1 to 65535"));
             }
-            Ok(ClamdAddr::Tcp { host: host.to_string(), port })
+            Ok(ClamdAddr::Tcp {
+                host: host.to_string(),
+                port,
+            })
         } else if let Some(path) = s.strip_prefix("unix://") {
             if !path.starts_with('/') || path.len() < 2 {
                 return Err(bad("expected unix:///absolute/path"));
@@ -91,7 +104,9 @@ impl FromStr for ClamdAddr {
 impl std::fmt::Display for ClamdAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClamdAddr::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            ClamdAddr::Tcp { host, port } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
             ClamdAddr::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             ClamdAddr::Unix(path) => write!(f, "unix://{}", path.display()),
         }
@@ -109,7 +124,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { connect: Duration::from_secs(5), scan: Duration::from_secs(60) }
+        Self {
+            connect: Duration::from_secs(5),
+            scan: Duration::from_secs(60),
+        }
     }
 }
 
@@ -218,8 +236,14 @@ impl ClamdScanner {
         };
         match tokio::time::timeout(self.timeouts.connect, connect).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(source)) => Err(ScanError::Connect { addr: self.addr_text.clone(), source }),
-            Err(_) => Err(ScanError::ConnectTimeout { addr: self.addr_text.clone(), after: self.timeouts.connect }),
+            Ok(Err(source)) => Err(ScanError::Connect {
+                addr: self.addr_text.clone(),
+                source,
+            }),
+            Err(_) => Err(ScanError::ConnectTimeout {
+                addr: self.addr_text.clone(),
+                after: self.timeouts.connect,
+            }),
         }
     }
 
@@ -227,7 +251,11 @@ impl ClamdScanner {
         let mut conn = self.open().await?;
         // clamd does not answer IDSESSION itself; a daemon without sessions answers the next command unnumbered
         conn.send(&self.addr_text, b"zIDSESSION\0").await?;
-        Ok(Session { conn, next_id: 1, idle_since: Instant::now() })
+        Ok(Session {
+            conn,
+            next_id: 1,
+            idle_since: Instant::now(),
+        })
     }
 
     fn take_idle(&self) -> Option<Session> {
@@ -249,11 +277,18 @@ impl ClamdScanner {
     }
 
     /// Sends `cmd`, reads its answer and parses it with `parse`, within [`Timeouts::scan`].
-    async fn request<T>(&self, cmd: Command<'_>, parse: fn(&Reply) -> Result<T, ScanError>) -> Result<T, ScanError> {
+    async fn request<T>(
+        &self,
+        cmd: Command<'_>,
+        parse: fn(&Reply) -> Result<T, ScanError>,
+    ) -> Result<T, ScanError> {
         let after = self.timeouts.scan;
         match tokio::time::timeout(after, self.request_untimed(cmd, parse)).await {
             Ok(r) => r,
-            Err(_) => Err(ScanError::Timeout { addr: self.addr_text.clone(), after }),
+            Err(_) => Err(ScanError::Timeout {
+                addr: self.addr_text.clone(),
+                after,
+            }),
         }
     }
 
@@ -322,7 +357,8 @@ impl Scanner for ClamdScanner {
     }
 
     async fn version(&self) -> Result<EngineVersion, ScanError> {
-        self.request(Command::Version, |r| parse_version(&r.text)).await
+        self.request(Command::Version, |r| parse_version(&r.text))
+            .await
     }
 
     async fn ping(&self) -> Result<(), ScanError> {
@@ -367,16 +403,26 @@ struct Session {
 }
 
 impl Session {
-    async fn request(&mut self, scanner: &ClamdScanner, cmd: Command<'_>) -> Result<Numbered, ScanError> {
+    async fn request(
+        &mut self,
+        scanner: &ClamdScanner,
+        cmd: Command<'_>,
+    ) -> Result<Numbered, ScanError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut reply = self.conn.exchange(&scanner.addr_text, cmd, scanner.chunk_size).await?;
+        let mut reply = self
+            .conn
+            .exchange(&scanner.addr_text, cmd, scanner.chunk_size)
+            .await?;
         match strip_number(&reply.text) {
             Some((n, rest)) if n == id => {
                 reply.text = rest.to_string();
                 Ok(Numbered::Yes(reply))
             }
-            Some((n, _)) => Err(ScanError::Protocol(format!("answer numbered {n} to request {id}: {}", reply.text))),
+            Some((n, _)) => Err(ScanError::Protocol(format!(
+                "answer numbered {n} to request {id}: {}",
+                reply.text
+            ))),
             None => Ok(Numbered::No(reply)),
         }
     }
@@ -402,11 +448,19 @@ impl Conn {
             Conn::Tcp(s) => s.write_all(bytes).await,
             Conn::Unix(s) => s.write_all(bytes).await,
         };
-        r.map_err(|source| ScanError::Io { addr: addr.to_string(), source })
+        r.map_err(|source| ScanError::Io {
+            addr: addr.to_string(),
+            source,
+        })
     }
 
     /// Sends one command and reads its answer (in a session clamd numbers it itself).
-    async fn exchange(&mut self, addr: &str, cmd: Command<'_>, chunk: usize) -> Result<Reply, ScanError> {
+    async fn exchange(
+        &mut self,
+        addr: &str,
+        cmd: Command<'_>,
+        chunk: usize,
+    ) -> Result<Reply, ScanError> {
         let prefix = format!("z{}\0", cmd.name());
         let body = match cmd {
             Command::Instream(body) => Some(body),
@@ -437,7 +491,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let io_err = |source| ScanError::Io { addr: addr.to_string(), source };
+    let io_err = |source| ScanError::Io {
+        addr: addr.to_string(),
+        source,
+    };
     let Some(body) = body else {
         wr.write_all(prefix).await.map_err(io_err)?;
         let text = read_reply(&mut rd, addr).await?;
@@ -465,23 +522,41 @@ where
 
 /// `prefix`, then `body` in length-prefixed chunks, then the zero-length end, in as few writes
 /// as the socket takes, straight from `body`.
-async fn write_stream<W: AsyncWrite + Unpin>(w: &mut W, prefix: &[u8], body: &[u8], chunk: usize) -> io::Result<()> {
+async fn write_stream<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    prefix: &[u8],
+    body: &[u8],
+    chunk: usize,
+) -> io::Result<()> {
     const END: [u8; 4] = [0; 4];
     if body.is_empty() {
         return write_all_vectored(w, &mut [IoSlice::new(prefix), IoSlice::new(&END)]).await;
     }
     let count = body.len().div_ceil(chunk);
     for (i, part) in body.chunks(chunk).enumerate() {
-        let len = u32::try_from(part.len()).expect("chunks are at most 8 MiB").to_be_bytes();
+        let len = u32::try_from(part.len())
+            .expect("chunks are at most 8 MiB")
+            .to_be_bytes();
         let first: &[u8] = if i == 0 { prefix } else { &[] };
         let last: &[u8] = if i + 1 == count { &END } else { &[] };
-        write_all_vectored(w, &mut [IoSlice::new(first), IoSlice::new(&len), IoSlice::new(part), IoSlice::new(last)])
-            .await?;
+        write_all_vectored(
+            w,
+            &mut [
+                IoSlice::new(first),
+                IoSlice::new(&len),
+                IoSlice::new(part),
+                IoSlice::new(last),
+            ],
+        )
+        .await?;
     }
     Ok(())
 }
 
-async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         let n = w.write_vectored(bufs).await?;
@@ -501,20 +576,36 @@ async fn read_reply<R: AsyncRead + Unpin>(rd: &mut R, addr: &str) -> Result<Stri
     loop {
         let n = match rd.read(&mut chunk).await {
             Ok(n) => n,
-            Err(source) if buf.is_empty() => return Err(ScanError::Io { addr: addr.to_string(), source }),
-            Err(e) => return Err(ScanError::Protocol(format!("{e} after a partial answer {:?}", lossy(&buf)))),
+            Err(source) if buf.is_empty() => {
+                return Err(ScanError::Io {
+                    addr: addr.to_string(),
+                    source,
+                });
+            }
+            Err(e) => {
+                return Err(ScanError::Protocol(format!(
+                    "{e} after a partial answer {:?}",
+                    lossy(&buf)
+                )));
+            }
         };
         if n == 0 {
             return Err(if buf.is_empty() {
                 ScanError::Closed
             } else {
-                ScanError::Protocol(format!("connection closed in the middle of the answer {:?}", lossy(&buf)))
+                ScanError::Protocol(format!(
+                    "connection closed in the middle of the answer {:?}",
+                    lossy(&buf)
+                ))
             });
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.iter().position(|b| *b == 0) {
             if end + 1 != buf.len() {
-                return Err(ScanError::Protocol(format!("bytes after the answer {:?}", lossy(&buf))));
+                return Err(ScanError::Protocol(format!(
+                    "bytes after the answer {:?}",
+                    lossy(&buf)
+                )));
             }
             buf.truncate(end);
             return String::from_utf8(buf).map_err(|e| ScanError::Protocol(lossy(e.as_bytes())));
@@ -537,7 +628,11 @@ fn refusal(text: &str) -> Option<ScanError> {
     let reason = text.strip_suffix("ERROR")?;
     let reason = reason.trim_end().trim_end_matches('.');
     let reason = reason.strip_prefix("stream: ").unwrap_or(reason).trim();
-    Some(ScanError::Refused(if reason.is_empty() { "error".into() } else { reason.to_string() }))
+    Some(ScanError::Refused(if reason.is_empty() {
+        "error".into()
+    } else {
+        reason.to_string()
+    }))
 }
 
 fn parse_pong(text: &str) -> Result<(), ScanError> {
@@ -565,7 +660,11 @@ fn parse_version(text: &str) -> Result<EngineVersion, ScanError> {
         Some(db) if is_token(db) => Some(db.to_string()),
         Some(_) => return Err(bad()),
     };
-    Ok(EngineVersion { engine: "clamav".into(), version: version.to_string(), database })
+    Ok(EngineVersion {
+        engine: "clamav".into(),
+        version: version.to_string(),
+        database,
+    })
 }
 
 fn is_token(s: &str) -> bool {
@@ -583,7 +682,9 @@ fn parse_instream(reply: &Reply) -> Result<ScanVerdict, ScanError> {
     let rest = text.strip_prefix("stream: ").ok_or_else(unexpected)?;
     if rest == "OK" {
         if reply.early {
-            return Err(ScanError::Protocol(format!("{text} before the end of the stream")));
+            return Err(ScanError::Protocol(format!(
+                "{text} before the end of the stream"
+            )));
         }
         return Ok(ScanVerdict::Clean);
     }

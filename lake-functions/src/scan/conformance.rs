@@ -10,7 +10,12 @@ use super::{ScanVerdict, Scanner};
 
 /// The EICAR anti-virus test file (68 bytes), assembled at run time.
 pub fn eicar() -> Vec<u8> {
-    let parts: [&[u8]; 4] = [b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$", b"EICAR-STANDARD-", b"ANTIVIRUS-TEST-", b"FILE!$H+H*"];
+    let parts: [&[u8]; 4] = [
+        b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$",
+        b"EICAR-STANDARD-",
+        b"ANTIVIRUS-TEST-",
+        b"FILE!$H+H*",
+    ];
     let out = parts.concat();
     debug_assert_eq!(out.len(), 68);
     out
@@ -80,7 +85,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -92,7 +101,11 @@ pub fn clean_text(len: usize) -> Vec<u8> {
     let mut i = 0u64;
     while out.len() < len {
         out.extend_from_slice(
-            format!("line {i}: the quick brown fox jumps over the lazy dog {}\n", i * 7919 % 1000).as_bytes(),
+            format!(
+                "line {i}: the quick brown fox jumps over the lazy dog {}\n",
+                i * 7919 % 1000
+            )
+            .as_bytes(),
         );
         i += 1;
     }
@@ -103,7 +116,10 @@ pub fn clean_text(len: usize) -> Vec<u8> {
 async fn expect_infected(scanner: &dyn Scanner, body: &[u8], what: &str) -> String {
     match scanner.scan(body).await {
         Ok(ScanVerdict::Infected(name)) => {
-            assert!(!name.is_empty(), "{what}: an infected verdict names its signature");
+            assert!(
+                !name.is_empty(),
+                "{what}: an infected verdict names its signature"
+            );
             name
         }
         other => panic!("{what}: expected an infected verdict, got {other:?}"),
@@ -125,7 +141,10 @@ pub async fn scanner(live: &dyn Scanner, unreachable: &dyn Scanner, over_limit: 
     // the engine answers and names itself
     live.ping().await.expect("ping a live engine");
     let version = live.version().await.expect("version of a live engine");
-    assert!(!version.engine.is_empty() && !version.version.is_empty(), "the version names the engine: {version:?}");
+    assert!(
+        !version.engine.is_empty() && !version.version.is_empty(),
+        "the version names the engine: {version:?}"
+    );
 
     // EICAR, bare, in a zip, in a zip in a zip
     let eicar = eicar();
@@ -137,22 +156,45 @@ pub async fn scanner(live: &dyn Scanner, unreachable: &dyn Scanner, over_limit: 
 
     // clean files pass: empty, small, spanning many chunks, a zip of clean files
     expect_clean(live, b"", "an empty body").await;
-    expect_clean(live, b"{\"user\": \"ada\", \"n\": 1}", "a small JSON document").await;
+    expect_clean(
+        live,
+        b"{\"user\": \"ada\", \"n\": 1}",
+        "a small JSON document",
+    )
+    .await;
     let big = clean_text(300 * 1024 + 17);
     expect_clean(live, &big, "a 300 KiB text").await;
-    expect_clean(live, &stored_zip(&[("a.txt", b"hello"), ("b.txt", &big[..1000])]), "a zip of clean files").await;
+    expect_clean(
+        live,
+        &stored_zip(&[("a.txt", b"hello"), ("b.txt", &big[..1000])]),
+        "a zip of clean files",
+    )
+    .await;
     // a detected member after a large clean one is still found
-    expect_infected(live, &stored_zip(&[("big.txt", &big), ("eicar.com", &eicar)]), "EICAR after a large zip member")
-        .await;
+    expect_infected(
+        live,
+        &stored_zip(&[("big.txt", &big), ("eicar.com", &eicar)]),
+        "EICAR after a large zip member",
+    )
+    .await;
 
     // scans are independent: concurrent scans each get their own verdict
-    let bodies: Vec<Vec<u8>> =
-        (0..12).map(|i| if i % 3 == 0 { eicar.clone() } else { clean_text(1000 + i * 4099) }).collect();
+    let bodies: Vec<Vec<u8>> = (0..12)
+        .map(|i| {
+            if i % 3 == 0 {
+                eicar.clone()
+            } else {
+                clean_text(1000 + i * 4099)
+            }
+        })
+        .collect();
     let verdicts = futures::future::join_all(bodies.iter().map(|b| live.scan(b))).await;
     for (i, v) in verdicts.into_iter().enumerate() {
         match (i % 3 == 0, v) {
             (true, Ok(ScanVerdict::Infected(_))) | (false, Ok(ScanVerdict::Clean)) => {}
-            (infected, other) => panic!("concurrent scan {i} (infected: {infected}): got {other:?}"),
+            (infected, other) => {
+                panic!("concurrent scan {i} (infected: {infected}): got {other:?}")
+            }
         }
     }
 
@@ -160,7 +202,10 @@ pub async fn scanner(live: &dyn Scanner, unreachable: &dyn Scanner, over_limit: 
     if let Some(size) = over_limit {
         let body = clean_text(size);
         let got = live.scan(&body).await;
-        assert!(got.is_err(), "a {size}-byte body over the engine's limit must fail, got {got:?}");
+        assert!(
+            got.is_err(),
+            "a {size}-byte body over the engine's limit must fail, got {got:?}"
+        );
         expect_clean(live, b"after the limit", "a clean body after a refused one").await;
         expect_infected(live, &eicar, "EICAR after a refused body").await;
     }
@@ -168,10 +213,19 @@ pub async fn scanner(live: &dyn Scanner, unreachable: &dyn Scanner, over_limit: 
     // an engine that is not there is never clean
     for body in [&b""[..], b"clean text", &eicar] {
         let got = unreachable.scan(body).await;
-        assert!(got.is_err(), "a scan by an unreachable engine must fail, got {got:?}");
+        assert!(
+            got.is_err(),
+            "a scan by an unreachable engine must fail, got {got:?}"
+        );
     }
-    assert!(unreachable.ping().await.is_err(), "ping of an unreachable engine fails");
-    assert!(unreachable.version().await.is_err(), "version of an unreachable engine fails");
+    assert!(
+        unreachable.ping().await.is_err(),
+        "ping of an unreachable engine fails"
+    );
+    assert!(
+        unreachable.version().await.is_err(),
+        "version of an unreachable engine fails"
+    );
 
     // and the live one still works after all that
     live.ping().await.expect("ping at the end");
@@ -203,7 +257,11 @@ mod tests {
         assert_eq!(z.len(), 30 + 5 + 5 + 46 + 5 + 22);
         let end = &z[z.len() - 22..];
         assert_eq!(&end[..4], b"PK\x05\x06");
-        assert_eq!(u32::from_le_bytes(end[16..20].try_into().unwrap()), 40, "central directory offset");
+        assert_eq!(
+            u32::from_le_bytes(end[16..20].try_into().unwrap()),
+            40,
+            "central directory offset"
+        );
         assert_eq!(&z[40..44], b"PK\x01\x02");
     }
 

@@ -16,7 +16,10 @@ pub mod conformance;
 mod stage;
 
 pub use builtin::BuiltinScanner;
-pub use clamd::{ClamdAddr, ClamdScanner, DEFAULT_CHUNK_SIZE, DEFAULT_POOL_SIZE, DEFAULT_SESSION_MAX_IDLE, Timeouts};
+pub use clamd::{
+    ClamdAddr, ClamdScanner, DEFAULT_CHUNK_SIZE, DEFAULT_POOL_SIZE, DEFAULT_SESSION_MAX_IDLE,
+    Timeouts,
+};
 pub use stage::{DEFAULT_VERSION_REFRESH, ScanStage};
 
 use async_trait::async_trait;

@@ -24,13 +24,19 @@ pub struct ScanStage {
 
 impl std::fmt::Debug for ScanStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScanStage").field("scanner", &self.scanner).finish()
+        f.debug_struct("ScanStage")
+            .field("scanner", &self.scanner)
+            .finish()
     }
 }
 
 impl ScanStage {
     pub fn new(scanner: Arc<dyn Scanner>) -> Self {
-        Self { scanner, version_refresh: DEFAULT_VERSION_REFRESH, engine: Mutex::new(None) }
+        Self {
+            scanner,
+            version_refresh: DEFAULT_VERSION_REFRESH,
+            engine: Mutex::new(None),
+        }
     }
 
     /// Ask the scanner for its version at most this often (zero: before every document).
@@ -55,7 +61,8 @@ impl ScanStage {
             .await
             .map_err(|e| StageError::Transient(format!("scanner version: {e}")))?
             .to_string();
-        *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some((engine.clone(), Instant::now()));
+        *self.engine.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((engine.clone(), Instant::now()));
         Ok(engine)
     }
 }

@@ -8,22 +8,40 @@ use std::sync::atomic::AtomicUsize;
 use tokio::net::TcpListener;
 
 fn reply(text: &str) -> Reply {
-    Reply { text: text.into(), early: false }
+    Reply {
+        text: text.into(),
+        early: false,
+    }
 }
 
 #[test]
 fn addresses() {
     assert_eq!(
         "tcp://127.0.0.1:3310".parse::<ClamdAddr>().unwrap(),
-        ClamdAddr::Tcp { host: "127.0.0.1".into(), port: 3310 }
+        ClamdAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 3310
+        }
     );
-    assert_eq!("tcp://[::1]:3310".parse::<ClamdAddr>().unwrap(), ClamdAddr::Tcp { host: "::1".into(), port: 3310 });
-    assert_eq!("tcp://[::1]:3310".parse::<ClamdAddr>().unwrap().to_string(), "tcp://[::1]:3310");
+    assert_eq!(
+        "tcp://[::1]:3310".parse::<ClamdAddr>().unwrap(),
+        ClamdAddr::Tcp {
+            host: "::1".into(),
+            port: 3310
+        }
+    );
+    assert_eq!(
+        "tcp://[::1]:3310".parse::<ClamdAddr>().unwrap().to_string(),
+        "tcp://[::1]:3310"
+    );
     assert_eq!(
         "unix:///run/clamav/clamd.ctl".parse::<ClamdAddr>().unwrap(),
         ClamdAddr::Unix("/run/clamav/clamd.ctl".into())
     );
-    assert_eq!("unix:///x.sock".parse::<ClamdAddr>().unwrap().to_string(), "unix:///x.sock");
+    assert_eq!(
+        "unix:///x.sock".parse::<ClamdAddr>().unwrap().to_string(),
+        "unix:///x.sock"
+    );
     for bad in [
         "",
         "127.0.0.1:3310",
@@ -43,13 +61,19 @@ fn addresses() {
 
 #[test]
 fn instream_answers() {
-    assert_eq!(parse_instream(&reply("stream: OK")).unwrap(), ScanVerdict::Clean);
+    assert_eq!(
+        parse_instream(&reply("stream: OK")).unwrap(),
+        ScanVerdict::Clean
+    );
     assert_eq!(
         parse_instream(&reply("stream: Eicar-Test-Signature.UNOFFICIAL FOUND")).unwrap(),
         ScanVerdict::Infected("Eicar-Test-Signature.UNOFFICIAL".into())
     );
     assert_eq!(
-        parse_instream(&reply("stream: Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND")).unwrap(),
+        parse_instream(&reply(
+            "stream: Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND"
+        ))
+        .unwrap(),
         ScanVerdict::Infected("Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68)".into())
     );
     match parse_instream(&reply("INSTREAM size limit exceeded. ERROR")) {
@@ -79,19 +103,33 @@ fn instream_answers() {
         let got = parse_instream(&reply(text));
         match got {
             Err(ScanError::Protocol(_)) => {}
-            Ok(ScanVerdict::Infected(ref n)) if text == "stream: OK FOUND extra" => panic!("{text:?} gave {n}"),
+            Ok(ScanVerdict::Infected(ref n)) if text == "stream: OK FOUND extra" => {
+                panic!("{text:?} gave {n}")
+            }
             other => panic!("{text:?}: expected a protocol error, got {other:?}"),
         }
     }
     // clamd does not say OK before it has the whole stream
-    assert!(matches!(parse_instream(&Reply { text: "stream: OK".into(), early: true }), Err(ScanError::Protocol(_))));
+    assert!(matches!(
+        parse_instream(&Reply {
+            text: "stream: OK".into(),
+            early: true
+        }),
+        Err(ScanError::Protocol(_))
+    ));
     // but an early detection or refusal stands
     assert!(matches!(
-        parse_instream(&Reply { text: "stream: X FOUND".into(), early: true }),
+        parse_instream(&Reply {
+            text: "stream: X FOUND".into(),
+            early: true
+        }),
         Ok(ScanVerdict::Infected(_))
     ));
     assert!(matches!(
-        parse_instream(&Reply { text: "INSTREAM size limit exceeded. ERROR".into(), early: true }),
+        parse_instream(&Reply {
+            text: "INSTREAM size limit exceeded. ERROR".into(),
+            early: true
+        }),
         Err(ScanError::Refused(_))
     ));
 }
@@ -99,11 +137,25 @@ fn instream_answers() {
 #[test]
 fn version_and_pong_answers() {
     let v = parse_version("ClamAV 1.4.2/27000/Mon Nov 24 09:35:02 2026").unwrap();
-    assert_eq!(v, EngineVersion { engine: "clamav".into(), version: "1.4.2".into(), database: Some("27000".into()) });
+    assert_eq!(
+        v,
+        EngineVersion {
+            engine: "clamav".into(),
+            version: "1.4.2".into(),
+            database: Some("27000".into())
+        }
+    );
     assert_eq!(v.to_string(), "clamav 1.4.2/27000");
     let v = parse_version("ClamAV 1.4.6").unwrap();
     assert_eq!(v.to_string(), "clamav 1.4.6");
-    for bad in ["", "ClamAV", "ClamAV ", "Sophos 1.0", "ClamAV /27000/x", "COMMAND READ TIMED OUT ERROR"] {
+    for bad in [
+        "",
+        "ClamAV",
+        "ClamAV ",
+        "Sophos 1.0",
+        "ClamAV /27000/x",
+        "COMMAND READ TIMED OUT ERROR",
+    ] {
         assert!(parse_version(bad).is_err(), "{bad:?}");
     }
     parse_pong("PONG").unwrap();
@@ -183,8 +235,14 @@ impl Fake {
     }
 
     fn scanner(&self) -> ClamdScanner {
-        ClamdScanner::connect(&self.addr, Timeouts { connect: Duration::from_secs(2), scan: Duration::from_secs(2) })
-            .unwrap()
+        ClamdScanner::connect(
+            &self.addr,
+            Timeouts {
+                connect: Duration::from_secs(2),
+                scan: Duration::from_secs(2),
+            },
+        )
+        .unwrap()
     }
 
     fn connections(&self) -> usize {
@@ -224,7 +282,13 @@ async fn serve(
             continue;
         }
         nth += 1;
-        let mut req = Request { command: command.clone(), body: Vec::new(), max_chunk: 0, session, nth };
+        let mut req = Request {
+            command: command.clone(),
+            body: Vec::new(),
+            max_chunk: 0,
+            session,
+            nth,
+        };
         // asked once before the stream (to answer early), once with it
         if let Act::AnswerEarly(text) = act(&req) {
             sock.write_all(format!("{text}\0").as_bytes()).await?;
@@ -246,7 +310,11 @@ async fn serve(
         requests.lock().unwrap().push(req);
         match action {
             Act::Answer(text) => {
-                let text = if session { format!("{nth}: {text}\0") } else { format!("{text}\0") };
+                let text = if session {
+                    format!("{nth}: {text}\0")
+                } else {
+                    format!("{text}\0")
+                };
                 sock.write_all(text.as_bytes()).await?;
             }
             Act::Raw(bytes) => sock.write_all(&bytes).await?,
@@ -272,7 +340,9 @@ fn clean_clamd(r: &Request) -> Act {
     match r.command.as_str() {
         "zPING" => Act::Answer("PONG".into()),
         "zVERSION" => Act::Answer("ClamAV 1.4.2/27000/Mon Nov 24 09:35:02 2026".into()),
-        "zINSTREAM" if r.body.windows(5).any(|w| w == b"VIRUS") => Act::Answer("stream: Fake.Virus FOUND".into()),
+        "zINSTREAM" if r.body.windows(5).any(|w| w == b"VIRUS") => {
+            Act::Answer("stream: Fake.Virus FOUND".into())
+        }
         "zINSTREAM" => Act::Answer("stream: OK".into()),
         _ => Act::Answer("UNKNOWN COMMAND".into()),
     }
@@ -283,17 +353,26 @@ async fn streams_the_body_in_chunks_and_reuses_sessions() {
     let fake = Fake::start(true, clean_clamd).await;
     let scanner = fake.scanner().with_chunk_size(1000);
     scanner.ping().await.unwrap();
-    assert_eq!(scanner.version().await.unwrap().to_string(), "clamav 1.4.2/27000");
+    assert_eq!(
+        scanner.version().await.unwrap().to_string(),
+        "clamav 1.4.2/27000"
+    );
     let body: Vec<u8> = (0..10_500u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(scanner.scan(&body).await.unwrap(), ScanVerdict::Clean);
     assert_eq!(scanner.scan(b"").await.unwrap(), ScanVerdict::Clean);
-    assert_eq!(scanner.scan(b"a VIRUS here").await.unwrap(), ScanVerdict::Infected("Fake.Virus".into()));
+    assert_eq!(
+        scanner.scan(b"a VIRUS here").await.unwrap(),
+        ScanVerdict::Infected("Fake.Virus".into())
+    );
     assert_eq!(fake.connections(), 1, "one session for everything");
     assert_eq!(scanner.idle_sessions(), 1);
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 5);
     assert!(reqs.iter().all(|r| r.session));
-    assert_eq!(reqs.iter().map(|r| r.nth).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        reqs.iter().map(|r| r.nth).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(reqs[2].body, body, "the stream reassembles to the body");
     assert_eq!(reqs[2].max_chunk, 1000);
     assert!(reqs[3].body.is_empty());
@@ -303,8 +382,15 @@ async fn streams_the_body_in_chunks_and_reuses_sessions() {
 async fn concurrent_scans_open_more_sessions_and_keep_a_few() {
     let fake = Fake::start(true, clean_clamd).await;
     let scanner = fake.scanner().with_pool_size(2);
-    let bodies: Vec<Vec<u8>> =
-        (0..8).map(|i| if i % 2 == 0 { b"VIRUS".to_vec() } else { vec![b'x'; 200_000] }).collect();
+    let bodies: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                b"VIRUS".to_vec()
+            } else {
+                vec![b'x'; 200_000]
+            }
+        })
+        .collect();
     let got = futures::future::join_all(bodies.iter().map(|b| scanner.scan(b))).await;
     for (i, v) in got.into_iter().enumerate() {
         let v = v.unwrap();
@@ -328,21 +414,39 @@ async fn without_a_pool_every_command_has_its_own_connection() {
 async fn falls_back_to_one_connection_per_command_without_sessions() {
     // like a clamd that has no IDSESSION: "UNKNOWN COMMAND" and close
     let fake = Fake::start(false, |r: &Request| {
-        if r.command == "zIDSESSION" { Act::Answer("UNKNOWN COMMAND".into()) } else { clean_clamd(r) }
+        if r.command == "zIDSESSION" {
+            Act::Answer("UNKNOWN COMMAND".into())
+        } else {
+            clean_clamd(r)
+        }
     })
     .await;
     let scanner = fake.scanner();
     assert_eq!(scanner.scan(b"x").await.unwrap(), ScanVerdict::Clean);
     assert!(!scanner.sessions_enabled());
-    assert_eq!(scanner.scan(b"VIRUS").await.unwrap(), ScanVerdict::Infected("Fake.Virus".into()));
+    assert_eq!(
+        scanner.scan(b"VIRUS").await.unwrap(),
+        ScanVerdict::Infected("Fake.Virus".into())
+    );
     scanner.ping().await.unwrap();
-    assert_eq!(fake.connections(), 4, "the failed session, then one per command");
+    assert_eq!(
+        fake.connections(),
+        4,
+        "the failed session, then one per command"
+    );
 }
 
 #[tokio::test]
 async fn a_session_closed_while_idle_is_replaced() {
     // the fake closes each session after its second command, without answering it
-    let fake = Fake::start(true, |r: &Request| if r.nth == 2 { Act::Close } else { clean_clamd(r) }).await;
+    let fake = Fake::start(true, |r: &Request| {
+        if r.nth == 2 {
+            Act::Close
+        } else {
+            clean_clamd(r)
+        }
+    })
+    .await;
     let scanner = fake.scanner();
     for _ in 0..4 {
         assert_eq!(scanner.scan(b"x").await.unwrap(), ScanVerdict::Clean);
@@ -353,16 +457,25 @@ async fn a_session_closed_while_idle_is_replaced() {
 }
 
 async fn scan_error(what: &str, act: Act, size: usize, sessions: bool, pool: usize) -> ScanError {
-    let fake =
-        Fake::start(sessions, move |r: &Request| if r.command == "zINSTREAM" { act.clone() } else { clean_clamd(r) })
-            .await;
+    let fake = Fake::start(sessions, move |r: &Request| {
+        if r.command == "zINSTREAM" {
+            act.clone()
+        } else {
+            clean_clamd(r)
+        }
+    })
+    .await;
     let scanner = fake.scanner().with_pool_size(pool);
     let got = scanner.scan(&vec![b'x'; size]).await;
     let err = match got {
         Ok(v) => panic!("{what} (sessions: {sessions}): must not be a verdict, got {v:?}"),
         Err(e) => e,
     };
-    assert_eq!(scanner.idle_sessions(), 0, "{what}: a failed session is not reused");
+    assert_eq!(
+        scanner.idle_sessions(),
+        0,
+        "{what}: a failed session is not reused"
+    );
     err
 }
 
@@ -377,20 +490,57 @@ async fn failures_are_never_clean() {
             300_000,
             |e| matches!(e, ScanError::Refused(r) if r == "INSTREAM size limit exceeded"),
         ),
-        ("an error", Act::Answer("stream: Can't allocate memory ERROR".into()), 300_000, refused),
-        ("an unknown answer", Act::Answer("stream: okay".into()), 300_000, protocol),
-        ("garbage", Act::Raw(b"\xff\xfe garbage\0".to_vec()), 300_000, protocol),
+        (
+            "an error",
+            Act::Answer("stream: Can't allocate memory ERROR".into()),
+            300_000,
+            refused,
+        ),
+        (
+            "an unknown answer",
+            Act::Answer("stream: okay".into()),
+            300_000,
+            protocol,
+        ),
+        (
+            "garbage",
+            Act::Raw(b"\xff\xfe garbage\0".to_vec()),
+            300_000,
+            protocol,
+        ),
         // then closed (one connection per command), or never ended (a session stays open)
         ("no NUL", Act::Raw(b"stream: OK".to_vec()), 300_000, |e| {
             matches!(e, ScanError::Protocol(_) | ScanError::Timeout { .. })
         }),
-        ("two answers", Act::Raw(b"stream: OK\0stream: OK\0".to_vec()), 300_000, protocol),
-        ("an endless answer", Act::Raw(vec![b'A'; 10_000]), 300_000, protocol),
+        (
+            "two answers",
+            Act::Raw(b"stream: OK\0stream: OK\0".to_vec()),
+            300_000,
+            protocol,
+        ),
+        (
+            "an endless answer",
+            Act::Raw(vec![b'A'; 10_000]),
+            300_000,
+            protocol,
+        ),
         // an answer that comes before the end of the stream is seen as such only while the
         // stream is still being written: a body larger than the sockets' buffers
-        ("OK before the end of the stream", Act::AnswerEarly("stream: OK".into()), 32 << 20, protocol),
-        ("an early refusal", Act::AnswerEarly("INSTREAM size limit exceeded. ERROR".into()), 32 << 20, refused),
-        ("closed without an answer", Act::Close, 300_000, |e| matches!(e, ScanError::Closed | ScanError::Io { .. })),
+        (
+            "OK before the end of the stream",
+            Act::AnswerEarly("stream: OK".into()),
+            32 << 20,
+            protocol,
+        ),
+        (
+            "an early refusal",
+            Act::AnswerEarly("INSTREAM size limit exceeded. ERROR".into()),
+            32 << 20,
+            refused,
+        ),
+        ("closed without an answer", Act::Close, 300_000, |e| {
+            matches!(e, ScanError::Closed | ScanError::Io { .. })
+        }),
     ];
     for (sessions, pool) in [(true, 4), (false, 0)] {
         for (what, act, size, expected) in &cases {
@@ -399,7 +549,10 @@ async fn failures_are_never_clean() {
         }
     }
     // a session answer with the wrong number
-    let fake = Fake::start(true, |r: &Request| Act::Raw(format!("{}: stream: OK\0", r.nth + 1).into_bytes())).await;
+    let fake = Fake::start(true, |r: &Request| {
+        Act::Raw(format!("{}: stream: OK\0", r.nth + 1).into_bytes())
+    })
+    .await;
     let e = fake.scanner().scan(b"x").await.unwrap_err();
     assert!(protocol(&e), "{e}");
 }
@@ -415,9 +568,16 @@ async fn a_garbled_answer_in_a_reused_session_is_not_taken() {
     .await;
     let scanner = fake.scanner();
     for _ in 0..3 {
-        assert_eq!(scanner.scan(b"x").await.unwrap(), ScanVerdict::Infected("Fake.Virus".into()));
+        assert_eq!(
+            scanner.scan(b"x").await.unwrap(),
+            ScanVerdict::Infected("Fake.Virus".into())
+        );
     }
-    assert_eq!(fake.connections(), 3, "each garbled session is dropped and the scan sent on a new one");
+    assert_eq!(
+        fake.connections(),
+        3,
+        "each garbled session is dropped and the scan sent on a new one"
+    );
     assert!(scanner.sessions_enabled());
     // like clamd after its ReadTimeout: a newline-ended notice, then close
     let fake = Fake::start(true, |r: &Request| match r.nth {
@@ -434,17 +594,31 @@ async fn a_garbled_answer_in_a_reused_session_is_not_taken() {
 
 #[tokio::test]
 async fn a_hung_clamd_times_out() {
-    let fake = Fake::start(true, |r: &Request| if r.command == "zINSTREAM" { Act::Hang } else { clean_clamd(r) }).await;
+    let fake = Fake::start(true, |r: &Request| {
+        if r.command == "zINSTREAM" {
+            Act::Hang
+        } else {
+            clean_clamd(r)
+        }
+    })
+    .await;
     let scanner = ClamdScanner::connect(
         &fake.addr,
-        Timeouts { connect: Duration::from_secs(1), scan: Duration::from_millis(300) },
+        Timeouts {
+            connect: Duration::from_secs(1),
+            scan: Duration::from_millis(300),
+        },
     )
     .unwrap();
     let start = Instant::now();
     let e = scanner.scan(b"x").await.unwrap_err();
     assert!(matches!(e, ScanError::Timeout { .. }), "{e}");
     assert!(start.elapsed() < Duration::from_secs(2));
-    assert!(e.to_string().starts_with("no complete answer from tcp://127.0.0.1:"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("no complete answer from tcp://127.0.0.1:"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -453,11 +627,20 @@ async fn nothing_listening_is_an_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let scanner = ClamdScanner::connect(&format!("tcp://127.0.0.1:{port}"), Timeouts::default()).unwrap();
+    let scanner =
+        ClamdScanner::connect(&format!("tcp://127.0.0.1:{port}"), Timeouts::default()).unwrap();
     let e = scanner.scan(b"x").await.unwrap_err();
     assert!(matches!(e, ScanError::Connect { .. }), "{e}");
-    assert!(e.to_string().starts_with("cannot connect to tcp://127.0.0.1:"), "{e}");
-    let scanner = ClamdScanner::connect("unix:///nonexistent/tarn/clamd.sock", Timeouts::default()).unwrap();
-    assert!(matches!(scanner.scan(b"x").await, Err(ScanError::Connect { .. })));
+    assert!(
+        e.to_string()
+            .starts_with("cannot connect to tcp://127.0.0.1:"),
+        "{e}"
+    );
+    let scanner =
+        ClamdScanner::connect("unix:///nonexistent/tarn/clamd.sock", Timeouts::default()).unwrap();
+    assert!(matches!(
+        scanner.scan(b"x").await,
+        Err(ScanError::Connect { .. })
+    ));
     assert!(scanner.ping().await.is_err());
 }
