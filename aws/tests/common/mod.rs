@@ -14,10 +14,12 @@ pub const REGION: &str = "us-east-1";
 static URL: OnceLock<String> = OnceLock::new();
 static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The repository (this module is shared by `aws/tests` and the root `tests/`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
+        .ancestors()
+        .find(|d| d.join("scripts/moto.sh").exists())
+        .expect("the repository root holds scripts/moto.sh")
         .to_path_buf()
 }
 
@@ -255,4 +257,77 @@ pub fn lambda_env(p: &Platform) -> Vec<(String, String)> {
     ];
     v.retain(|(k, _)| !k.is_empty());
     v.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+const T: &str = "AWSCognitoIdentityProviderService";
+
+/// A Cognito user pool on moto, with one app client.
+pub struct Pool {
+    pub id: String,
+    pub client_id: String,
+}
+
+/// A new pool with an app client allowed the admin password flow.
+pub async fn pool(url: &str) -> Pool {
+    let p = json_call(
+        url,
+        &format!("{T}.CreateUserPool"),
+        serde_json::json!({"PoolName": "tarn"}),
+    )
+    .await;
+    let id = p["UserPool"]["Id"].as_str().unwrap().to_string();
+    let c = json_call(
+        url,
+        &format!("{T}.CreateUserPoolClient"),
+        serde_json::json!({"UserPoolId": id, "ClientName": "tarn-cli", "ExplicitAuthFlows": ["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]}),
+    )
+    .await;
+    let client_id = c["UserPoolClient"]["ClientId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Pool { id, client_id }
+}
+
+/// A user in `groups` (created when missing), and its (ID, access) tokens.
+pub async fn user_token(url: &str, pool: &Pool, user: &str, groups: &[&str]) -> (String, String) {
+    json_call(url, &format!("{T}.AdminCreateUser"), serde_json::json!({"UserPoolId": pool.id, "Username": user, "TemporaryPassword": "Temp-Passw0rd!", "MessageAction": "SUPPRESS"})).await;
+    json_call(url, &format!("{T}.AdminSetUserPassword"), serde_json::json!({"UserPoolId": pool.id, "Username": user, "Password": "Passw0rd-Strong!", "Permanent": true})).await;
+    for g in groups {
+        json_call_ok(
+            url,
+            &format!("{T}.CreateGroup"),
+            serde_json::json!({"UserPoolId": pool.id, "GroupName": g}),
+        )
+        .await;
+        json_call(
+            url,
+            &format!("{T}.AdminAddUserToGroup"),
+            serde_json::json!({"UserPoolId": pool.id, "Username": user, "GroupName": g}),
+        )
+        .await;
+    }
+    let auth = json_call(
+        url,
+        &format!("{T}.AdminInitiateAuth"),
+        serde_json::json!({"UserPoolId": pool.id, "ClientId": pool.client_id, "AuthFlow": "ADMIN_USER_PASSWORD_AUTH", "AuthParameters": {"USERNAME": user, "PASSWORD": "Passw0rd-Strong!"}}),
+    )
+    .await;
+    let r = &auth["AuthenticationResult"];
+    (
+        r["IdToken"].as_str().unwrap().to_string(),
+        r["AccessToken"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Like `json_call`, but an error answer (a group that exists) is fine.
+async fn json_call_ok(url: &str, target: &str, body: serde_json::Value) {
+    let _ = reqwest::Client::new()
+        .post(format!("{url}/"))
+        .header("X-Amz-Target", target)
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/cognito-idp/aws4_request, SignedHeaders=host, Signature=0"))
+        .body(body.to_string())
+        .send()
+        .await;
 }

@@ -1,0 +1,221 @@
+//! `tarn serve --backend aws` end to end on moto: the `tarn` binary with the AWS ports (S3, KMS,
+//! Glue, Cognito tokens), the same HTTP API as locally. A producer POSTs with a real Cognito
+//! token, the pipeline runs in the process, Glue gets the partitions, a reader gets the sanitized
+//! binary through a presigned S3 URL.
+
+#[path = "../aws/tests/common/mod.rs"]
+mod moto;
+
+use moto::*;
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tarn_catalog::Catalog;
+use tarn_core::ObjectStore;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn status(client: &reqwest::Client, base: &str, table: &str, id: &str, token: &str) -> Value {
+    let r = client
+        .get(format!("{base}/table/{table}/object/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "status of {id}");
+    r.json::<Value>().await.unwrap()["data"].clone()
+}
+
+async fn wait_final(
+    client: &reqwest::Client,
+    base: &str,
+    table: &str,
+    id: &str,
+    token: &str,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let d = status(client, base, table, id, token).await;
+        if d["status"] != "received" {
+            return d;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{id} still received after 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_the_aws_backend_end_to_end() {
+    let m = moto().await;
+    let pool = pool(&m.url).await;
+    let p = platform(&m.url).await;
+    let (writer, _) = user_token(&m.url, &pool, "alice", &["tarn-writers"]).await;
+    let (reader, _) = user_token(&m.url, &pool, "rita", &["tarn-readers"]).await;
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = lambda_env(&p);
+    env.retain(|(k, _)| !k.starts_with("TARN_AWS_COGNITO"));
+    env.push(("TARN_AWS_COGNITO_POOL_ID".into(), pool.id.clone()));
+    env.push(("TARN_AWS_COGNITO_CLIENT_IDS".into(), pool.client_id.clone()));
+    env.push((
+        "TARN_AWS_COGNITO_JWKS_URL".into(),
+        format!("{}/{}/.well-known/jwks.json", m.url, pool.id),
+    ));
+    let child = Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .args([
+            "serve",
+            "--backend",
+            "aws",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--schemas")
+        .arg(repo_root().join("schemas"))
+        .arg("--clamd")
+        .arg(clamd_addr())
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("tarn serve starts");
+    let mut serve = Serve(child);
+    let client = reqwest::Client::new();
+    tarn::platform::wait_healthy(&client, &base, Duration::from_secs(60))
+        .await
+        .expect("tarn serve --backend aws answers /health");
+
+    // a JSON document and a PNG with text chunks, with alice's Cognito ID token
+    let json = br#"[{"user_id":"u-1","action":"login","occurred_at":"2026-11-26T09:00:00Z"}]"#;
+    let png = std::fs::read(repo_root().join("samples/diagram.png")).unwrap();
+    let mut ids = vec![];
+    for (table, ct, body) in [
+        ("events", "application/json", json.to_vec()),
+        ("photos", "image/png", png.clone()),
+    ] {
+        let r = client
+            .post(format!("{base}/table/{table}/object"))
+            .bearer_auth(&writer)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let v: Value = r.json().await.unwrap();
+        ids.push(v["data"]["id"].as_str().unwrap().to_string());
+    }
+    // a reader's token may not write
+    let r = client
+        .post(format!("{base}/table/events/object"))
+        .bearer_auth(&reader)
+        .header("content-type", "application/json")
+        .body(json.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let ev = wait_final(&client, &base, "events", &ids[0], &writer).await;
+    assert_eq!(ev["status"], "stored", "{ev}");
+    assert_eq!(ev["records"], 1);
+    let ph = wait_final(&client, &base, "photos", &ids[1], &writer).await;
+    assert_eq!(ph["status"], "stored", "{ph}");
+    assert!(
+        ph["metadata_removed"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{ph}"
+    );
+
+    // Parquet in the lake bucket, partitions in Glue
+    let files = p.ports.lake.list("tables/events/").await.unwrap();
+    assert!(
+        !files.is_empty() && files.iter().all(|f| f.key.ends_with(".parquet")),
+        "{files:?}"
+    );
+    let parts = p
+        .ports
+        .catalog
+        .get_partitions("tarn", "events")
+        .await
+        .unwrap();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert!(
+        parts[0]
+            .location
+            .starts_with("s3://tarn-lake/tables/events/dt="),
+        "{parts:?}"
+    );
+
+    // the sanitized PNG: the producer may not read contents; a reader is redirected to a
+    // presigned URL that serves the stripped bytes
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let content = format!("{base}/table/photos/object/{}/content", ids[1]);
+    let r = no_redirect
+        .get(&content)
+        .bearer_auth(&writer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = no_redirect
+        .get(&content)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 307);
+    let url = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&m.url) && url.contains("X-Amz-Expires=300"),
+        "{url}"
+    );
+    let stripped = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert!(stripped.starts_with(b"\x89PNG") && stripped.len() < png.len());
+    let object_key = ph["object_key"].as_str().unwrap();
+    assert_eq!(p.ports.lake.get(object_key).await.unwrap().body, stripped);
+    assert!(!tarn_core::envelope::is_sealed(&stripped));
+
+    // SIGTERM: a clean stop
+    unsafe {
+        libc::kill(serve.0.id() as i32, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = serve.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "tarn serve did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(code.success(), "exit status {code:?}");
+}
