@@ -187,9 +187,18 @@ impl Platform {
             .grace_period(Duration::from_secs(c.grace_period_secs)))
     }
 
+    /// The embedded engine, its reads of the lake recorded to the trail as the OS user's.
     pub fn query_engine(&self) -> LocalQueryEngine {
         LocalQueryEngine::new(self.catalog.clone(), self.config.database.clone())
             .with_audit_store(self.audit_store.clone(), self.config.audit.clone())
+            .with_file_audit(
+                self.audit.clone(),
+                tarn_core::audit::Actor::local_user(),
+                [(
+                    self.lake.root().to_path_buf(),
+                    self.lake.bucket().to_string(),
+                )],
+            )
     }
 
     pub fn ingress_state(&self, notify: Option<Arc<Notify>>) -> IngressState {

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod files;
 pub mod local;
 pub mod result;
 pub mod stats;

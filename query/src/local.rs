@@ -61,6 +61,20 @@ impl LocalQueryEngine {
         self
     }
 
+    /// The same engine with every read of a local file recorded to `sink` as `actor`'s
+    /// ([`crate::files::AuditedFiles`]); `roots` name the stores' directories and buckets.
+    pub fn with_file_audit(
+        self,
+        sink: Arc<dyn tarn_core::audit::AuditSink>,
+        actor: tarn_core::audit::Actor,
+        roots: impl IntoIterator<Item = (std::path::PathBuf, String)>,
+    ) -> Self {
+        let files = crate::files::AuditedFiles::new(sink, actor, roots);
+        self.runtime
+            .register_object_store(ObjectStoreUrl::local_filesystem().as_ref(), Arc::new(files));
+        self
+    }
+
     pub fn database(&self) -> &str {
         &self.database
     }

@@ -90,6 +90,41 @@ pub enum Actor {
     },
     /// a caller without a valid token
     Anonymous,
+    /// a person on this machine (the OS user running `tarn query`), as an IAM user is on AWS
+    LocalUser(String),
+}
+
+impl Actor {
+    /// The OS user running this process: `$USER`, else `$LOGNAME`, else the name of the real uid
+    /// in `/etc/passwd`, else `uid-<n>`.
+    pub fn local_user() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|n| !n.is_empty());
+        let name = env("USER").or_else(|| env("LOGNAME")).unwrap_or_else(|| {
+            let uid = current_uid();
+            std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|p| {
+                    p.lines().find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+                    })
+                })
+                .unwrap_or_else(|| format!("uid-{uid}"))
+        });
+        Actor::LocalUser(name)
+    }
+}
+
+/// The real uid, from `/proc/self/status`.
+fn current_uid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().next().map(String::from))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The S3 API call an event stands for.
@@ -265,6 +300,13 @@ impl CloudTrailRecord {
                 principal_id: Some(sub.clone()),
                 user_name: Some(username.clone()),
                 identity_provider: Some(issuer.clone()),
+                invoked_by: e.invoked_by.clone(),
+                ..Default::default()
+            },
+            Actor::LocalUser(name) => UserIdentity {
+                kind: "IAMUser".into(),
+                principal_id: Some(format!("local:{name}")),
+                user_name: Some(name.clone()),
                 invoked_by: e.invoked_by.clone(),
                 ..Default::default()
             },

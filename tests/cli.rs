@@ -1,0 +1,125 @@
+//! The `tarn` command as a user runs it: `--help` on every command; `tarn demo` (the README's
+//! first command), then `tarn query`, `tarn tables`, `tarn audit` and `tarn audit verify` on the
+//! data dir it leaves, with `--format json`.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tarn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("tarn runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tarn(args);
+    assert!(
+        out.status.success(),
+        "tarn {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> Vec<Value> {
+    let text = ok(args);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("tarn {args:?}: not a JSON array ({e}): {text}"))
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        "demo",
+        "serve",
+        "token",
+        "ingest",
+        "tables",
+        "query",
+        "compact",
+        "templates",
+        "audit",
+    ] {
+        let out = ok(&[cmd, "--help"]);
+        assert!(out.contains("Usage: tarn"), "{cmd}: {out}");
+    }
+    assert!(ok(&["audit", "verify", "--help"]).contains("Usage: tarn audit verify"));
+    // a mistake: one line on stderr that says what to do, and a non-zero exit
+    let out = tarn(&["query", "--data-dir", "/nonexistent/tarn", "SELECT 1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/tarn"), "{err}");
+}
+
+#[test]
+fn demo_then_query_tables_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let d = data.to_str().unwrap();
+    let out = ok(&["demo", "--data-dir", d]);
+    for outcome in ["-> stored", "-> rejected", "-> quarantined", "-> refused"] {
+        assert!(out.contains(outcome), "{outcome} in {out}");
+    }
+    assert!(Path::new(d).join("catalog").exists());
+
+    let rows = json(&[
+        "query",
+        "--data-dir",
+        d,
+        "--format",
+        "json",
+        "SELECT status, count(*) AS n FROM documents GROUP BY status ORDER BY status",
+    ]);
+    let n = |s: &str| {
+        rows.iter()
+            .find(|r| r["status"] == s)
+            .map(|r| r["n"].as_i64().unwrap())
+    };
+    assert_eq!(n("stored"), Some(5), "{rows:?}");
+    assert_eq!(n("rejected"), Some(1), "{rows:?}");
+    assert_eq!(n("quarantined"), Some(1), "{rows:?}");
+
+    let tables = json(&["tables", "--data-dir", d, "--format", "json"]);
+    let events = tables
+        .iter()
+        .find(|t| t["table"] == "events")
+        .expect("events in tarn tables");
+    assert_eq!(events["rows"], 5, "{events}");
+
+    // the query's reads are in the trail, as the OS user's (an IAM user's, on AWS)
+    let me = match tarn_core::audit::Actor::local_user() {
+        tarn_core::audit::Actor::LocalUser(n) => n,
+        other => panic!("{other:?}"),
+    };
+    let reads = json(&[
+        "audit",
+        "--data-dir",
+        d,
+        "--user",
+        &me,
+        "--event",
+        "GetObject",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        reads.iter().any(|r| r["object_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("tables/documents/") && k.ends_with(".parquet"))),
+        "{reads:#?}"
+    );
+    assert!(
+        reads
+            .iter()
+            .all(|r| r["identity_type"] == "IAMUser" && r["bucket"] == "tarn-lake")
+    );
+    // nothing altered: no problem listed, exit 0 (the summary goes to stderr)
+    assert!(json(&["audit", "verify", "--data-dir", d, "--format", "json"]).is_empty());
+    let out = tarn(&["audit", "verify", "--data-dir", d]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the audit trail verifies"));
+}
