@@ -5,6 +5,7 @@
 //! - [`runner`]: the local driver (the embedded platform's pipeline). The Lambda binaries are
 //!   other thin drivers around the same functions.
 
+pub mod batch;
 pub mod compact;
 pub mod detect;
 pub mod error;

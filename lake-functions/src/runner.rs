@@ -18,10 +18,11 @@
 //! moved it). Given a lake lock ([`Pipeline::with_lake_lock`]), a flush holds the write lock from
 //! its manifest to its commit, so compaction's location swap never falls in the middle of one.
 
+use crate::batch::{BatchItem, BatchWriter};
 use crate::compact::lock::{LakeLock, WRITE_LOCK};
 use crate::error::{ErrorKind, LakeError, Result};
 use crate::landed;
-use crate::normalize::{documents_batch, records_batch, write_parquet};
+use crate::normalize::records_batch;
 use crate::stage::{Document, Stage, StageError, Verdict};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -34,10 +35,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarn_catalog::evolution::evolve_table;
-use tarn_catalog::schemas::DOCUMENTS_TABLE;
-use tarn_catalog::{Catalog, Granularity, Partition, TableDef, TableKind, TableSpec};
-use tarn_core::document::{id_from_ingress_key, ingress_key, meta, quarantine_key, status_key};
-use tarn_core::{Clock, DocumentRow, GetResult, Kms, ObjectStore, Status, objects};
+use tarn_catalog::{Catalog, Granularity, TableDef, TableKind, TableSpec};
+use tarn_core::document::{id_from_ingress_key, ingress_key, meta, status_key};
+use tarn_core::{Clock, DocumentRow, GetResult, Kms, ObjectStore, Status};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
@@ -427,77 +427,37 @@ impl Pipeline {
     async fn flush(
         &self,
         batch: &str,
-        mut items: Vec<Processed>,
+        items: Vec<Processed>,
         previous_files: &[String],
     ) -> Result<Vec<DocumentRow>> {
         if items.is_empty() {
             return Ok(vec![]);
         }
-        items.sort_by(|a, b| a.row.id.cmp(&b.row.id));
         let now = self.deps.clock.now();
-        for p in &mut items {
-            p.row.processed_at = now;
-        }
-        let rows: Vec<DocumentRow> = items.iter().map(|p| p.row.clone()).collect();
-        let file_name = format!("part-{batch}.parquet");
-
-        // the plan: (table, partition values) → batches
-        let mut data: BTreeMap<(String, Vec<String>), Vec<RecordBatch>> = BTreeMap::new();
-        for p in &mut items {
-            if let Some(b) = p.data.take() {
-                data.entry((p.row.table_name.clone(), vec![p.row.dt.clone()]))
-                    .or_default()
-                    .push(b);
-            }
-        }
-        let mut doc_rows: BTreeMap<Vec<String>, Vec<DocumentRow>> = BTreeMap::new();
-        for r in &rows {
-            doc_rows
-                .entry(vec![r.table_name.clone(), r.dt.clone()])
-                .or_default()
-                .push(r.clone());
-        }
+        let mut items: Vec<BatchItem> = items
+            .into_iter()
+            .map(|p| BatchItem {
+                row: DocumentRow {
+                    processed_at: now,
+                    ..p.row
+                },
+                data: p.data,
+                object: p.object,
+                landed: p.landed,
+            })
+            .collect();
+        let writer = self.writer();
         // from here to the commit, compaction cannot swap a partition's location
         let _write_lock = match &self.lake_lock {
             Some(l) => Some(l.acquire(WRITE_LOCK).await?),
             None => None,
         };
-        // each file goes under its partition's current location (compaction moves it)
-        let mut current: BTreeMap<&str, BTreeMap<Vec<String>, String>> = BTreeMap::new();
-        for table in data
-            .keys()
-            .map(|(t, _)| t.as_str())
-            .chain(doc_rows.keys().next().map(|_| DOCUMENTS_TABLE))
-        {
-            if !current.contains_key(table) {
-                current.insert(table, self.partition_dirs(table).await?);
-            }
-        }
-        let key_in = |table: &str, values: &Vec<String>| -> String {
-            match current.get(table).and_then(|m| m.get(values)) {
-                Some(dir) => format!("{dir}{file_name}"),
-                None => format!(
-                    "tables/{table}/{}/{file_name}",
-                    self.defs[table].0.partition_path(values)
-                ),
-            }
-        };
-        let mut files: Vec<(String, String, Vec<String>)> = Vec::new(); // (table, key, values)
-        for (table, values) in data.keys() {
-            files.push((table.clone(), key_in(table, values), values.clone()));
-        }
-        for values in doc_rows.keys() {
-            files.push((
-                DOCUMENTS_TABLE.into(),
-                key_in(DOCUMENTS_TABLE, values),
-                values.clone(),
-            ));
-        }
+        let plan = writer.plan(batch, &mut items).await?;
         let mut manifest = Manifest {
             batch: batch.to_string(),
             committed: false,
-            rows: rows.clone(),
-            files: files.iter().map(|f| f.1.clone()).collect(),
+            rows: plan.rows.clone(),
+            files: plan.files.iter().map(|f| f.key.clone()).collect(),
         };
         self.put_manifest(&manifest).await?;
 
@@ -506,94 +466,25 @@ impl Pipeline {
         for stale in previous_files.iter().filter(|f| !planned.contains(f)) {
             self.deps.lake.delete(stale).await?;
         }
-
-        for p in &items {
-            let (table, id) = (&p.row.table_name, &p.row.id);
-            if let Some(landed) = &p.landed {
-                let mut m = landed.info.metadata.clone();
-                m.insert(
-                    meta::REASON.into(),
-                    p.row.reason.clone().unwrap_or_default(),
-                );
-                self.deps
-                    .quarantine
-                    .put(&quarantine_key(table, id), landed.body.clone(), m)
-                    .await?;
-            }
-            if let (Some(body), Some(key)) = (&p.object, &p.row.object_key) {
-                let content_type = p
-                    .row
-                    .detected_type
-                    .as_deref()
-                    .unwrap_or(&p.row.content_type);
-                objects::put_sanitized(
-                    self.deps.lake.as_ref(),
-                    self.deps.kms.as_ref(),
-                    table,
-                    id,
-                    key,
-                    content_type,
-                    body,
-                )
-                .await?;
-            }
-        }
-
-        let mut partitions: BTreeMap<String, Vec<Partition>> = BTreeMap::new();
-        for (table, key, values) in &files {
-            let (def, schema) = &self.defs[table];
-            let body = if table == DOCUMENTS_TABLE {
-                documents_batch(schema, &doc_rows[values])
-                    .and_then(|b| write_parquet(schema, &[b]))?
-            } else {
-                write_parquet(schema, &data[&(table.clone(), values.clone())])?
-            };
-            self.deps
-                .lake
-                .put(key, body.into(), Default::default())
-                .await?;
-            let location = format!("{}{}/", def.location, def.partition_path(values));
-            partitions
-                .entry(table.clone())
-                .or_default()
-                .push(Partition {
-                    values: values.clone(),
-                    location,
-                });
-        }
-        for (table, parts) in &partitions {
-            self.deps
-                .catalog
-                .add_partitions(&self.deps.database, table, parts)
-                .await?;
-        }
+        writer.write(&plan, &items).await?;
 
         manifest.committed = true;
         self.put_manifest(&manifest).await?;
         drop(_write_lock);
         self.finish(&manifest).await?;
-        Ok(rows)
+        Ok(plan.rows)
     }
 
-    /// The lake key prefixes (ending in `/`) of a table's registered partitions' locations.
-    async fn partition_dirs(&self, table: &str) -> Result<BTreeMap<Vec<String>, String>> {
-        let mut out = BTreeMap::new();
-        for p in self
-            .deps
-            .catalog
-            .get_partitions(&self.deps.database, table)
-            .await?
-        {
-            match p.location.strip_prefix(&self.lake_root) {
-                Some(dir) => {
-                    out.insert(p.values, dir.to_string());
-                }
-                None => {
-                    warn!(table, location = %p.location, lake = %self.lake_root, "a partition is outside the lake; writing to its Hive directory")
-                }
-            }
+    fn writer(&self) -> BatchWriter<'_> {
+        BatchWriter {
+            lake: self.deps.lake.as_ref(),
+            quarantine: self.deps.quarantine.as_ref(),
+            kms: self.deps.kms.as_ref(),
+            catalog: self.deps.catalog.as_ref(),
+            database: &self.deps.database,
+            defs: &self.defs,
+            lake_root: &self.lake_root,
         }
-        Ok(out)
     }
 
     async fn put_manifest(&self, m: &Manifest) -> Result<()> {

@@ -870,18 +870,26 @@ async fn the_serve_schedule_compacts_until_shutdown() {
         })
         .await
     });
+    let mut compacted = false;
     for _ in 0..6000 {
-        if files_of(&engine(&e).table_stats().await.unwrap(), "events") == 1 {
+        let stats = engine(&e).table_stats().await.unwrap();
+        if (files_of(&stats, "events"), files_of(&stats, "documents")) == (1, 1) {
+            compacted = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(
+        compacted,
+        "the schedule compacted the 3 files of events (and of documents) into 1"
+    );
     tx.send(true).unwrap();
-    let runs = tokio::time::timeout(Duration::from_secs(30), schedule)
+    // it stops; the run that compacted may be cut short after its commit (the shutdown wins the
+    // race with its cleanup), so the count of finished runs may be 0
+    tokio::time::timeout(Duration::from_secs(30), schedule)
         .await
-        .unwrap()
+        .expect("the schedule stops on shutdown")
         .unwrap();
-    assert!(runs >= 1);
     let stats = engine(&e).table_stats().await.unwrap();
     assert_eq!(
         (files_of(&stats, "events"), files_of(&stats, "documents")),

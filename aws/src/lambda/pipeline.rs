@@ -24,7 +24,6 @@
 //!   and the document processed afresh.
 
 use super::events::{Message, batch_response, messages};
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use base64::Engine;
@@ -37,12 +36,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tarn_catalog::evolution::evolve_table;
-use tarn_catalog::schemas::DOCUMENTS_TABLE;
-use tarn_catalog::{Granularity, Partition, TableDef, TableKind, TableSpec};
-use tarn_core::document::{ingress_key, meta, quarantine_key, status_key};
+use tarn_catalog::{Granularity, TableDef, TableKind, TableSpec};
+use tarn_core::document::{ingress_key, meta, status_key};
 use tarn_core::{DocumentRow, EncryptionContext, ErrorKind, GetResult, Metadata, Status, envelope};
+use tarn_lake::batch::{BatchItem, BatchWriter};
 use tarn_lake::compact::{LakeLock, WRITE_LOCK};
-use tarn_lake::normalize::{documents_batch, records_batch, write_parquet};
+use tarn_lake::normalize::records_batch;
 use tarn_lake::{Document, PipelineDeps, Stage, StageError, Verdict, landed};
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -452,14 +451,6 @@ struct Claim {
     batch: String,
 }
 
-/// What normalize will write for one document.
-struct Item {
-    row: DocumentRow,
-    data: Option<RecordBatch>,
-    object: Option<Bytes>,
-    landed: Option<GetResult>,
-}
-
 /// The normalize function: turns hand-offs into `documents` rows, Parquet and sealed objects,
 /// and commits them exactly once (see the module docs).
 #[derive(Debug, Clone)]
@@ -498,27 +489,6 @@ impl NormalizeFunction {
     pub fn with_lake_lock(mut self, lock: Arc<dyn LakeLock>) -> Self {
         self.lock = Some(lock);
         self
-    }
-
-    /// The lake key prefixes (ending in `/`) of a table's registered partitions' locations.
-    async fn partition_dirs(&self, table: &str) -> Result<BTreeMap<Vec<String>, String>, Retry> {
-        let mut out = BTreeMap::new();
-        for p in self
-            .deps
-            .catalog
-            .get_partitions(&self.deps.database, table)
-            .await?
-        {
-            match p.location.strip_prefix(&self.lake_root) {
-                Some(dir) => {
-                    out.insert(p.values, dir.to_string());
-                }
-                None => {
-                    warn!(table, location = %p.location, "a partition is outside the lake; writing to its Hive directory")
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Registers the database and every table in the catalog (run once at deploy or cold start).
@@ -756,7 +726,7 @@ impl NormalizeFunction {
     }
 
     /// Builds what one hand-off becomes; `Ok(None)` when there is no hand-off.
-    async fn item(&self, id: &str) -> Result<Option<Item>, Retry> {
+    async fn item(&self, id: &str) -> Result<Option<BatchItem>, Retry> {
         let Some(h) = get_handoff(&self.deps, "normalize", id).await? else {
             warn!("no hand-off for this document; nothing to do");
             return Ok(None);
@@ -783,7 +753,7 @@ impl NormalizeFunction {
             object_key: None,
             records: None,
         };
-        let mut item = Item {
+        let mut item = BatchItem {
             row: row.clone(),
             data: None,
             object: None,
@@ -837,133 +807,37 @@ impl NormalizeFunction {
         Ok(Some(item))
     }
 
-    /// The embedded runner's commit protocol for one batch.
-    async fn flush(&self, batch: &str, mut items: Vec<Item>) -> Result<(), Retry> {
-        items.sort_by(|a, b| a.row.id.cmp(&b.row.id));
-        let rows: Vec<DocumentRow> = items.iter().map(|i| i.row.clone()).collect();
-        let file_name = format!("part-{batch}.parquet");
-        let mut data: BTreeMap<(String, Vec<String>), Vec<RecordBatch>> = BTreeMap::new();
-        for it in &mut items {
-            if let Some(b) = it.data.take() {
-                data.entry((it.row.table_name.clone(), vec![it.row.dt.clone()]))
-                    .or_default()
-                    .push(b);
-            }
-        }
-        let mut doc_rows: BTreeMap<Vec<String>, Vec<DocumentRow>> = BTreeMap::new();
-        for r in &rows {
-            doc_rows
-                .entry(vec![r.table_name.clone(), r.dt.clone()])
-                .or_default()
-                .push(r.clone());
-        }
+    /// The embedded runner's commit protocol for one batch ([`tarn_lake::batch`]), with this
+    /// function's manifest (which also names the hand-offs).
+    async fn flush(&self, batch: &str, mut items: Vec<BatchItem>) -> Result<(), Retry> {
+        let writer = BatchWriter {
+            lake: self.deps.lake.as_ref(),
+            quarantine: self.deps.quarantine.as_ref(),
+            kms: self.deps.kms.as_ref(),
+            catalog: self.deps.catalog.as_ref(),
+            database: &self.deps.database,
+            defs: &self.defs,
+            lake_root: &self.lake_root,
+        };
         // from here to the commit, compaction cannot swap a partition's location
         let write_lock = match &self.lock {
             Some(l) => Some(l.acquire(WRITE_LOCK).await?),
             None => None,
         };
-        // each file goes under its partition's current location (compaction moves it)
-        let mut current: BTreeMap<String, BTreeMap<Vec<String>, String>> = BTreeMap::new();
-        let tables: BTreeSet<String> = data
-            .keys()
-            .map(|(t, _)| t.clone())
-            .chain(std::iter::once(DOCUMENTS_TABLE.to_string()))
-            .collect();
-        for t in tables {
-            let dirs = self.partition_dirs(&t).await?;
-            current.insert(t, dirs);
-        }
-        let key_in = |table: &str, values: &Vec<String>| -> String {
-            match current.get(table).and_then(|m| m.get(values)) {
-                Some(dir) => format!("{dir}{file_name}"),
-                None => format!(
-                    "tables/{table}/{}/{file_name}",
-                    self.defs[table].0.partition_path(values)
-                ),
-            }
-        };
-        let mut files: Vec<(String, String, Vec<String>)> = Vec::new();
-        for (table, values) in data.keys() {
-            files.push((table.clone(), key_in(table, values), values.clone()));
-        }
-        for values in doc_rows.keys() {
-            files.push((
-                DOCUMENTS_TABLE.into(),
-                key_in(DOCUMENTS_TABLE, values),
-                values.clone(),
-            ));
-        }
+        let plan = writer.plan(batch, &mut items).await?;
         let mut manifest = Manifest {
             batch: batch.to_string(),
             committed: false,
-            rows: rows.clone(),
-            files: files.iter().map(|f| f.1.clone()).collect(),
-            handoffs: rows
+            rows: plan.rows.clone(),
+            files: plan.files.iter().map(|f| f.key.clone()).collect(),
+            handoffs: plan
+                .rows
                 .iter()
                 .map(|r| handoff_key("normalize", &r.id))
                 .collect(),
         };
         self.put_manifest(&manifest).await?;
-
-        for it in &items {
-            let (table, id) = (&it.row.table_name, &it.row.id);
-            if let Some(landed_obj) = &it.landed {
-                let mut m = landed_obj.info.metadata.clone();
-                m.insert(
-                    meta::REASON.into(),
-                    it.row.reason.clone().unwrap_or_default(),
-                );
-                self.deps
-                    .quarantine
-                    .put(&quarantine_key(table, id), landed_obj.body.clone(), m)
-                    .await?;
-            }
-            if let (Some(body), Some(key)) = (&it.object, &it.row.object_key) {
-                let content_type = it
-                    .row
-                    .detected_type
-                    .as_deref()
-                    .unwrap_or(&it.row.content_type);
-                tarn_core::objects::put_sanitized(
-                    self.deps.lake.as_ref(),
-                    self.deps.kms.as_ref(),
-                    table,
-                    id,
-                    key,
-                    content_type,
-                    body,
-                )
-                .await?;
-            }
-        }
-        let mut partitions: BTreeMap<String, Vec<Partition>> = BTreeMap::new();
-        for (table, key, values) in &files {
-            let (def, schema) = &self.defs[table];
-            let body = if table == DOCUMENTS_TABLE {
-                documents_batch(schema, &doc_rows[values])
-                    .and_then(|b| write_parquet(schema, &[b]))?
-            } else {
-                write_parquet(schema, &data[&(table.clone(), values.clone())])?
-            };
-            self.deps
-                .lake
-                .put(key, body.into(), Metadata::new())
-                .await?;
-            let location = format!("{}{}/", def.location, def.partition_path(values));
-            partitions
-                .entry(table.clone())
-                .or_default()
-                .push(Partition {
-                    values: values.clone(),
-                    location,
-                });
-        }
-        for (table, parts) in &partitions {
-            self.deps
-                .catalog
-                .add_partitions(&self.deps.database, table, parts)
-                .await?;
-        }
+        writer.write(&plan, &items).await?;
         manifest.committed = true;
         self.put_manifest(&manifest).await?;
         drop(write_lock);
