@@ -3,6 +3,7 @@
 //! token, the pipeline runs in the process, Glue gets the partitions, a reader gets the sanitized
 //! binary through a presigned S3 URL.
 
+mod common;
 #[path = "../aws/tests/common/mod.rs"]
 mod moto;
 
@@ -10,6 +11,7 @@ use moto::*;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
 use tarn_catalog::Catalog;
 use tarn_core::ObjectStore;
 
@@ -27,38 +29,6 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-async fn status(client: &reqwest::Client, base: &str, table: &str, id: &str, token: &str) -> Value {
-    let r = client
-        .get(format!("{base}/table/{table}/object/{id}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "status of {id}");
-    r.json::<Value>().await.unwrap()["data"].clone()
-}
-
-async fn wait_final(
-    client: &reqwest::Client,
-    base: &str,
-    table: &str,
-    id: &str,
-    token: &str,
-) -> Value {
-    let start = Instant::now();
-    loop {
-        let d = status(client, base, table, id, token).await;
-        if d["status"] != "received" {
-            return d;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "{id} still received after 90 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -138,10 +108,10 @@ async fn serve_on_the_aws_backend_end_to_end() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 
-    let ev = wait_final(&client, &base, "events", &ids[0], &writer).await;
+    let ev = common::wait_final(&client, &base, "events", &ids[0], &writer).await;
     assert_eq!(ev["status"], "stored", "{ev}");
     assert_eq!(ev["records"], 1);
-    let ph = wait_final(&client, &base, "photos", &ids[1], &writer).await;
+    let ph = common::wait_final(&client, &base, "photos", &ids[1], &writer).await;
     assert_eq!(ph["status"], "stored", "{ph}");
     assert!(
         ph["metadata_removed"]

@@ -12,16 +12,74 @@
 //!    the manifest's files, or redone by writing them again.
 
 use crate::error::Result;
-use crate::normalize::{documents_batch, write_parquet};
+use crate::normalize::{documents_batch, lake_root, table_defs, write_parquet};
+use crate::runner::PipelineDeps;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use tarn_catalog::evolution::evolve_table;
 use tarn_catalog::schemas::DOCUMENTS_TABLE;
-use tarn_catalog::{Catalog, Partition, TableDef};
+use tarn_catalog::{Catalog, Granularity, Partition, TableDef, TableSpec};
 use tarn_core::document::{meta, quarantine_key};
 use tarn_core::{DocumentRow, GetResult, Kms, ObjectStore, objects};
 use tracing::warn;
+
+/// The lake as both committers see it: the tables' specs, their definitions and file schemas
+/// (`documents` included), and the lake store's URL root.
+#[derive(Debug, Clone)]
+pub struct LakeLayout {
+    pub specs: BTreeMap<String, TableSpec>,
+    pub defs: BTreeMap<String, (TableDef, SchemaRef)>,
+    pub lake_root: String,
+}
+
+impl LakeLayout {
+    pub fn new(deps: &PipelineDeps) -> Self {
+        let lake_root = lake_root(deps.lake.as_ref());
+        Self {
+            defs: table_defs(&deps.tables, &lake_root),
+            specs: deps
+                .tables
+                .iter()
+                .map(|s| (s.name.clone(), s.clone()))
+                .collect(),
+            lake_root,
+        }
+    }
+
+    /// How a table is partitioned (`day` for an unknown one).
+    pub fn granularity(&self, table: &str) -> Granularity {
+        self.specs
+            .get(table)
+            .map(|s| s.partition)
+            .unwrap_or_default()
+    }
+
+    /// Registers the database and every table (JSON tables and `documents`) in the catalog.
+    /// A table already there is evolved ([`tarn_catalog::evolution`]): new optional columns are
+    /// added; a change its existing files cannot be read with is refused, saying what to do.
+    pub async fn setup_catalog(&self, catalog: &dyn Catalog, database: &str) -> Result<()> {
+        catalog.ensure_database(database).await?;
+        for (name, (def, _)) in &self.defs {
+            evolve_table(catalog, database, def, self.specs.get(name)).await?;
+        }
+        Ok(())
+    }
+
+    /// The writer of batches into `deps`' stores with this layout.
+    pub fn writer<'a>(&'a self, deps: &'a PipelineDeps) -> BatchWriter<'a> {
+        BatchWriter {
+            lake: deps.lake.as_ref(),
+            quarantine: deps.quarantine.as_ref(),
+            kms: deps.kms.as_ref(),
+            catalog: deps.catalog.as_ref(),
+            database: &deps.database,
+            defs: &self.defs,
+            lake_root: &self.lake_root,
+        }
+    }
+}
 
 /// What a batch writes for one document.
 #[derive(Debug, Clone)]

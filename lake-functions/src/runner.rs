@@ -18,24 +18,22 @@
 //! moved it). Given a lake lock ([`Pipeline::with_lake_lock`]), a flush holds the write lock from
 //! its manifest to its commit, so compaction's location swap never falls in the middle of one.
 
-use crate::batch::{BatchItem, BatchWriter};
+use crate::batch::{BatchItem, LakeLayout};
 use crate::compact::lock::{LakeLock, WRITE_LOCK};
 use crate::error::{ErrorKind, LakeError, Result};
 use crate::landed;
 use crate::normalize::records_batch;
 use crate::stage::{Document, Stage, StageError, Verdict};
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tarn_catalog::evolution::evolve_table;
-use tarn_catalog::{Catalog, Granularity, TableDef, TableKind, TableSpec};
+use tarn_catalog::{Catalog, Granularity, TableKind, TableSpec};
 use tarn_core::document::{id_from_ingress_key, ingress_key, meta, status_key};
 use tarn_core::{Clock, DocumentRow, GetResult, Kms, ObjectStore, Status};
 use tokio::sync::{Notify, watch};
@@ -141,9 +139,7 @@ impl Report {
 pub struct Pipeline {
     deps: PipelineDeps,
     config: PipelineConfig,
-    specs: BTreeMap<String, TableSpec>,
-    defs: BTreeMap<String, (TableDef, SchemaRef)>,
-    lake_root: String,
+    layout: LakeLayout,
     /// held by each flush from its manifest to its commit (see [`Pipeline::with_lake_lock`])
     lake_lock: Option<Arc<dyn LakeLock>>,
 }
@@ -151,7 +147,7 @@ pub struct Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("tables", &self.specs.keys().collect::<Vec<_>>())
+            .field("tables", &self.layout.specs.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -162,19 +158,11 @@ fn batch_key(batch: &str) -> String {
 
 impl Pipeline {
     pub fn new(deps: PipelineDeps, config: PipelineConfig) -> Self {
-        let lake_root = crate::normalize::lake_root(deps.lake.as_ref());
-        let defs = crate::normalize::table_defs(&deps.tables, &lake_root);
-        let specs = deps
-            .tables
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect();
+        let layout = LakeLayout::new(&deps);
         Self {
             deps,
             config,
-            specs,
-            defs,
-            lake_root,
+            layout,
             lake_lock: None,
         }
     }
@@ -189,7 +177,7 @@ impl Pipeline {
     }
 
     pub fn lake_root(&self) -> &str {
-        &self.lake_root
+        &self.layout.lake_root
     }
 
     /// The stages' names in the order they run.
@@ -201,19 +189,13 @@ impl Pipeline {
     /// A table already there is evolved ([`tarn_catalog::evolution`]): new optional columns are
     /// added; a change its existing files cannot be read with is refused, saying what to do.
     pub async fn setup_catalog(&self) -> Result<()> {
-        let db = &self.deps.database;
-        self.deps.catalog.ensure_database(db).await?;
-        for (name, (def, _)) in &self.defs {
-            evolve_table(self.deps.catalog.as_ref(), db, def, self.specs.get(name)).await?;
-        }
-        Ok(())
+        self.layout
+            .setup_catalog(self.deps.catalog.as_ref(), &self.deps.database)
+            .await
     }
 
     fn granularity(&self, table: &str) -> Granularity {
-        self.specs
-            .get(table)
-            .map(|s| s.partition)
-            .unwrap_or_default()
+        self.layout.granularity(table)
     }
 
     /// Runs the stages on one landed object. `Ok(None)`: nothing to do (gone, or done before).
@@ -278,11 +260,11 @@ impl Pipeline {
         };
         if verdict == Verdict::Continue {
             verdict = match (
-                self.specs.get(&doc.table).map(|s| s.kind),
+                self.layout.specs.get(&doc.table).map(|s| s.kind),
                 doc.records.take(),
             ) {
                 (Some(TableKind::Json), Some(records)) => {
-                    let (_, schema) = &self.defs[&doc.table];
+                    let (_, schema) = &self.layout.defs[&doc.table];
                     match records_batch(schema, &doc, &records) {
                         Ok(batch) => {
                             row.records = Some(batch.num_rows() as i64);
@@ -446,7 +428,7 @@ impl Pipeline {
                 landed: p.landed,
             })
             .collect();
-        let writer = self.writer();
+        let writer = self.layout.writer(&self.deps);
         // from here to the commit, compaction cannot swap a partition's location
         let _write_lock = match &self.lake_lock {
             Some(l) => Some(l.acquire(WRITE_LOCK).await?),
@@ -473,18 +455,6 @@ impl Pipeline {
         drop(_write_lock);
         self.finish(&manifest).await?;
         Ok(plan.rows)
-    }
-
-    fn writer(&self) -> BatchWriter<'_> {
-        BatchWriter {
-            lake: self.deps.lake.as_ref(),
-            quarantine: self.deps.quarantine.as_ref(),
-            kms: self.deps.kms.as_ref(),
-            catalog: self.deps.catalog.as_ref(),
-            database: &self.deps.database,
-            defs: &self.defs,
-            lake_root: &self.lake_root,
-        }
     }
 
     async fn put_manifest(&self, m: &Manifest) -> Result<()> {

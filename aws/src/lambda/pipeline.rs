@@ -24,7 +24,6 @@
 //!   and the document processed afresh.
 
 use super::events::{Message, batch_response, messages};
-use arrow::datatypes::SchemaRef;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -35,11 +34,10 @@ use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tarn_catalog::evolution::evolve_table;
-use tarn_catalog::{Granularity, TableDef, TableKind, TableSpec};
+use tarn_catalog::{Granularity, TableKind};
 use tarn_core::document::{ingress_key, meta, status_key};
 use tarn_core::{DocumentRow, EncryptionContext, ErrorKind, GetResult, Metadata, Status, envelope};
-use tarn_lake::batch::{BatchItem, BatchWriter};
+use tarn_lake::batch::{BatchItem, LakeLayout};
 use tarn_lake::compact::{LakeLock, WRITE_LOCK};
 use tarn_lake::normalize::records_batch;
 use tarn_lake::{Document, PipelineDeps, Stage, StageError, Verdict, landed};
@@ -456,29 +454,19 @@ struct Claim {
 #[derive(Debug, Clone)]
 pub struct NormalizeFunction {
     deps: PipelineDeps,
-    specs: BTreeMap<String, TableSpec>,
-    defs: BTreeMap<String, (TableDef, SchemaRef)>,
+    layout: LakeLayout,
     config: FunctionConfig,
-    lake_root: String,
     /// held from each batch's manifest to its commit, shared with compaction
     lock: Option<Arc<dyn LakeLock>>,
 }
 
 impl NormalizeFunction {
     pub fn new(deps: PipelineDeps, config: FunctionConfig) -> Self {
-        let lake_root = tarn_lake::normalize::lake_root(deps.lake.as_ref());
-        let defs = tarn_lake::normalize::table_defs(&deps.tables, &lake_root);
-        let specs = deps
-            .tables
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect();
+        let layout = LakeLayout::new(&deps);
         Self {
             deps,
-            specs,
-            defs,
+            layout,
             config,
-            lake_root,
             lock: None,
         }
     }
@@ -493,27 +481,14 @@ impl NormalizeFunction {
 
     /// Registers the database and every table in the catalog (run once at deploy or cold start).
     pub async fn setup_catalog(&self) -> Result<(), Retry> {
-        self.deps
-            .catalog
-            .ensure_database(&self.deps.database)
-            .await?;
-        for (name, (def, _)) in &self.defs {
-            evolve_table(
-                self.deps.catalog.as_ref(),
-                &self.deps.database,
-                def,
-                self.specs.get(name),
-            )
-            .await?;
-        }
-        Ok(())
+        Ok(self
+            .layout
+            .setup_catalog(self.deps.catalog.as_ref(), &self.deps.database)
+            .await?)
     }
 
     fn granularity(&self, table: &str) -> Granularity {
-        self.specs
-            .get(table)
-            .map(|s| s.partition)
-            .unwrap_or_default()
+        self.layout.granularity(table)
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
@@ -761,9 +736,12 @@ impl NormalizeFunction {
         };
         let mut verdict = h.verdict.clone();
         if verdict == HandoffVerdict::Continue {
-            verdict = match (self.specs.get(&h.table).map(|s| s.kind), h.records.as_ref()) {
+            verdict = match (
+                self.layout.specs.get(&h.table).map(|s| s.kind),
+                h.records.as_ref(),
+            ) {
                 (Some(TableKind::Json), Some(records)) => {
-                    let (_, schema) = &self.defs[&h.table];
+                    let (_, schema) = &self.layout.defs[&h.table];
                     match records_batch(schema, &doc, records) {
                         Ok(batch) => {
                             row.records = Some(batch.num_rows() as i64);
@@ -810,15 +788,7 @@ impl NormalizeFunction {
     /// The embedded runner's commit protocol for one batch ([`tarn_lake::batch`]), with this
     /// function's manifest (which also names the hand-offs).
     async fn flush(&self, batch: &str, mut items: Vec<BatchItem>) -> Result<(), Retry> {
-        let writer = BatchWriter {
-            lake: self.deps.lake.as_ref(),
-            quarantine: self.deps.quarantine.as_ref(),
-            kms: self.deps.kms.as_ref(),
-            catalog: self.deps.catalog.as_ref(),
-            database: &self.deps.database,
-            defs: &self.defs,
-            lake_root: &self.lake_root,
-        };
+        let writer = self.layout.writer(&self.deps);
         // from here to the commit, compaction cannot swap a partition's location
         let write_lock = match &self.lock {
             Some(l) => Some(l.acquire(WRITE_LOCK).await?),
