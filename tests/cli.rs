@@ -123,3 +123,127 @@ fn demo_then_query_tables_and_audit() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("the audit trail verifies"));
 }
+
+/// `tarn serve`, then a producer with `tarn token` and `tarn ingest`, then a reader reading the
+/// status and the sanitized content over HTTP; SIGTERM stops the server cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_token_ingest_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    let d = d.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .args([
+            "serve",
+            "--data-dir",
+            d,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    tarn::platform::wait_healthy(&client, &base, std::time::Duration::from_secs(60))
+        .await
+        .expect("tarn serve answers /health");
+
+    // the producer: a token on stdout alone, then one id per file
+    let token = ok(&[
+        "token",
+        "--data-dir",
+        d,
+        "--user",
+        "alice",
+        "--groups",
+        "tarn-writers",
+    ]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let out = ok(&[
+        "ingest",
+        "--data-dir",
+        d,
+        "--url",
+        &base,
+        "--token",
+        token,
+        "--table",
+        "photos",
+        "samples/photo.jpg",
+    ]);
+    let id = out
+        .split_whitespace()
+        .find(|w| uuid::Uuid::parse_str(w).is_ok())
+        .unwrap_or_else(|| panic!("no document id in {out}"))
+        .to_string();
+
+    // the reader
+    let reader = ok(&[
+        "token",
+        "--data-dir",
+        d,
+        "--user",
+        "rita",
+        "--groups",
+        "tarn-readers",
+    ]);
+    let start = std::time::Instant::now();
+    let status = loop {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "{id} still received after 60 s"
+        );
+        let v: Value = client
+            .get(format!("{base}/table/photos/object/{id}"))
+            .bearer_auth(reader.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["data"]["status"] != "received" {
+            break v["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["status"], "stored", "{status}");
+    assert!(
+        status["metadata_removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "gps"),
+        "{status}"
+    );
+    let r = client
+        .get(format!("{base}/table/photos/object/{id}/content"))
+        .bearer_auth(reader.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let jpeg = r.bytes().await.unwrap();
+    let original =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/photo.jpg")).unwrap();
+    assert!(jpeg.starts_with(&[0xff, 0xd8]) && jpeg.len() < original.len());
+
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    let code = server.wait().unwrap();
+    assert!(
+        code.success(),
+        "tarn serve exits cleanly on SIGTERM: {code:?}"
+    );
+}
