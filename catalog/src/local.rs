@@ -242,8 +242,9 @@ impl Catalog for LocalCatalog {
                         )));
                     }
                     let k = p.values.join("/");
-                    if !t.partitions.contains_key(&k) {
-                        t.partitions.insert(k, p);
+                    if let std::collections::btree_map::Entry::Vacant(slot) = t.partitions.entry(k)
+                    {
+                        slot.insert(p);
                         added += 1;
                     }
                 }

@@ -68,13 +68,12 @@ pub async fn read_sanitized(
         let info = lake.head(key).await?.ok_or_else(|| Error::NotFound {
             key: key.to_string(),
         })?;
-        if !info.metadata.contains_key(meta::ENVELOPE) {
-            if let Some(url) = lake
+        if !info.metadata.contains_key(meta::ENVELOPE)
+            && let Some(url) = lake
                 .presign_get(key, ttl.min(MAX_URL_TTL), content_type)
                 .await?
-            {
-                return Ok(Sanitized::Url(url));
-            }
+        {
+            return Ok(Sanitized::Url(url));
         }
     }
     let got = lake.get(key).await?;

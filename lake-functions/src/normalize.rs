@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(ts.value(0), doc.received_at.timestamp_micros());
         assert!(col("n").is_null(1));
 
-        let bytes = write_parquet(&schema, &[batch.clone()]).unwrap();
+        let bytes = write_parquet(&schema, std::slice::from_ref(&batch)).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
             .unwrap()
             .build()

@@ -465,24 +465,6 @@ fn parse_path(path: &str) -> Option<Vec<Step>> {
     Some(steps)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_paths() {
-        let j = r#"{"bucketName":"b","key":"id=1","n":3,"t":true,"o":{"a-b":["x","y"]}}"#;
-        assert_eq!(extract_scalar(j, "$.key").as_deref(), Some("id=1"));
-        assert_eq!(extract_scalar(j, "$.n").as_deref(), Some("3"));
-        assert_eq!(extract_scalar(j, "$.t").as_deref(), Some("true"));
-        assert_eq!(extract_scalar(j, "$.o[\"a-b\"][1]").as_deref(), Some("y"));
-        assert_eq!(extract_scalar(j, "$.o"), None);
-        assert_eq!(extract_scalar(j, "$.missing"), None);
-        assert_eq!(extract_scalar("not json", "$.a"), None);
-        assert_eq!(extract_scalar(j, "key"), None);
-    }
-}
-
 /// The rows `tarn audit` prints: one per record, the columns an auditor reads first.
 pub fn trail_result(records: &[tarn_core::audit::CloudTrailRecord]) -> crate::QueryResult {
     let col = |n: &str| crate::ResultColumn {
@@ -554,5 +536,23 @@ pub fn verify_result(report: &tarn_core::audit::VerifyReport) -> crate::QueryRes
                 ]
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths() {
+        let j = r#"{"bucketName":"b","key":"id=1","n":3,"t":true,"o":{"a-b":["x","y"]}}"#;
+        assert_eq!(extract_scalar(j, "$.key").as_deref(), Some("id=1"));
+        assert_eq!(extract_scalar(j, "$.n").as_deref(), Some("3"));
+        assert_eq!(extract_scalar(j, "$.t").as_deref(), Some("true"));
+        assert_eq!(extract_scalar(j, "$.o[\"a-b\"][1]").as_deref(), Some("y"));
+        assert_eq!(extract_scalar(j, "$.o"), None);
+        assert_eq!(extract_scalar(j, "$.missing"), None);
+        assert_eq!(extract_scalar("not json", "$.a"), None);
+        assert_eq!(extract_scalar(j, "key"), None);
     }
 }

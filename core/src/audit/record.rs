@@ -425,7 +425,7 @@ impl CloudTrailRecord {
 
 /// A CloudTrail-style request id: 16 upper-case hex characters.
 pub fn request_id() -> String {
-    hex::encode_upper(&crate::kms::random::<8>())
+    hex::encode_upper(crate::kms::random::<8>())
 }
 
 /// The table of a lake key: the 2nd segment of `tables/<t>/...` and `objects/<t>/...`.
