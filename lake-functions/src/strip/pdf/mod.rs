@@ -129,6 +129,16 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
         return Err(StripError::malformed(F, "the catalog (/Root) is missing"));
     }
     let detached: HashSet<u32> = detached.into_iter().map(|(n, _)| n).collect();
+    // nor are the /Length objects of the streams it detached (XMP) history
+    for n in &detached {
+        if let Some(e) = xref.entries.get(n).filter(|e| matches!(e.loc, Loc::At(_)))
+            && let Ok(mut p) = object_at(input, *n, e, limits)
+            && let Ok(Obj::Dict(dict)) = p.object(0)
+            && let Some(Obj::Ref(length, _)) = get(&dict, b"Length")
+        {
+            reader.length_objects.insert(*length);
+        }
+    }
     let dropped = xref.entries.iter().any(|(n, e)| {
         e.in_use()
             && *n != 0

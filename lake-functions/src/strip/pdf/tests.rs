@@ -587,6 +587,17 @@ fn hybrid_files() {
     let s = strip(&file.hybrid("/Root 1 0 R /Info 7 0 R")).unwrap();
     assert!(contains(&s.bytes, b"/Length 16 >>\nstream\nBT (hello) Tj ET\nendstream"));
     assert_eq!(s.removed, ["pdf-info", "xmp", "pdf-pieceinfo"]);
+    // the XMP stream's /Length in an object stream too: not history
+    let mut file = file;
+    file.plain.retain(|(n, _)| *n != 6);
+    let file = file.plain(
+        6,
+        b"<< /Type /Metadata /Subtype /XML /Length 9 0 R >>\nstream\n<x>Jane XMP</x>  \nendstream",
+    );
+    let file = file.compressed(9, b"16").objstm(10);
+    let s = strip(&file.hybrid("/Root 1 0 R /Info 7 0 R")).unwrap();
+    assert_eq!(s.removed, ["pdf-info", "xmp", "pdf-pieceinfo"]);
+    assert!(!contains(&s.bytes, b"Jane"));
 }
 
 #[test]
