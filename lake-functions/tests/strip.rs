@@ -533,7 +533,10 @@ fn stream_datas(pdf: &[u8]) -> Vec<Vec<u8>> {
             pos = start;
             continue;
         }
-        let len = pdf[start..].windows(9).position(|w| w == b"endstream").unwrap();
+        let len = pdf[start..]
+            .windows(9)
+            .position(|w| w == b"endstream")
+            .unwrap();
         out.push(pdf[start..start + len].to_vec());
         pos = start + len + 9;
     }
@@ -594,7 +597,11 @@ async fn pdf_with_object_streams() {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("out.pdf");
             std::fs::write(&path, &out).unwrap();
-            let check = Command::new("qpdf").arg("--check").arg(&path).output().unwrap();
+            let check = Command::new("qpdf")
+                .arg("--check")
+                .arg(&path)
+                .output()
+                .unwrap();
             assert!(
                 check.status.success(),
                 "{name}: qpdf --check: {}{}",

@@ -102,9 +102,9 @@ fn inflate(
 fn unpredict(num: u32, parms: &Dict, data: Vec<u8>) -> Result<Vec<u8>, StripError> {
     let int = |key: &[u8], default: i64| match get(parms, key) {
         None => Ok(default),
-        Some(v) => v.as_int().ok_or_else(|| {
-            StripError::malformed(F, format!("object {num}: bad /DecodeParms"))
-        }),
+        Some(v) => v
+            .as_int()
+            .ok_or_else(|| StripError::malformed(F, format!("object {num}: bad /DecodeParms"))),
     };
     let bad = |what: &str| StripError::malformed(F, format!("object {num}: {what}"));
     match int(b"Predictor", 1)? {
@@ -238,10 +238,7 @@ mod tests {
             unpredict(1, &predictor(2, 3), vec![0, 1, 2, 3]),
             Err(StripError::Refused { .. })
         ));
-        assert_eq!(
-            unpredict(1, &predictor(1, 3), vec![9, 9]).unwrap(),
-            [9, 9]
-        );
+        assert_eq!(unpredict(1, &predictor(1, 3), vec![9, 9]).unwrap(), [9, 9]);
     }
 
     #[test]

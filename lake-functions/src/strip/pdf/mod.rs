@@ -231,7 +231,10 @@ enum Loc {
     /// at this offset in the file
     At(u64),
     /// in object stream `stream`, its `index`th object (PDF 1.5)
-    In { stream: u32, index: u32 },
+    In {
+        stream: u32,
+        index: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -468,9 +471,8 @@ fn read_xref_stream<'a>(
     if !p.eat_keyword(b"stream") {
         return Err(not_xref());
     }
-    let bad = |what: &str| {
-        StripError::malformed(F, format!("cross-reference stream {num}: {what}"))
-    };
+    let bad =
+        |what: &str| StripError::malformed(F, format!("cross-reference stream {num}: {what}"));
     let length = match get(&dict, b"Length") {
         Some(Obj::Ref(..)) => return Err(bad("/Length is not a direct number")),
         Some(v) => v.as_int(),
@@ -487,7 +489,11 @@ fn read_xref_stream<'a>(
     let w = match get(&dict, b"W") {
         Some(Obj::Array(w)) if w.len() == 3 => w
             .iter()
-            .map(|v| v.as_int().filter(|n| (0..=8).contains(n)).map(|n| n as usize))
+            .map(|v| {
+                v.as_int()
+                    .filter(|n| (0..=8).contains(n))
+                    .map(|n| n as usize)
+            })
             .collect::<Option<Vec<_>>>(),
         _ => None,
     };
@@ -523,7 +529,7 @@ fn read_xref_stream<'a>(
             limit: max_entries as u64,
         });
     }
-    if rows * row as u64 > data.len() as u64 {
+    if rows.saturating_mul(row as u64) > data.len() as u64 {
         return Err(bad(&format!(
             "{rows} entries of {row} bytes but {} bytes of data",
             data.len()
@@ -643,7 +649,7 @@ impl<'a> Reader<'a, '_> {
             Loc::At(_) => self.parse_indirect(num, entry),
             Loc::In { stream, .. } => Ok(Indirect {
                 gen_: 0,
-                obj: self.from_stream(num, stream)?,
+                obj: self.in_object_stream(num, stream)?,
                 stream: None,
             }),
             Loc::Free => Err(StripError::malformed(F, format!("object {num} is free"))),
@@ -662,9 +668,7 @@ impl<'a> Reader<'a, '_> {
                 ));
             };
             let length = self.length(num, dict, true)?;
-            stream = Some(Cow::Borrowed(stream_data(
-                self.input, &mut p, num, length,
-            )?));
+            stream = Some(Cow::Borrowed(stream_data(self.input, &mut p, num, length)?));
         }
         if !p.eat_keyword(b"endobj") {
             return Err(StripError::malformed(
@@ -712,7 +716,7 @@ impl<'a> Reader<'a, '_> {
                 Ok(value.as_int())
             }
             Some((_, Loc::In { stream, .. })) if compressed => {
-                Ok(self.from_stream(n, stream)?.as_int())
+                Ok(self.in_object_stream(n, stream)?.as_int())
             }
             _ => Err(StripError::malformed(
                 F,
@@ -722,7 +726,7 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// Object `num`, which the cross-reference puts in object stream `stream`.
-    fn from_stream(&mut self, num: u32, stream: u32) -> Result<Obj<'static>, StripError> {
+    fn in_object_stream(&mut self, num: u32, stream: u32) -> Result<Obj<'static>, StripError> {
         if self.loaded.insert(stream) {
             self.load(stream)?;
         }
@@ -734,9 +738,7 @@ impl<'a> Reader<'a, '_> {
     /// Decodes object stream `stream` (PDF 32000-1 §7.5.7) and parses the objects in it that
     /// the cross-reference puts there.
     fn load(&mut self, stream: u32) -> Result<(), StripError> {
-        let bad = |what: &str| {
-            StripError::malformed(F, format!("object stream {stream}: {what}"))
-        };
+        let bad = |what: &str| StripError::malformed(F, format!("object stream {stream}: {what}"));
         // not free, not itself in an object stream (nested, or in itself)
         let entry = match self.xref.entries.get(&stream) {
             Some(e) if matches!(e.loc, Loc::At(_)) => *e,

@@ -199,10 +199,9 @@ fn unsafe_constructions_are_refused() {
         .build("/Root 1 0 R", None);
     assert!(refused(ef).contains("embedded files"));
     // encryption in a cross-reference stream's dictionary
-    let enc = XrefStreamPdf::new().compressed(1, cat).build(
-        "/Root 1 0 R /Encrypt << /Filter /Standard >>",
-        Some(12),
-    );
+    let enc = XrefStreamPdf::new()
+        .compressed(1, cat)
+        .build("/Root 1 0 R /Encrypt << /Filter /Standard >>", Some(12));
     assert!(refused(enc).contains("encrypted"));
 }
 
@@ -476,8 +475,11 @@ impl XrefStreamPdf {
 /// stream; the page content (deflated) and the XMP stream at the top level.
 fn compressed_page() -> (XrefStreamPdf, Vec<u8>) {
     let content = deflate(b"BT (hello) Tj ET");
-    let mut stream = format!("<< /Filter /FlateDecode /Length {} >>\nstream\n", content.len())
-        .into_bytes();
+    let mut stream = format!(
+        "<< /Filter /FlateDecode /Length {} >>\nstream\n",
+        content.len()
+    )
+    .into_bytes();
     stream.extend_from_slice(&content);
     stream.extend_from_slice(b"\nendstream");
     let file = XrefStreamPdf::new()
@@ -582,10 +584,16 @@ fn hybrid_files() {
     let mut file = file;
     file.plain.retain(|(n, _)| *n != 4);
     let file = file
-        .plain(4, b"<< /Length 5 0 R >>\nstream\nBT (hello) Tj ET\nendstream")
+        .plain(
+            4,
+            b"<< /Length 5 0 R >>\nstream\nBT (hello) Tj ET\nendstream",
+        )
         .compressed(5, b"16");
     let s = strip(&file.hybrid("/Root 1 0 R /Info 7 0 R")).unwrap();
-    assert!(contains(&s.bytes, b"/Length 16 >>\nstream\nBT (hello) Tj ET\nendstream"));
+    assert!(contains(
+        &s.bytes,
+        b"/Length 16 >>\nstream\nBT (hello) Tj ET\nendstream"
+    ));
     assert_eq!(s.removed, ["pdf-info", "xmp", "pdf-pieceinfo"]);
     // the XMP stream's /Length in an object stream too: not history
     let mut file = file;
@@ -647,7 +655,11 @@ fn an_incremental_update_over_a_compressed_file() {
     assert_eq!(s.removed, ["pdf-info", "pdf-pieceinfo", "pdf-history"]);
     assert!(contains(&s.bytes, b"/Lang (en)"));
     for secret in SECRETS {
-        assert!(!contains(&s.bytes, secret), "{}", String::from_utf8_lossy(secret));
+        assert!(
+            !contains(&s.bytes, secret),
+            "{}",
+            String::from_utf8_lossy(secret)
+        );
     }
     assert_eq!(strip(&s.bytes).unwrap().bytes, s.bytes);
 }
@@ -658,7 +670,11 @@ fn a_reference_to_a_container_reads_as_null() {
         .compressed(1, b"<< /Type /Catalog /S 2 0 R /X 3 0 R >>")
         .build("/Root 1 0 R", None);
     let s = strip(&input).unwrap();
-    assert!(contains(&s.bytes, b"/S null /X null"), "{}", String::from_utf8_lossy(&s.bytes));
+    assert!(
+        contains(&s.bytes, b"/S null /X null"),
+        "{}",
+        String::from_utf8_lossy(&s.bytes)
+    );
     assert!(s.removed.is_empty(), "{:?}", s.removed);
 }
 
@@ -685,12 +701,24 @@ fn malformed_compression_is_an_error() {
     // an object that is not where the entry says
     let bad = file
         .clone()
-        .entry(2, Loc::In { stream: 1, index: 0 })
+        .entry(
+            2,
+            Loc::In {
+                stream: 1,
+                index: 0,
+            },
+        )
         .build("/Root 1 0 R", None);
     assert!(malformed(&bad).contains("object stream 1"));
     let bad = file
         .clone()
-        .entry(2, Loc::In { stream: 3, index: 9 })
+        .entry(
+            2,
+            Loc::In {
+                stream: 3,
+                index: 9,
+            },
+        )
         .build("/Root 1 0 R", None);
     strip(&bad).unwrap();
     // bad /W, /Index, /Size, /Predictor
@@ -748,7 +776,13 @@ fn malformed_compression_is_an_error() {
         XrefStreamPdf::new()
             .plain(1, b"<< /Type /Catalog /P 3 0 R >>")
             .plain(2, &o)
-            .entry(3, Loc::In { stream: 2, index: 0 })
+            .entry(
+                3,
+                Loc::In {
+                    stream: 2,
+                    index: 0,
+                },
+            )
             .build("/Root 1 0 R", None)
     };
     assert!(strip(&objstm("1", Some("4"), b"3 0 << /A 1 >>")).is_ok());
@@ -785,7 +819,13 @@ fn decompression_bombs_are_refused() {
     let input = XrefStreamPdf::new()
         .plain(1, b"<< /Type /Catalog /P 3 0 R >>")
         .plain(2, &o)
-        .entry(3, Loc::In { stream: 2, index: 0 })
+        .entry(
+            3,
+            Loc::In {
+                stream: 2,
+                index: 0,
+            },
+        )
         .build("/Root 1 0 R", None);
     let small = Limits {
         max_pdf_stream_bytes: 1 << 19,
@@ -812,7 +852,10 @@ fn decompression_bombs_are_refused() {
     };
     assert!(matches!(
         strip_pdf(&input, &few),
-        Err(StripError::TooLarge { what: "cross-reference entries", .. })
+        Err(StripError::TooLarge {
+            what: "cross-reference entries",
+            ..
+        })
     ));
 }
 
