@@ -9,7 +9,9 @@
 //! so their values are nowhere in the output.
 //!
 //! Refused (quarantined) rather than passed through: encryption, embedded files, and object or
-//! cross-reference streams with a filter other than FlateDecode or the TIFF predictor.
+//! cross-reference streams with a filter other than FlateDecode or with the TIFF predictor (PNG
+//! predictors are decoded). Inflating is bounded by [`Limits::max_pdf_stream_bytes`] and
+//! [`Limits::max_pdf_inflated_bytes`].
 
 mod decode;
 mod object;
