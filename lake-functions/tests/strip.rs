@@ -32,6 +32,11 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// A PDF from testdata/pdf/ (PDF 1.5 compression, made by qpdf: see the README there).
+fn pdf_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("testdata/pdf").join(name)).unwrap()
+}
+
 fn doc(content_type: &str, detected: Option<&str>, body: &[u8]) -> Document {
     Document {
         id: "00000000-0000-0000-0000-000000000001".into(),
@@ -517,6 +522,96 @@ async fn pdf_after_exiftool_edits() {
     );
 }
 
+/// The data of every stream in `pdf` (from `stream` and its end of line to `endstream`, the end
+/// of line before it included).
+fn stream_datas(pdf: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    let mut pos = 0;
+    while let Some(at) = pdf[pos..].windows(7).position(|w| w == b"stream\n") {
+        let start = pos + at + 7;
+        if pdf[..start - 7].ends_with(b"end") {
+            pos = start;
+            continue;
+        }
+        let len = pdf[start..]
+            .windows(9)
+            .position(|w| w == b"endstream")
+            .unwrap();
+        out.push(pdf[start..start + len].to_vec());
+        pos = start + len + 9;
+    }
+    out
+}
+
+/// Object and cross-reference streams (what Word, browsers, LibreOffice and pdfTeX write): the
+/// Info dictionary, catalog and page are in an object stream. The output is a classic file of
+/// plain objects; the page content stream is copied byte for byte.
+#[tokio::test]
+async fn pdf_with_object_streams() {
+    for (name, names) in [
+        ("report-objstm.pdf", &["pdf-info", "xmp"][..]),
+        // the first-page cross-reference section of linearization: an earlier section
+        (
+            "report-objstm-linearized.pdf",
+            &["pdf-info", "xmp", "pdf-history"],
+        ),
+    ] {
+        let input = pdf_fixture(name);
+        assert!(contains(&input, b"/Type /ObjStm") && contains(&input, b"/Type /XRef"));
+        let out = strip_ok("application/pdf", &input, names).await;
+        assert_absent(
+            &out,
+            &[
+                "Jane",
+                "TarnWriter",
+                "Q3 numbers",
+                "tarn sample",
+                "xpacket",
+                "/Info",
+                "/Metadata",
+                "/ObjStm",
+                "/XRef",
+                "/Linearized",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches("\nxref\n").count(), 1, "{name}");
+        assert!(text.contains("/Type /Catalog") && text.contains("/Type /Page "));
+        // the page content: qpdf deflated it, and it is kept as it is (qpdf writes no end of
+        // line before endstream, the stripper one)
+        let kept = stream_datas(&out);
+        assert_eq!(kept.len(), 1, "{name}: only the page content: {text}");
+        let kept = kept[0].strip_suffix(b"\n").unwrap();
+        assert!(kept.starts_with(b"x\x9c"));
+        assert!(stream_datas(&input).iter().any(|d| d == kept), "{name}");
+        if let Some(report) = exiftool(&out) {
+            assert_no_groups(&report, &["XMP"]);
+            let pdf = group(&report, "PDF").join("\n");
+            for tag in ["Author", "Creator", "Producer", "Title"] {
+                assert!(!pdf.contains(tag), "{report}");
+            }
+            assert!(pdf.contains("PageCount : 1"), "{report}");
+        }
+        // qpdf, where installed, reads the output as a sound file
+        if Command::new("qpdf").arg("--version").output().is_ok() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("out.pdf");
+            std::fs::write(&path, &out).unwrap();
+            let check = Command::new("qpdf")
+                .arg("--check")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "{name}: qpdf --check: {}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+}
+
 // --- WebP, GIF
 
 /// (fourcc, data) of each top-level RIFF chunk.
@@ -645,6 +740,7 @@ fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("image/jpeg", sample("photo.jpg")),
         ("image/png", sample("diagram.png")),
         ("application/pdf", sample("report.pdf")),
+        ("application/pdf", pdf_fixture("report-objstm.pdf")),
         ("image/webp", fixture("lossy.webp")),
         ("image/webp", fixture("lossless-alpha.webp")),
         ("image/gif", fixture("comment-xmp.gif")),

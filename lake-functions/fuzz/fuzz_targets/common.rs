@@ -10,6 +10,8 @@ pub fn check(strip: fn(&[u8], &Limits) -> Result<Stripped, StripError>, data: &[
         max_pixels: 1 << 24,
         max_pdf_objects: 10_000,
         max_pdf_depth: 32,
+        max_pdf_stream_bytes: 1 << 20,
+        max_pdf_inflated_bytes: 4 << 20,
     };
     if let Ok(stripped) = strip(data, &limits) {
         let again = match strip(&stripped.bytes, &limits) {

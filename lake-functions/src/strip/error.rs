@@ -21,8 +21,8 @@ pub enum StripError {
         value: u64,
         limit: u64,
     },
-    /// well formed, but a construction the stripper cannot rewrite safely (encryption,
-    /// compressed cross-reference streams, embedded files)
+    /// well formed, but a construction the stripper cannot rewrite safely (encryption, embedded
+    /// files, stream filters it does not decode)
     #[error("{format}: cannot strip safely: {what}")]
     Refused { format: &'static str, what: String },
 }

@@ -12,8 +12,8 @@
 //! - [`strip_webp`]: walks the RIFF chunks, drops EXIF/XMP, fixes the VP8X flags and RIFF size;
 //! - [`strip_gif`]: walks the blocks, drops comments and application extensions but looping and
 //!   ICC;
-//! - [`strip_pdf`]: parses the objects reachable from the catalog through the classic xref
-//!   table(s) and writes the whole file anew without the Info dictionary, XMP streams and
+//! - [`strip_pdf`]: parses the objects reachable from the catalog through the cross-reference
+//!   tables or streams (object streams decoded) and writes the whole file anew without the Info dictionary, XMP streams and
 //!   unreferenced objects (earlier revisions), so old values are nowhere in the output.
 //!
 //! [`strip`] picks the function from the media type; [`Strip`] is the pipeline [`Stage`]
@@ -48,6 +48,11 @@ pub struct Limits {
     pub max_pdf_objects: usize,
     /// the deepest nesting of PDF arrays and dictionaries
     pub max_pdf_depth: usize,
+    /// the most bytes one PDF cross-reference stream or object stream may inflate to (a
+    /// decompression bomb is refused, not allocated)
+    pub max_pdf_stream_bytes: usize,
+    /// the most bytes all the cross-reference and object streams of one PDF may inflate to
+    pub max_pdf_inflated_bytes: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +61,8 @@ impl Default for Limits {
             max_pixels: 1 << 29,
             max_pdf_objects: 2_000_000,
             max_pdf_depth: 100,
+            max_pdf_stream_bytes: 64 << 20,
+            max_pdf_inflated_bytes: 256 << 20,
         }
     }
 }

@@ -1,16 +1,23 @@
-//! PDF: a full rewrite. The classic cross-reference table(s) are read (following /Prev), the
-//! objects reachable from the catalog are parsed, stripped of metadata and written out anew with
-//! fresh numbers, a fresh xref table and a trailer without /Info. Streams are copied byte for
-//! byte (never decoded), but for a JPEG image (sole filter DCTDecode), which is stripped like any
-//! JPEG. Objects not reachable from the catalog (earlier revisions of incremental updates, the
-//! Info dictionary, XMP streams) are not written, so their values are nowhere in the output.
+//! PDF: a full rewrite. The cross-reference sections are read (following /Prev): classic tables,
+//! cross-reference streams (PDF 1.5) and hybrid files (a table with /XRefStm). The objects
+//! reachable from the catalog are parsed, those in object streams (/Type /ObjStm) decoded out of
+//! them, stripped of metadata and written out anew as plain objects with fresh numbers, a classic
+//! xref table and a trailer without /Info; the object and cross-reference streams themselves are
+//! not written. Streams are copied byte for byte (never decoded), but for a JPEG image (sole
+//! filter DCTDecode), which is stripped like any JPEG. Objects not reachable from the catalog
+//! (earlier revisions of incremental updates, the Info dictionary, XMP streams) are not written,
+//! so their values are nowhere in the output.
 //!
-//! Refused (quarantined) rather than passed through: encryption, cross-reference streams and
-//! object streams (PDF 1.5 compression), embedded files.
+//! Refused (quarantined) rather than passed through: encryption, embedded files, and object or
+//! cross-reference streams with a filter other than FlateDecode or with the TIFF predictor (PNG
+//! predictors are decoded). Inflating is bounded by [`Limits::max_pdf_stream_bytes`] and
+//! [`Limits::max_pdf_inflated_bytes`].
 
+mod decode;
 mod object;
 
 use super::{Limits, Removed, StripError, Stripped, strip_jpeg};
+use decode::decode;
 use object::{Dict, Obj, Parser, get, is_ws, write};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -45,7 +52,15 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
 
     // the objects reachable from the catalog, stripped
     let mut objects: BTreeMap<u32, Indirect> = BTreeMap::new();
-    let mut length_objects = HashSet::new();
+    let mut reader = Reader {
+        input,
+        xref: &xref,
+        limits,
+        length_objects: HashSet::new(),
+        compressed: HashMap::new(),
+        loaded: HashSet::new(),
+        inflated: xref.inflated,
+    };
     // objects referred to from the entries scrub removed
     let mut detached = Vec::new();
     let mut stack = vec![(*root_num, *root_gen)];
@@ -56,7 +71,7 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
         let Some(entry) = xref
             .entries
             .get(&num)
-            .filter(|e| e.in_use && e.gen_ == gen_)
+            .filter(|e| e.in_use() && e.gen_ == gen_)
         else {
             continue; // a reference to nothing reads as null
         };
@@ -68,7 +83,7 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
                 limit: limits.max_pdf_objects as u64,
             });
         }
-        let mut ind = parse_indirect(input, num, entry, &xref, limits, &mut length_objects)?;
+        let mut ind = reader.object(num, entry)?;
         if let (Obj::Dict(dict), Some(_)) = (&ind.obj, &ind.stream) {
             let typ = get(dict, b"Type");
             if typ.is_some_and(|t| t.is_name(b"Metadata")) {
@@ -76,11 +91,10 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
                 excluded.insert(num);
                 continue;
             }
+            // containers, never written: a reference to one reads as null
             if typ.is_some_and(|t| t.is_name(b"ObjStm") || t.is_name(b"XRef")) {
-                return Err(StripError::refused(
-                    F,
-                    "object streams (pdf 1.5 compression) are not supported",
-                ));
+                excluded.insert(num);
+                continue;
             }
             if typ.is_some_and(|t| t.is_name(b"EmbeddedFile")) {
                 return Err(StripError::refused(
@@ -117,13 +131,24 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
         return Err(StripError::malformed(F, "the catalog (/Root) is missing"));
     }
     let detached: HashSet<u32> = detached.into_iter().map(|(n, _)| n).collect();
+    // nor are the /Length objects of the streams it detached (XMP) history
+    for n in &detached {
+        if let Some(e) = xref.entries.get(n).filter(|e| matches!(e.loc, Loc::At(_)))
+            && let Ok(mut p) = object_at(input, *n, e, limits)
+            && let Ok(Obj::Dict(dict)) = p.object(0)
+            && let Some(Obj::Ref(length, _)) = get(&dict, b"Length")
+        {
+            reader.length_objects.insert(*length);
+        }
+    }
     let dropped = xref.entries.iter().any(|(n, e)| {
-        e.in_use
+        e.in_use()
             && *n != 0
             && !objects.contains_key(n)
             && !excluded.contains(n)
-            && !length_objects.contains(n)
+            && !reader.length_objects.contains(n)
             && !detached.contains(n)
+            && !xref.containers.contains(n)
     });
     if xref.sections > 1 || dropped {
         removed.add("pdf-history");
@@ -201,19 +226,41 @@ fn header_version(input: &[u8]) -> Result<&[u8], StripError> {
     Ok(v)
 }
 
+/// Where an object is, per the cross-reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    Free,
+    /// at this offset in the file
+    At(u64),
+    /// in object stream `stream`, its `index`th object (PDF 1.5)
+    In {
+        stream: u32,
+        index: u32,
+    },
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    offset: u64,
+    loc: Loc,
     gen_: u16,
-    in_use: bool,
+}
+
+impl Entry {
+    fn in_use(&self) -> bool {
+        self.loc != Loc::Free
+    }
 }
 
 struct Xref<'a> {
     entries: HashMap<u32, Entry>,
-    /// the newest trailer
+    /// the newest trailer (a cross-reference stream's dictionary without its stream entries)
     trailer: Dict<'a>,
     /// how many xref sections the /Prev chain had
     sections: usize,
+    /// the cross-reference streams and the object streams: containers, never written
+    containers: HashSet<u32>,
+    /// the bytes the cross-reference streams inflated to
+    inflated: u64,
 }
 
 fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripError> {
@@ -230,14 +277,17 @@ fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripErro
     if !input[p.pos..].starts_with(b"%%EOF") {
         return Err(StripError::truncated(F, "no %%EOF after startxref"));
     }
+    let max_entries = limits.max_pdf_objects.saturating_mul(4);
     let mut entries = HashMap::new();
     let mut trailer = None;
     let mut visited = HashSet::new();
+    let mut containers = HashSet::new();
+    let mut inflated = 0;
     loop {
         if !visited.insert(offset) {
             return Err(StripError::malformed(
                 F,
-                "the /Prev chain of cross-reference tables loops",
+                "the /Prev chain of cross-reference sections loops",
             ));
         }
         let start = usize::try_from(offset)
@@ -250,77 +300,53 @@ fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripErro
                 )
             })?;
         let mut p = Parser::new(input, start, limits.max_pdf_depth);
-        if !p.eat_keyword(b"xref") {
-            let object = p.uint().is_some() && p.uint().is_some() && p.eat_keyword(b"obj");
-            return Err(if object {
-                StripError::refused(
-                    F,
-                    "cross-reference streams (pdf 1.5 compression) are not supported",
-                )
-            } else {
-                StripError::malformed(F, format!("no cross-reference table at offset {offset}"))
-            });
-        }
-        while !p.eat_keyword(b"trailer") {
-            let (Some(first), Some(count)) = (p.uint(), p.uint()) else {
-                return Err(StripError::malformed(
-                    F,
-                    format!("bad cross-reference subsection at offset {}", p.pos),
-                ));
-            };
-            if first.saturating_add(count) > u32::MAX as u64 {
-                return Err(StripError::malformed(
-                    F,
-                    "cross-reference subsection out of range",
-                ));
-            }
-            for num in first..first + count {
-                let (Some(off), Some(gen_)) = (p.uint(), p.uint()) else {
-                    return Err(StripError::malformed(
-                        F,
-                        format!("bad cross-reference entry at offset {}", p.pos),
-                    ));
-                };
-                let in_use = if p.eat_keyword(b"n") {
-                    true
-                } else if p.eat_keyword(b"f") {
-                    false
-                } else {
-                    return Err(StripError::malformed(
-                        F,
-                        format!("bad cross-reference entry at offset {}", p.pos),
-                    ));
-                };
-                // free entries' generations are not used (Pillow writes 65536 for entry 0)
-                let gen_ = match u16::try_from(gen_) {
-                    Ok(g) => g,
-                    Err(_) if !in_use => u16::MAX,
-                    Err(_) => {
-                        return Err(StripError::malformed(
-                            F,
-                            "cross-reference generation out of range",
-                        ));
+        let mut section = HashMap::new();
+        let dict = if p.eat_keyword(b"xref") {
+            let dict = read_table(&mut p, &mut section)?;
+            refuse_encrypted(&dict)?;
+            // a hybrid file: the table lists the objects outside object streams, the stream
+            // at /XRefStm all of them; the table's entries in use win
+            if let Some(at) = get(&dict, b"XRefStm") {
+                let at = at
+                    .as_int()
+                    .and_then(|a| usize::try_from(a).ok())
+                    .filter(|&a| a < input.len())
+                    .ok_or_else(|| StripError::malformed(F, "bad /XRefStm in the trailer"))?;
+                let stream = read_xref_stream(input, at, limits, max_entries, &mut inflated)?;
+                containers.insert(stream.num);
+                for (num, e) in stream.entries {
+                    if !section.get(&num).is_some_and(Entry::in_use) {
+                        section.insert(num, e);
                     }
-                };
-                // a newer section (read first) wins
-                entries.entry(num as u32).or_insert(Entry {
-                    offset: off,
-                    gen_,
-                    in_use,
-                });
+                }
             }
-        }
-        let Obj::Dict(dict) = p.object(0)? else {
-            return Err(StripError::malformed(F, "the trailer is not a dictionary"));
+            dict
+        } else {
+            let stream = read_xref_stream(input, start, limits, max_entries, &mut inflated)?;
+            containers.insert(stream.num);
+            for (num, e) in stream.entries {
+                section.entry(num).or_insert(e);
+            }
+            let mut dict = stream.dict;
+            dict.retain(|(k, _)| {
+                !matches!(
+                    k.as_ref(),
+                    b"Type" | b"Length" | b"Filter" | b"DecodeParms" | b"W" | b"Index"
+                )
+            });
+            dict
         };
-        if get(&dict, b"Encrypt").is_some_and(|e| *e != Obj::Null) {
-            return Err(StripError::refused(F, "the document is encrypted"));
+        // a newer section (read first) wins
+        for (num, e) in section {
+            entries.entry(num).or_insert(e);
         }
-        if get(&dict, b"XRefStm").is_some() {
-            return Err(StripError::refused(
-                F,
-                "cross-reference streams (pdf 1.5 compression) are not supported",
-            ));
+        if entries.len() > max_entries {
+            return Err(StripError::TooLarge {
+                format: F,
+                what: "cross-reference entries",
+                value: entries.len() as u64,
+                limit: max_entries as u64,
+            });
         }
         let prev = get(&dict, b"Prev").map(|p| p.as_int().and_then(|p| u64::try_from(p).ok()));
         if trailer.is_none() {
@@ -332,15 +358,269 @@ fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripErro
             Some(None) => return Err(StripError::malformed(F, "bad /Prev in the trailer")),
         }
     }
+    for e in entries.values() {
+        if let Loc::In { stream, .. } = e.loc {
+            containers.insert(stream);
+        }
+    }
     Ok(Xref {
         entries,
         trailer: trailer.expect("one section read"),
         sections: visited.len(),
+        containers,
+        inflated,
     })
+}
+
+fn refuse_encrypted(trailer: &Dict) -> Result<(), StripError> {
+    if get(trailer, b"Encrypt").is_some_and(|e| *e != Obj::Null) {
+        return Err(StripError::refused(F, "the document is encrypted"));
+    }
+    Ok(())
+}
+
+/// A classic cross-reference table after its `xref` keyword, up to its trailer dictionary.
+fn read_table<'a>(
+    p: &mut Parser<'a>,
+    section: &mut HashMap<u32, Entry>,
+) -> Result<Dict<'a>, StripError> {
+    while !p.eat_keyword(b"trailer") {
+        let (Some(first), Some(count)) = (p.uint(), p.uint()) else {
+            return Err(StripError::malformed(
+                F,
+                format!("bad cross-reference subsection at offset {}", p.pos),
+            ));
+        };
+        if first.saturating_add(count) > u32::MAX as u64 {
+            return Err(StripError::malformed(
+                F,
+                "cross-reference subsection out of range",
+            ));
+        }
+        for num in first..first + count {
+            let (Some(off), Some(gen_)) = (p.uint(), p.uint()) else {
+                return Err(StripError::malformed(
+                    F,
+                    format!("bad cross-reference entry at offset {}", p.pos),
+                ));
+            };
+            let in_use = if p.eat_keyword(b"n") {
+                true
+            } else if p.eat_keyword(b"f") {
+                false
+            } else {
+                return Err(StripError::malformed(
+                    F,
+                    format!("bad cross-reference entry at offset {}", p.pos),
+                ));
+            };
+            // free entries' generations are not used (Pillow writes 65536 for entry 0)
+            let gen_ = match u16::try_from(gen_) {
+                Ok(g) => g,
+                Err(_) if !in_use => u16::MAX,
+                Err(_) => {
+                    return Err(StripError::malformed(
+                        F,
+                        "cross-reference generation out of range",
+                    ));
+                }
+            };
+            let loc = if in_use { Loc::At(off) } else { Loc::Free };
+            section.entry(num as u32).or_insert(Entry { loc, gen_ });
+        }
+    }
+    let Obj::Dict(dict) = p.object(0)? else {
+        return Err(StripError::malformed(F, "the trailer is not a dictionary"));
+    };
+    Ok(dict)
+}
+
+struct XrefStream<'a> {
+    num: u32,
+    dict: Dict<'a>,
+    entries: Vec<(u32, Entry)>,
+}
+
+/// The cross-reference stream (PDF 32000-1 §7.5.8) at `start`: `n g obj << /Type /XRef ... >>`.
+fn read_xref_stream<'a>(
+    input: &'a [u8],
+    start: usize,
+    limits: &Limits,
+    max_entries: usize,
+    inflated: &mut u64,
+) -> Result<XrefStream<'a>, StripError> {
+    let mut p = Parser::new(input, start, limits.max_pdf_depth);
+    let num = p.uint().and_then(|n| u32::try_from(n).ok());
+    let (Some(num), Some(_), true) = (num, p.uint(), p.eat_keyword(b"obj")) else {
+        return Err(StripError::malformed(
+            F,
+            format!("no cross-reference table or stream at offset {start}"),
+        ));
+    };
+    let not_xref = || {
+        StripError::malformed(
+            F,
+            format!("object {num} at offset {start} is not a cross-reference stream"),
+        )
+    };
+    let Obj::Dict(dict) = p.object(0)? else {
+        return Err(not_xref());
+    };
+    if !get(&dict, b"Type").is_some_and(|t| t.is_name(b"XRef")) {
+        return Err(not_xref());
+    }
+    refuse_encrypted(&dict)?;
+    if !p.eat_keyword(b"stream") {
+        return Err(not_xref());
+    }
+    let bad =
+        |what: &str| StripError::malformed(F, format!("cross-reference stream {num}: {what}"));
+    let length = match get(&dict, b"Length") {
+        Some(Obj::Ref(..)) => return Err(bad("/Length is not a direct number")),
+        Some(v) => v.as_int(),
+        None => None,
+    };
+    let data = stream_data(input, &mut p, num, length)?;
+    if !p.eat_keyword(b"endobj") {
+        return Err(StripError::malformed(
+            F,
+            format!("object {num} has no endobj"),
+        ));
+    }
+    let data = decode(num, &dict, data, limits, inflated)?;
+    let w = match get(&dict, b"W") {
+        Some(Obj::Array(w)) if w.len() == 3 => w
+            .iter()
+            .map(|v| {
+                v.as_int()
+                    .filter(|n| (0..=8).contains(n))
+                    .map(|n| n as usize)
+            })
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    };
+    let Some(w) = w.filter(|w| w.iter().sum::<usize>() > 0) else {
+        return Err(bad("bad /W"));
+    };
+    let row = w.iter().sum::<usize>();
+    let size = get(&dict, b"Size")
+        .and_then(Obj::as_int)
+        .and_then(|s| u32::try_from(s).ok())
+        .ok_or_else(|| bad("bad /Size"))?;
+    let index = match get(&dict, b"Index") {
+        None => Some(vec![(0, size)]),
+        Some(Obj::Array(a)) if a.len() % 2 == 0 => a
+            .chunks(2)
+            .map(|c| {
+                let first = u32::try_from(c[0].as_int()?).ok()?;
+                let count = u32::try_from(c[1].as_int()?).ok()?;
+                first.checked_add(count).map(|_| (first, count))
+            })
+            .collect(),
+        _ => None,
+    };
+    let Some(index) = index else {
+        return Err(bad("bad /Index"));
+    };
+    let rows: u64 = index.iter().map(|&(_, count)| count as u64).sum();
+    if rows > max_entries as u64 {
+        return Err(StripError::TooLarge {
+            format: F,
+            what: "cross-reference entries",
+            value: rows,
+            limit: max_entries as u64,
+        });
+    }
+    if rows.saturating_mul(row as u64) > data.len() as u64 {
+        return Err(bad(&format!(
+            "{rows} entries of {row} bytes but {} bytes of data",
+            data.len()
+        )));
+    }
+    let field = |bytes: &[u8]| bytes.iter().fold(0u64, |v, &b| v << 8 | b as u64);
+    let mut rows = data.chunks_exact(row);
+    let mut entries = Vec::with_capacity(rows.len().min(max_entries));
+    for (first, count) in index {
+        for num in first..first + count {
+            let Some(r) = rows.next() else {
+                return Err(bad("fewer entries than its /Index says"));
+            };
+            let (a, rest) = r.split_at(w[0]);
+            let (b, c) = rest.split_at(w[1]);
+            let typ = if w[0] == 0 { 1 } else { field(a) };
+            let (b, c) = (field(b), field(c));
+            let entry = match typ {
+                1 => Entry {
+                    loc: Loc::At(b),
+                    gen_: u16::try_from(c).map_err(|_| bad("generation out of range"))?,
+                },
+                2 => {
+                    let (Ok(stream), Ok(index)) = (u32::try_from(b), u32::try_from(c)) else {
+                        return Err(bad("object stream entry out of range"));
+                    };
+                    Entry {
+                        loc: Loc::In { stream, index },
+                        gen_: 0,
+                    }
+                }
+                // 0, and unknown types: a reference to them is a reference to null
+                _ => Entry {
+                    loc: Loc::Free,
+                    gen_: 0,
+                },
+            };
+            entries.push((num, entry));
+        }
+    }
+    Ok(XrefStream { num, dict, entries })
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// The data of stream object `num`, `p` just after its `stream` keyword: `length` bytes after
+/// the end of line, then `endstream`.
+fn stream_data<'a>(
+    input: &'a [u8],
+    p: &mut Parser<'a>,
+    num: u32,
+    length: Option<i64>,
+) -> Result<&'a [u8], StripError> {
+    match (input.get(p.pos), input.get(p.pos + 1)) {
+        (Some(b'\r'), Some(b'\n')) => p.pos += 2,
+        (Some(b'\n' | b'\r'), _) => p.pos += 1,
+        _ => {
+            return Err(StripError::malformed(
+                F,
+                format!("object {num}: no end of line after stream"),
+            ));
+        }
+    }
+    let Some(length) = length.and_then(|l| usize::try_from(l).ok()) else {
+        return Err(StripError::malformed(
+            F,
+            format!("object {num}: a stream without a valid /Length"),
+        ));
+    };
+    let start = p.pos;
+    if length > input.len() - start {
+        return Err(StripError::truncated(
+            F,
+            format!(
+                "object {num}: stream claims {length} bytes, {} left",
+                input.len() - start
+            ),
+        ));
+    }
+    p.pos = start + length;
+    if !p.eat_keyword(b"endstream") {
+        return Err(StripError::malformed(
+            F,
+            format!("object {num}: the stream does not end where its /Length says"),
+        ));
+    }
+    Ok(&input[start..start + length])
 }
 
 struct Indirect<'a> {
@@ -349,45 +629,85 @@ struct Indirect<'a> {
     stream: Option<Cow<'a, [u8]>>,
 }
 
-fn parse_indirect<'a>(
+/// Reads the objects the cross-reference points at, in the file or in object streams.
+struct Reader<'a, 'x> {
     input: &'a [u8],
-    num: u32,
-    entry: &Entry,
-    xref: &Xref,
-    limits: &Limits,
-    length_objects: &mut HashSet<u32>,
-) -> Result<Indirect<'a>, StripError> {
-    let mut p = object_at(input, num, entry, limits)?;
-    let obj = p.object(0)?;
-    let mut stream = None;
-    if p.eat_keyword(b"stream") {
-        let Obj::Dict(dict) = &obj else {
-            return Err(StripError::malformed(
-                F,
-                format!("object {num}: a stream without a dictionary"),
-            ));
-        };
-        match (input.get(p.pos), input.get(p.pos + 1)) {
-            (Some(b'\r'), Some(b'\n')) => p.pos += 2,
-            (Some(b'\n' | b'\r'), _) => p.pos += 1,
-            _ => {
+    xref: &'x Xref<'a>,
+    limits: &'x Limits,
+    /// the objects holding a stream's /Length
+    length_objects: HashSet<u32>,
+    /// the objects of the object streams read so far (owned: the decoded data is dropped)
+    compressed: HashMap<u32, Obj<'static>>,
+    /// the object streams read so far
+    loaded: HashSet<u32>,
+    /// the bytes the file's streams inflated to so far
+    inflated: u64,
+}
+
+impl<'a> Reader<'a, '_> {
+    /// Object `num` (`entry` in use).
+    fn object(&mut self, num: u32, entry: &Entry) -> Result<Indirect<'a>, StripError> {
+        match entry.loc {
+            Loc::At(_) => self.parse_indirect(num, entry),
+            Loc::In { stream, .. } => Ok(Indirect {
+                gen_: 0,
+                obj: self.in_object_stream(num, stream)?,
+                stream: None,
+            }),
+            Loc::Free => Err(StripError::malformed(F, format!("object {num} is free"))),
+        }
+    }
+
+    fn parse_indirect(&mut self, num: u32, entry: &Entry) -> Result<Indirect<'a>, StripError> {
+        let mut p = object_at(self.input, num, entry, self.limits)?;
+        let obj = p.object(0)?;
+        let mut stream = None;
+        if p.eat_keyword(b"stream") {
+            let Obj::Dict(dict) = &obj else {
                 return Err(StripError::malformed(
                     F,
-                    format!("object {num}: no end of line after stream"),
+                    format!("object {num}: a stream without a dictionary"),
                 ));
-            }
+            };
+            let length = self.length(num, dict, true)?;
+            stream = Some(Cow::Borrowed(stream_data(self.input, &mut p, num, length)?));
         }
-        let length = match get(dict, b"Length") {
-            Some(Obj::Ref(n, g)) => {
-                length_objects.insert(*n);
-                let target = xref.entries.get(n).filter(|e| e.in_use && e.gen_ == *g);
-                let Some(target) = target.filter(|_| *n != num) else {
-                    return Err(StripError::malformed(
-                        F,
-                        format!("object {num}: /Length refers to no object"),
-                    ));
-                };
-                let mut q = object_at(input, *n, target, limits)?;
+        if !p.eat_keyword(b"endobj") {
+            return Err(StripError::malformed(
+                F,
+                format!("object {num} has no endobj"),
+            ));
+        }
+        Ok(Indirect {
+            gen_: entry.gen_,
+            obj,
+            stream,
+        })
+    }
+
+    /// The /Length of stream object `num`: direct, or an object in the file, or (when
+    /// `compressed`) in an object stream.
+    fn length(
+        &mut self,
+        num: u32,
+        dict: &Dict,
+        compressed: bool,
+    ) -> Result<Option<i64>, StripError> {
+        let (n, g) = match get(dict, b"Length") {
+            Some(Obj::Ref(n, g)) => (*n, *g),
+            Some(direct) => return Ok(direct.as_int()),
+            None => return Ok(None),
+        };
+        self.length_objects.insert(n);
+        let target = self
+            .xref
+            .entries
+            .get(&n)
+            .filter(|e| e.in_use() && e.gen_ == g && n != num)
+            .copied();
+        match target.map(|e| (e, e.loc)) {
+            Some((e, Loc::At(_))) => {
+                let mut q = object_at(self.input, n, &e, self.limits)?;
                 let value = q.object(0)?;
                 if !q.eat_keyword(b"endobj") {
                     return Err(StripError::malformed(
@@ -395,47 +715,103 @@ fn parse_indirect<'a>(
                         format!("object {n} (a /Length) has no endobj"),
                     ));
                 }
-                value.as_int()
+                Ok(value.as_int())
             }
-            Some(direct) => direct.as_int(),
-            None => None,
-        };
-        let Some(length) = length.and_then(|l| usize::try_from(l).ok()) else {
-            return Err(StripError::malformed(
+            Some((_, Loc::In { stream, .. })) if compressed => {
+                Ok(self.in_object_stream(n, stream)?.as_int())
+            }
+            _ => Err(StripError::malformed(
                 F,
-                format!("object {num}: a stream without a valid /Length"),
-            ));
-        };
-        let start = p.pos;
-        if length > input.len() - start {
-            return Err(StripError::truncated(
-                F,
-                format!(
-                    "object {num}: stream claims {length} bytes, {} left",
-                    input.len() - start
-                ),
-            ));
-        }
-        stream = Some(Cow::Borrowed(&input[start..start + length]));
-        p.pos = start + length;
-        if !p.eat_keyword(b"endstream") {
-            return Err(StripError::malformed(
-                F,
-                format!("object {num}: the stream does not end where its /Length says"),
-            ));
+                format!("object {num}: /Length refers to no object"),
+            )),
         }
     }
-    if !p.eat_keyword(b"endobj") {
-        return Err(StripError::malformed(
-            F,
-            format!("object {num} has no endobj"),
-        ));
+
+    /// Object `num`, which the cross-reference puts in object stream `stream`.
+    fn in_object_stream(&mut self, num: u32, stream: u32) -> Result<Obj<'static>, StripError> {
+        if self.loaded.insert(stream) {
+            self.load(stream)?;
+        }
+        self.compressed.get(&num).cloned().ok_or_else(|| {
+            StripError::malformed(F, format!("object {num} is not in object stream {stream}"))
+        })
     }
-    Ok(Indirect {
-        gen_: entry.gen_,
-        obj,
-        stream,
-    })
+
+    /// Decodes object stream `stream` (PDF 32000-1 §7.5.7) and parses the objects in it that
+    /// the cross-reference puts there.
+    fn load(&mut self, stream: u32) -> Result<(), StripError> {
+        let bad = |what: &str| StripError::malformed(F, format!("object stream {stream}: {what}"));
+        // not free, not itself in an object stream (nested, or in itself)
+        let entry = match self.xref.entries.get(&stream) {
+            Some(e) if matches!(e.loc, Loc::At(_)) => *e,
+            _ => return Err(bad("not an object of the file")),
+        };
+        let mut p = object_at(self.input, stream, &entry, self.limits)?;
+        let Obj::Dict(dict) = p.object(0)? else {
+            return Err(bad("not a stream"));
+        };
+        if !get(&dict, b"Type").is_some_and(|t| t.is_name(b"ObjStm")) {
+            return Err(bad("not /Type /ObjStm"));
+        }
+        if !p.eat_keyword(b"stream") {
+            return Err(bad("not a stream"));
+        }
+        let length = self.length(stream, &dict, false)?;
+        let data = stream_data(self.input, &mut p, stream, length)?;
+        if !p.eat_keyword(b"endobj") {
+            return Err(bad("no endobj"));
+        }
+        let data = decode(stream, &dict, data, self.limits, &mut self.inflated)?;
+        let count = get(&dict, b"N")
+            .and_then(Obj::as_int)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| bad("bad /N"))?;
+        let first = get(&dict, b"First")
+            .and_then(Obj::as_int)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= data.len())
+            .ok_or_else(|| bad("bad /First"))?;
+        // N pairs of object number and offset (from /First)
+        let mut header = Parser::new(&data[..first], 0, self.limits.max_pdf_depth);
+        let mut pairs = Vec::new();
+        for _ in 0..count {
+            let (Some(num), Some(offset)) = (header.uint(), header.uint()) else {
+                return Err(bad("fewer objects than its /N says"));
+            };
+            pairs.push((num, offset));
+        }
+        for (i, (num, offset)) in pairs.into_iter().enumerate() {
+            let Ok(num) = u32::try_from(num) else {
+                return Err(bad("object number out of range"));
+            };
+            let Some(Entry {
+                loc: Loc::In { stream: s, index },
+                ..
+            }) = self.xref.entries.get(&num)
+            else {
+                continue;
+            };
+            // an object listed twice: the one at the entry's index
+            if *s != stream || (self.compressed.contains_key(&num) && *index as usize != i) {
+                continue;
+            }
+            let at = usize::try_from(offset)
+                .ok()
+                .and_then(|o| o.checked_add(first))
+                .filter(|&at| at < data.len())
+                .ok_or_else(|| bad(&format!("object {num} is past the end")))?;
+            let obj = Parser::new(&data, at, self.limits.max_pdf_depth)
+                .object(0)
+                .map_err(|e| match e {
+                    StripError::Malformed { what, .. } | StripError::Truncated { what, .. } => {
+                        bad(&format!("object {num}: {what}"))
+                    }
+                    e => e,
+                })?;
+            self.compressed.insert(num, obj.into_owned());
+        }
+        Ok(())
+    }
 }
 
 /// A parser placed after `num gen obj` at the entry's offset.
@@ -451,7 +827,10 @@ fn object_at<'a>(
             format!("the cross-reference entry of object {num} does not point at it"),
         )
     };
-    let start = usize::try_from(entry.offset)
+    let Loc::At(offset) = entry.loc else {
+        return Err(bad());
+    };
+    let start = usize::try_from(offset)
         .ok()
         .filter(|&o| o < input.len())
         .ok_or_else(bad)?;

@@ -13,7 +13,7 @@ pub(crate) enum Obj<'a> {
     Null,
     Bool(bool),
     /// a number as written in the file (checked: sign, digits, at most one point)
-    Num(&'a [u8]),
+    Num(Cow<'a, [u8]>),
     /// an integer the stripper sets (a stream's /Length)
     Int(i64),
     /// a literal string, unescaped
@@ -28,6 +28,28 @@ pub(crate) enum Obj<'a> {
 }
 
 impl Obj<'_> {
+    /// The same object owning all its bytes (for objects parsed out of a decoded object stream,
+    /// whose data is dropped once they are read).
+    pub(crate) fn into_owned(self) -> Obj<'static> {
+        let own = |c: Cow<'_, [u8]>| Cow::Owned(c.into_owned());
+        match self {
+            Obj::Null => Obj::Null,
+            Obj::Bool(b) => Obj::Bool(b),
+            Obj::Num(raw) => Obj::Num(own(raw)),
+            Obj::Int(i) => Obj::Int(i),
+            Obj::Str(s) => Obj::Str(s),
+            Obj::Hex(s) => Obj::Hex(s),
+            Obj::Name(n) => Obj::Name(own(n)),
+            Obj::Array(items) => Obj::Array(items.into_iter().map(Obj::into_owned).collect()),
+            Obj::Dict(dict) => Obj::Dict(
+                dict.into_iter()
+                    .map(|(k, v)| (own(k), v.into_owned()))
+                    .collect(),
+            ),
+            Obj::Ref(n, g) => Obj::Ref(n, g),
+        }
+    }
+
     pub(crate) fn as_int(&self) -> Option<i64> {
         match self {
             Obj::Int(i) => Some(*i),
@@ -262,7 +284,7 @@ impl<'a> Parser<'a> {
             }
             self.pos = after;
         }
-        Ok(Obj::Num(raw))
+        Ok(Obj::Num(Cow::Borrowed(raw)))
     }
 
     /// A name's characters after the slash.
@@ -499,9 +521,9 @@ mod tests {
     fn objects() {
         assert_eq!(parse(b"null").unwrap(), Obj::Null);
         assert_eq!(parse(b" % c\n true").unwrap(), Obj::Bool(true));
-        assert_eq!(parse(b"-.5").unwrap(), Obj::Num(b"-.5"));
+        assert_eq!(parse(b"-.5").unwrap(), Obj::Num(Cow::Borrowed(b"-.5")));
         assert_eq!(parse(b"12 0 R").unwrap(), Obj::Ref(12, 0));
-        assert_eq!(parse(b"12 0 obj").unwrap(), Obj::Num(b"12"));
+        assert_eq!(parse(b"12 0 obj").unwrap(), Obj::Num(Cow::Borrowed(b"12")));
         assert_eq!(
             parse(b"(a\\(b\\) (nested) \\101\\0533\\\nc\r\nd)").unwrap(),
             Obj::Str(b"a(b) (nested) A+3c\nd".to_vec())
