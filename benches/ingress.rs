@@ -3,6 +3,9 @@
 //!   cargo bench --bench ingress                 (optimized; the numbers to quote)
 //!   cargo bench --bench ingress --profile dev   (quick, unoptimized)
 //!
+//! `BENCH_DOCS` sets the number of POSTs of part 1 (20,000); `BENCH_STAGES=validate,strip` runs
+//! the pipeline without the scan; `TARN_CLAMD` names a running clamd (else tarn starts its own).
+//!
 //! Measures, on a temp data dir:
 //! 1. durable 1 KiB JSON POSTs per second with 64 concurrent clients (ingress alone);
 //! 2. latency percentiles of an open-loop 1,000 POSTs/s for 5 s (ingress alone);
@@ -42,6 +45,10 @@ async fn platform(dir: &std::path::Path, max_in_flight: usize) -> Platform {
     )
     .unwrap();
     c.ingress.max_in_flight = max_in_flight;
+    // BENCH_STAGES=validate,strip: the pipeline without the scan, to see what clamd costs
+    if let Ok(stages) = std::env::var("BENCH_STAGES") {
+        c.pipeline.stages = stages.split(',').map(str::to_string).collect();
+    }
     Platform::open(c).await.unwrap()
 }
 

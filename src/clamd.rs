@@ -26,6 +26,46 @@ pub struct ManagedClamd {
     /// `true` when clamd runs on tarn's test signatures only (no virus definitions installed)
     pub test_signatures_only: bool,
     _child: tokio::process::Child,
+    _scan_tmp: ScanTmp,
+}
+
+/// Where clamd writes the streams it scans: a private directory in memory (`/dev/shm`) when
+/// there is one, so scanned documents never reach the disk and scans cost no journal writes;
+/// else `<data dir>/clamd/tmp`. Removed when tarn stops its clamd.
+#[derive(Debug)]
+struct ScanTmp {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl ScanTmp {
+    fn create(fallback: PathBuf) -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            let path = shm.join(format!("tarn-clamd-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            if std::fs::DirBuilder::new().mode(0o700).create(&path).is_ok() {
+                return Ok(Self { path, remove: true });
+            }
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&fallback)?;
+        Ok(Self {
+            path: fallback,
+            remove: false,
+        })
+    }
+}
+
+impl Drop for ScanTmp {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 fn find_clamd() -> Option<PathBuf> {
@@ -78,13 +118,15 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
     } else {
         ""
     };
+    let scan_tmp = ScanTmp::create(dir.join("tmp"))?;
     let conf = dir.join("clamd.conf");
     std::fs::write(
         &conf,
         format!(
-            "Foreground yes\nLocalSocket {}\nLocalSocketMode 600\nDatabaseDirectory {}\nLogFile {}\nPidFile {}\nStreamMaxLength 12M\nMaxThreads 4\n{user}",
+            "Foreground yes\nLocalSocket {}\nLocalSocketMode 600\nDatabaseDirectory {}\nTemporaryDirectory {}\nLogFile {}\nPidFile {}\nStreamMaxLength 12M\nMaxThreads 4\n{user}",
             sock.display(),
             db.display(),
+            scan_tmp.path.display(),
             dir.join("clamd.log").display(),
             dir.join("clamd.pid").display()
         ),
@@ -130,6 +172,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
         scanner,
         test_signatures_only: test_only,
         _child: child,
+        _scan_tmp: scan_tmp,
     }))
 }
 
