@@ -110,13 +110,81 @@ const META_DIR: &str = ".tarn-meta";
 const TMP_DIR: &str = ".tarn-tmp";
 
 /// A bucket kept as a directory. Object bodies are plain files at their key's path, so other
-/// tools (DuckDB, pyarrow) read the lake's Parquet directly; user metadata lives in a sidecar
-/// under `.tarn-meta/`, written before the body is renamed into place.
+/// tools (DuckDB, pyarrow) read the lake's Parquet directly. User metadata is an extended
+/// attribute of the body's file (`user.tarn.meta`, JSON), set before the file is renamed into
+/// place, so body and metadata appear together; on a filesystem without user xattrs it lives in
+/// a sidecar under `.tarn-meta/`, written before the body is renamed into place (and sidecars
+/// are still read, for data dirs written that way).
 #[derive(Debug, Clone)]
 pub struct LocalObjectStore {
     bucket: String,
     root: PathBuf,
     committer: Arc<Committer>,
+    /// metadata in xattrs (else in sidecars)
+    xattrs: bool,
+}
+
+/// The extended attribute that holds an object's user metadata.
+const META_XATTR: &std::ffi::CStr = c"user.tarn.meta";
+
+/// Sets `user.tarn.meta` on an open file.
+fn set_meta_xattr(file: &File, value: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is open for the call; name is NUL-terminated; value/len describe a live slice
+    let r = unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            META_XATTR.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `user.tarn.meta` of the file at `path`: `Ok(None)` when it has none.
+fn get_meta_xattr(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: c and META_XATTR are NUL-terminated; buf/len describe a live, writable buffer
+        let n = unsafe {
+            libc::getxattr(
+                c.as_ptr(),
+                META_XATTR.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA) => return Ok(None),
+            Some(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Whether files in `dir` take user xattrs (ext4, xfs, btrfs, tmpfs on recent kernels do).
+fn xattrs_work(dir: &Path) -> bool {
+    let probe = dir.join(format!(".probe-{}", uuid::Uuid::new_v4()));
+    let ok = File::create(&probe)
+        .and_then(|f| set_meta_xattr(&f, b"{}"))
+        .is_ok()
+        && matches!(get_meta_xattr(&probe), Ok(Some(v)) if v == b"{}");
+    let _ = fs::remove_file(&probe);
+    ok
 }
 
 /// Group commit: puts and deletes queue here; one thread writes every queued body to a temp
@@ -156,7 +224,11 @@ impl LocalObjectStore {
             .map_err(Error::io("resolving bucket directory", &root))?;
         let (tx, rx) = std::sync::mpsc::channel::<Op>();
         let bucket = bucket.into();
-        let worker = Worker { root: root.clone() };
+        let xattrs = xattrs_work(&root.join(TMP_DIR));
+        let worker = Worker {
+            root: root.clone(),
+            xattrs,
+        };
         std::thread::Builder::new()
             .name(format!("commit-{bucket}"))
             .spawn(move || worker.run(rx))
@@ -167,6 +239,7 @@ impl LocalObjectStore {
             committer: Arc::new(Committer {
                 tx: std::sync::Mutex::new(tx),
             }),
+            xattrs,
         })
     }
 
@@ -215,10 +288,19 @@ impl LocalObjectStore {
     }
 
     fn write_tmp(&self, body: &[u8]) -> Result<PathBuf> {
+        self.write_tmp_with(body, &Metadata::new())
+    }
+
+    /// A synced temp file holding `body`, with `metadata` in its xattr (when they are used).
+    fn write_tmp_with(&self, body: &[u8], metadata: &Metadata) -> Result<PathBuf> {
         let tmp = self.tmp_path();
         let mut f = File::create(&tmp).map_err(Error::io("creating temp file", &tmp))?;
         f.write_all(body)
             .map_err(Error::io("writing temp file", &tmp))?;
+        if self.xattrs && !metadata.is_empty() {
+            let m = serde_json::to_vec(metadata).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            set_meta_xattr(&f, &m).map_err(Error::io("setting metadata", &tmp))?;
+        }
         f.sync_all().map_err(Error::io("syncing temp file", &tmp))?;
         Ok(tmp)
     }
@@ -262,6 +344,18 @@ impl LocalObjectStore {
     }
 
     fn read_meta(&self, key: &str) -> Result<Metadata> {
+        if self.xattrs {
+            let body = self.path_of(key);
+            match get_meta_xattr(&body) {
+                Ok(Some(b)) => {
+                    return serde_json::from_slice(&b)
+                        .map_err(|e| Error::Service(format!("corrupt metadata for {key}: {e}")));
+                }
+                Ok(None) => {} // none, or written as a sidecar
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Metadata::new()),
+                Err(e) => return Err(Error::io("reading metadata", &body)(e)),
+            }
+        }
         let path = self.meta_path(key);
         match fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
@@ -308,7 +402,13 @@ impl LocalObjectStore {
         if if_absent && dest.exists() {
             return Ok(false);
         }
-        let tmp = self.write_tmp(body)?;
+        let tmp = self.write_tmp_with(body, metadata)?;
+        // with xattrs the metadata came with the body; an old sidecar must not outlive it
+        let sidecar = if self.xattrs {
+            &Metadata::new()
+        } else {
+            metadata
+        };
         let parent = dest
             .parent()
             .expect("object path has a parent")
@@ -323,10 +423,10 @@ impl LocalObjectStore {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
                 Err(e) => return Err(Error::io("linking object", &dest)(e)),
             }
-            self.write_meta(key, metadata)?;
+            self.write_meta(key, sidecar)?;
         } else {
             // the metadata goes first, so that whoever sees the new body sees its metadata
-            self.write_meta(key, metadata)?;
+            self.write_meta(key, sidecar)?;
             fs::rename(&tmp, &dest).map_err(Error::io("renaming object", &dest))?;
         }
         sync_dir(&parent)?;
@@ -482,6 +582,8 @@ impl ObjectStore for LocalObjectStore {
 
 struct Worker {
     root: PathBuf,
+    /// metadata in xattrs (else in sidecars)
+    xattrs: bool,
 }
 
 struct Prepared {
@@ -510,18 +612,27 @@ impl Worker {
             .join(uuid::Uuid::new_v4().to_string())
     }
 
-    fn write(&self, path: &Path, body: &[u8]) -> Result<()> {
+    fn write(&self, path: &Path, body: &[u8]) -> Result<File> {
         let mut f = File::create(path).map_err(Error::io("creating temp file", path))?;
         f.write_all(body)
-            .map_err(Error::io("writing temp file", path))
+            .map_err(Error::io("writing temp file", path))?;
+        Ok(f)
     }
 
     /// Phase 1 of a put: bodies and metadata in temp files.
     fn prepare(&self, key: &str, body: &[u8], metadata: &Metadata) -> Result<Prepared> {
         let body_tmp = self.tmp();
-        self.write(&body_tmp, body)?;
+        let f = self.write(&body_tmp, body)?;
         let meta_path = self.root.join(META_DIR).join(format!("{key}.json"));
-        let meta = if metadata.is_empty() {
+        let meta = if self.xattrs {
+            // the metadata comes with the body; an old sidecar must not outlive it
+            if !metadata.is_empty() {
+                let m =
+                    serde_json::to_vec(metadata).map_err(|e| Error::InvalidInput(e.to_string()))?;
+                set_meta_xattr(&f, &m).map_err(Error::io("setting metadata", &body_tmp))?;
+            }
+            Some((meta_path, None))
+        } else if metadata.is_empty() {
             Some((meta_path, None))
         } else {
             let t = self.tmp();
@@ -732,6 +843,79 @@ mod tests {
         for good in ["id=1", "tables/t/dt=2024-01-01/part-1.parquet", "a.b/c..d"] {
             validate_key(good).unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn metadata_lives_with_the_body_and_old_sidecars_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalObjectStore::open("b", dir.path().join("b")).unwrap();
+        let meta = Metadata::from([("table".to_string(), "events".to_string())]);
+        store
+            .put("id=1", Bytes::from_static(b"x"), meta.clone())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .put_if_absent("id=2", Bytes::from_static(b"y"), meta.clone())
+                .await
+                .unwrap()
+        );
+        for key in ["id=1", "id=2"] {
+            assert_eq!(store.head(key).await.unwrap().unwrap().metadata, meta);
+            // no sidecar where xattrs work (ext4, xfs, btrfs, tmpfs)
+            assert_eq!(
+                store.meta_path(key).exists(),
+                !store.xattrs,
+                "a sidecar exactly when xattrs are not used"
+            );
+        }
+        // a data dir written with sidecars: still read; replaced by a put, sidecar and all
+        store
+            .put("id=3", Bytes::from_static(b"z"), Metadata::new())
+            .await
+            .unwrap();
+        let old = Metadata::from([("producer".to_string(), "alice".to_string())]);
+        std::fs::create_dir_all(store.meta_path("id=3").parent().unwrap()).unwrap();
+        std::fs::write(store.meta_path("id=3"), serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(store.get("id=3").await.unwrap().info.metadata, old);
+        store
+            .put("id=3", Bytes::from_static(b"z2"), Metadata::new())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .head("id=3")
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata
+                .is_empty()
+        );
+        assert!(!store.meta_path("id=3").exists());
+        store
+            .put("id=3", Bytes::from_static(b"z3"), meta.clone())
+            .await
+            .unwrap();
+        std::fs::write(store.meta_path("id=3"), serde_json::to_vec(&old).unwrap()).unwrap();
+        store.delete("id=3").await.unwrap();
+        assert!(
+            !store.meta_path("id=3").exists(),
+            "a delete takes an old sidecar too"
+        );
+        // an empty put over metadata leaves none
+        store
+            .put("id=1", Bytes::from_static(b"x2"), Metadata::new())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .head("id=1")
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata
+                .is_empty()
+        );
     }
 
     #[tokio::test]
