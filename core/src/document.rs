@@ -84,3 +84,36 @@ pub struct DocumentRow {
     /// rows written (JSON documents)
     pub records: Option<i64>,
 }
+
+/// Lands `document` in the ingress store as `id=<uuid>`, as the ingress does: its base64, sealed
+/// under `{table, id}`, with the contract's metadata (`request_time` as given). Returns the id
+/// once the store says the object is durable.
+pub async fn land(
+    ingress: &dyn crate::ObjectStore,
+    kms: &dyn crate::Kms,
+    table: &str,
+    producer: &str,
+    content_type: &str,
+    request_time: &str,
+    document: &[u8],
+) -> crate::Result<String> {
+    use base64::Engine;
+    let id = uuid::Uuid::new_v4().to_string();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(document);
+    let sealed = crate::envelope::seal(
+        kms,
+        &crate::EncryptionContext::document(table, &id),
+        encoded.as_bytes(),
+    )
+    .await?;
+    let metadata = crate::Metadata::from([
+        (meta::TABLE.to_string(), table.to_string()),
+        (meta::REQUEST_TIME.to_string(), request_time.to_string()),
+        (meta::CONTENT_TYPE.to_string(), content_type.to_string()),
+        (meta::PRODUCER.to_string(), producer.to_string()),
+    ]);
+    ingress
+        .put(&ingress_key(&id), sealed.into(), metadata)
+        .await?;
+    Ok(id)
+}

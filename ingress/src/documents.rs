@@ -113,9 +113,8 @@ impl Documents {
         }
     }
 
-    /// Checks the table, then finds document `raw_id` in it.
+    /// Finds document `raw_id` in a known table.
     async fn lookup(&self, table: &str, raw_id: &str) -> Result<(String, Found)> {
-        self.known(table)?;
         let unknown = |id: &str| IngressError::UnknownDocument {
             table: table.to_string(),
             id: id.to_string(),
@@ -175,6 +174,7 @@ impl Documents {
 
     /// The `data` of the status answer, for a caller holding `claims`.
     pub async fn status(&self, claims: &Claims, table: &str, raw_id: &str) -> Result<Value> {
+        self.known(table)?;
         let (id, found) = self.lookup(table, raw_id).await?;
         if !(claims.can_read(table) || claims.username == found.producer()) {
             return Err(IngressError::Forbidden(format!(

@@ -12,8 +12,6 @@ use chrono::SecondsFormat;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tarn_catalog::TableSpec;
-use tarn_core::document::{ingress_key, meta};
-use tarn_core::{EncryptionContext, Metadata, envelope};
 
 pub(crate) async fn post_document(
     State(app): State<App>,
@@ -120,30 +118,20 @@ pub async fn land(
     content_type: &str,
     document: &[u8],
 ) -> Result<String> {
-    use base64::Engine;
-    let id = uuid::Uuid::new_v4().to_string();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(document);
-    let sealed = envelope::seal(
-        state.kms.as_ref(),
-        &EncryptionContext::document(&spec.name, &id),
-        encoded.as_bytes(),
-    )
-    .await?;
     let received = state
         .clock
         .now()
         .to_rfc3339_opts(SecondsFormat::Millis, true);
-    let metadata = Metadata::from([
-        (meta::TABLE.to_string(), spec.name.clone()),
-        (meta::REQUEST_TIME.to_string(), received),
-        (meta::CONTENT_TYPE.to_string(), content_type.to_string()),
-        (meta::PRODUCER.to_string(), producer.to_string()),
-    ]);
-    state
-        .ingress
-        .put(&ingress_key(&id), Bytes::from(sealed), metadata)
-        .await?;
-    Ok(id)
+    Ok(tarn_core::document::land(
+        state.ingress.as_ref(),
+        state.kms.as_ref(),
+        &spec.name,
+        producer,
+        content_type,
+        &received,
+        document,
+    )
+    .await?)
 }
 
 #[cfg(test)]

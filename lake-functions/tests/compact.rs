@@ -1,7 +1,6 @@
 //! Compaction against real local stores, the real pipeline and the embedded query engine: the
 //! issue's invariants, each with its test.
 
-use base64::Engine;
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::path::Path;
@@ -9,11 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
-use tarn_core::document::{ingress_key, meta};
-use tarn_core::{
-    EncryptionContext, Kms, LocalKms, LocalObjectStore, ManualClock, Metadata, ObjectStore,
-    SystemClock, envelope,
-};
+use tarn_core::{Kms, LocalKms, LocalObjectStore, ManualClock, ObjectStore, SystemClock};
 use tarn_lake::compact::{
     Compaction, CompactionDeps, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX,
 };
@@ -112,31 +107,19 @@ fn deps(e: &Env) -> CompactionDeps {
 
 /// Lands a JSON document exactly as the ingress does, received on `day`.
 async fn land(e: &Env, day: u32, records: Value) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
     let body = serde_json::to_vec(&records).unwrap();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
-    let sealed = envelope::seal(
+    let time = format!("2024-05-{day:02}T07:08:09.123Z");
+    tarn_core::document::land(
+        e.ingress.as_ref(),
         e.kms.as_ref(),
-        &EncryptionContext::document("events", &id),
-        encoded.as_bytes(),
+        "events",
+        "alice",
+        "application/json",
+        &time,
+        &body,
     )
     .await
-    .unwrap();
-    let time = format!("2024-05-{day:02}T07:08:09.123Z");
-    let m: Metadata = [
-        (meta::TABLE, "events"),
-        (meta::CONTENT_TYPE, "application/json"),
-        (meta::PRODUCER, "alice"),
-        (meta::REQUEST_TIME, time.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    e.ingress
-        .put(&ingress_key(&id), sealed.into(), m)
-        .await
-        .unwrap();
-    id
+    .unwrap()
 }
 
 /// `rounds` drains of `docs` documents (two records each) per day: one small file per round in

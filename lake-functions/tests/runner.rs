@@ -2,16 +2,15 @@
 //! when a crash (every later storage call failing) interrupts a flush at any step.
 
 use arrow::array::AsArray;
-use base64::Engine;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
-use tarn_core::document::{ingress_key, meta, status_key};
+use tarn_core::document::status_key;
 use tarn_core::{
-    DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, Metadata, ObjectStore, Status,
+    DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, ObjectStore, Status,
     SystemClock, envelope,
 };
 use tarn_lake::validate::Validate;
@@ -84,29 +83,17 @@ fn pipeline(e: &Env, wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>
 
 /// Lands a document exactly as the ingress does.
 async fn land(e: &Env, table: &str, content_type: &str, body: &[u8]) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
-    let sealed = envelope::seal(
+    tarn_core::document::land(
+        e.ingress.as_ref(),
         e.kms.as_ref(),
-        &EncryptionContext::document(table, &id),
-        encoded.as_bytes(),
+        table,
+        "alice",
+        content_type,
+        "2024-05-06T07:08:09.123Z",
+        body,
     )
     .await
-    .unwrap();
-    let m: Metadata = [
-        (meta::TABLE, table),
-        (meta::CONTENT_TYPE, content_type),
-        (meta::PRODUCER, "alice"),
-        (meta::REQUEST_TIME, "2024-05-06T07:08:09.123Z"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    e.ingress
-        .put(&ingress_key(&id), sealed.into(), m)
-        .await
-        .unwrap();
-    id
+    .unwrap()
 }
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";

@@ -14,11 +14,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
-use tarn_core::document::{ingress_key, meta, status_key};
-use tarn_core::{
-    DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, Metadata, ObjectStore, Status,
-    SystemClock, envelope,
-};
+use tarn_core::document::status_key;
+use tarn_core::{DocumentRow, Kms, LocalKms, LocalObjectStore, ObjectStore, Status, SystemClock};
 use tarn_lake::scan::{
     ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, conformance,
 };
@@ -436,30 +433,17 @@ fn pipeline(l: &Lake, scanner: ClamdScanner) -> Pipeline {
 
 /// Lands a document as the ingress does.
 async fn land(l: &Lake, table: &str, content_type: &str, body: &[u8]) -> String {
-    use base64::Engine;
-    let id = uuid::Uuid::new_v4().to_string();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
-    let sealed = envelope::seal(
+    tarn_core::document::land(
+        l.ingress.as_ref(),
         l.kms.as_ref(),
-        &EncryptionContext::document(table, &id),
-        encoded.as_bytes(),
+        table,
+        "alice",
+        content_type,
+        "2024-05-06T07:08:09.123Z",
+        body,
     )
     .await
-    .unwrap();
-    let m: Metadata = [
-        (meta::TABLE, table),
-        (meta::CONTENT_TYPE, content_type),
-        (meta::PRODUCER, "alice"),
-        (meta::REQUEST_TIME, "2024-05-06T07:08:09.123Z"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    l.ingress
-        .put(&ingress_key(&id), sealed.into(), m)
-        .await
-        .unwrap();
-    id
+    .unwrap()
 }
 
 async fn row(l: &Lake, id: &str) -> DocumentRow {

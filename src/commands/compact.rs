@@ -19,14 +19,8 @@ pub async fn run(args: CompactArgs, mut config: Config) -> anyhow::Result<()> {
     }
     // compaction needs no scanner: open the platform without the scan and strip stages
     config.pipeline.stages.retain(|s| s == "validate");
-    // a second process keeps its own chain of trail digests (one per run: two writers of one
-    // chain would overwrite each other's digests)
-    config.audit.trail_name = format!(
-        "{}-compact-{}-{}",
-        config.audit.trail_name,
-        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-        std::process::id()
-    );
+    // a second process keeps its own chain of trail digests
+    config.audit = config.audit.for_run("compact");
     config.check()?;
     let platform = Platform::open(config).await?;
     let mut c = platform.compaction()?;

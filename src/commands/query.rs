@@ -23,16 +23,8 @@ pub async fn run(args: QueryArgs, config: Config) -> anyhow::Result<()> {
             let mut engine = LocalQueryEngine::new(catalog, config.database.clone());
             if config.data_dir.join("audit").is_dir() {
                 let audit_store = crate::commands::audit::open_audit_store(&config.data_dir)?;
-                // the query's reads go to the trail, as the OS user's, in a chain of digests of
-                // this run's own (`<trail>-query-<time>-<pid>`) beside the server's: queries run
-                // side by side, and two writers of one chain would overwrite each other's digests
-                let mut trail = config.audit.clone();
-                trail.trail_name = format!(
-                    "{}-query-{}-{}",
-                    trail.trail_name,
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-                    std::process::id()
-                );
+                // the query's reads go to the trail, as the OS user's, in this run's own chain
+                let trail = config.audit.for_run("query");
                 let signing = SigningKey::open_or_create(SigningKey::path_in(&config.data_dir))
                     .context("opening the audit signing key")?;
                 let sink = Arc::new(

@@ -28,6 +28,21 @@ impl Default for TrailConfig {
 }
 
 impl TrailConfig {
+    /// The trail of one run of a one-shot command (`what`: `query`, `compact`) beside the
+    /// server: a digest chain of its own, `<trail>-<what>-<time>-<pid>`, since two writers of one
+    /// chain would overwrite each other's digests.
+    pub fn for_run(&self, what: &str) -> TrailConfig {
+        TrailConfig {
+            trail_name: format!(
+                "{}-{what}-{}-{}",
+                self.trail_name,
+                Utc::now().format("%Y%m%dT%H%M%S"),
+                std::process::id()
+            ),
+            ..self.clone()
+        }
+    }
+
     /// `AWSLogs/<account>/CloudTrail/<region>/`: every log file is under it.
     pub fn log_prefix(&self) -> String {
         format!("AWSLogs/{}/CloudTrail/{}/", self.account, self.region)
