@@ -87,7 +87,6 @@ pub struct IngressSection {
 }
 
 /// The stages tarn knows, in the order they make sense.
-pub const KNOWN_STAGES: [&str; 3] = ["validate", "scan", "strip"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -110,12 +109,12 @@ impl Default for PipelineSection {
     fn default() -> Self {
         let d = tarn_lake::PipelineConfig::default();
         Self {
-            stages: KNOWN_STAGES.iter().map(|s| s.to_string()).collect(),
+            stages: tarn_lake::registry::STAGE_NAMES.iter().map(|s| s.to_string()).collect(),
             poll_interval_ms: d.poll_interval.as_millis() as u64,
             flush_interval_ms: d.flush_interval.as_millis() as u64,
             flush_records: d.flush_records,
             concurrency: d.concurrency,
-            max_attempts: d.max_attempts,
+            max_attempts: d.retry.max_attempts,
         }
     }
 }
@@ -170,17 +169,8 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         let stages = &self.pipeline.stages;
-        if stages.first().map(String::as_str) != Some("validate") {
-            bail!("pipeline.stages must start with \"validate\" (got {stages:?})");
-        }
-        for s in stages {
-            if !KNOWN_STAGES.contains(&s.as_str()) {
-                bail!(
-                    "pipeline.stages: unknown stage {s:?}; known stages: {}",
-                    KNOWN_STAGES.join(", ")
-                );
-            }
-        }
+        tarn_lake::registry::check_stage_names(stages)
+            .map_err(|e| anyhow::anyhow!("pipeline.stages: {e}"))?;
         if stages.iter().any(|s| s == "strip") && !stages.iter().any(|s| s == "scan") {
             bail!(
                 "pipeline.stages: \"strip\" needs \"scan\" before it (nothing unscanned is parsed)"
@@ -211,7 +201,10 @@ impl Config {
             flush_interval: Duration::from_millis(p.flush_interval_ms),
             flush_records: p.flush_records,
             concurrency: p.concurrency,
-            max_attempts: p.max_attempts,
+            retry: tarn_lake::RetryPolicy {
+                max_attempts: p.max_attempts,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }

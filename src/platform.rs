@@ -27,10 +27,9 @@ use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
 use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock, LocalLakeLock};
 use tarn_lake::runner::Report;
-use tarn_lake::scan::{BuiltinScanner, ClamdScanner, ScanStage, Scanner, Timeouts};
-use tarn_lake::strip::Strip;
-use tarn_lake::validate::Validate;
-use tarn_lake::{Pipeline, PipelineDeps, Stage};
+use tarn_lake::registry::build_stages;
+use tarn_lake::scan::{BuiltinScanner, ClamdScanner, Scanner, Timeouts};
+use tarn_lake::{Lake, LakeParts, Pipeline};
 use tarn_query::LocalQueryEngine;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -118,8 +117,9 @@ impl Platform {
             ),
             None => None,
         };
-        let stages = build_stages(&config, &tables, scanner)?;
-        let deps = PipelineDeps {
+        let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
+        let lake_lock: Arc<dyn LakeLock> = Arc::new(LocalLakeLock::open(dir.join("locks"))?);
+        let lake_ports = Lake::new(LakeParts {
             tables: tables.clone(),
             ingress: by(&ingress, component::PIPELINE),
             lake: by(&lake, component::PIPELINE),
@@ -129,12 +129,9 @@ impl Platform {
             catalog: catalog.clone(),
             database: config.database.clone(),
             clock: clock.clone(),
-            stages,
-        };
-        let lake_lock: Arc<dyn LakeLock> = Arc::new(LocalLakeLock::open(dir.join("locks"))?);
-        let pipeline = Arc::new(
-            Pipeline::new(deps, config.pipeline_config()).with_lake_lock(lake_lock.clone()),
-        );
+            lock: lake_lock.clone(),
+        });
+        let pipeline = Arc::new(Pipeline::new(lake_ports, stages, config.pipeline_config()));
         pipeline
             .setup_catalog()
             .await
@@ -311,26 +308,6 @@ pub(crate) async fn build_scanner(
         "no clamd configured or installed: scanning with tarn's built-in engine, which knows only test signatures; install ClamAV or pass --clamd"
     );
     Ok((Arc::new(BuiltinScanner::default()), None))
-}
-
-/// The configured per-document stages, in order.
-pub(crate) fn build_stages(
-    config: &Config,
-    tables: &[TableSpec],
-    scanner: Option<Arc<dyn Scanner>>,
-) -> anyhow::Result<Vec<Arc<dyn Stage>>> {
-    let mut stages: Vec<Arc<dyn Stage>> = Vec::new();
-    for name in &config.pipeline.stages {
-        match name.as_str() {
-            "validate" => stages.push(Arc::new(Validate::new(tables)?)),
-            "scan" => stages.push(Arc::new(ScanStage::new(
-                scanner.clone().context("the scan stage needs a scanner")?,
-            ))),
-            "strip" => stages.push(Arc::new(Strip::new())),
-            other => bail!("unknown stage {other:?}"),
-        }
-    }
-    Ok(stages)
 }
 
 /// A running platform. Dropping it without [`Running::shutdown`] aborts nothing cleanly: call it.

@@ -86,9 +86,6 @@ pub struct RawAwsConfig {
     pub clamd_addr: Option<String>,
 }
 
-/// The stage names the Lambdas know.
-pub const KNOWN_STAGES: &[&str] = &["validate", "scan", "strip"];
-
 fn env_name(setting: &str) -> String {
     format!("TARN_AWS_{}", setting.to_ascii_uppercase())
 }
@@ -350,17 +347,7 @@ impl RawAwsConfig {
         let stages = self
             .stages
             .unwrap_or_else(|| vec!["validate".into(), "strip".into()]);
-        if stages.first().map(String::as_str) != Some("validate") {
-            return Err(err("stages", "the first stage must be validate"));
-        }
-        for s in &stages {
-            if !KNOWN_STAGES.contains(&s.as_str()) {
-                return Err(err(
-                    "stages",
-                    format!("unknown stage {s:?}; known: {}", KNOWN_STAGES.join(", ")),
-                ));
-            }
-        }
+        tarn_lake::registry::check_stage_names(&stages).map_err(|e| err("stages", e))?;
         let clamd_addr = self.clamd_addr.filter(|s| !s.trim().is_empty());
         match &clamd_addr {
             Some(a) if !(a.starts_with("tcp://") || a.starts_with("unix://")) => {

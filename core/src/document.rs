@@ -48,6 +48,8 @@ pub enum Status {
     Quarantined,
     /// refused by validation (bad JSON, schema mismatch, content type not matching the bytes)
     Rejected,
+    /// its landed object was gone before the pipeline could process it (a late redelivery)
+    Lost,
 }
 
 impl Status {
@@ -57,6 +59,7 @@ impl Status {
             Status::Stored => "stored",
             Status::Quarantined => "quarantined",
             Status::Rejected => "rejected",
+            Status::Lost => "lost",
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum LakeError {
     Schema { table: String, reason: String },
     #[error("pipeline: {0}")]
     Pipeline(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl LakeError {
@@ -38,9 +40,10 @@ impl LakeError {
                 _ => ErrorKind::Permanent,
             },
             LakeError::Parquet(_) | LakeError::Pipeline(_) => ErrorKind::Transient,
-            LakeError::Arrow(_) | LakeError::BadLanding { .. } | LakeError::Schema { .. } => {
-                ErrorKind::Permanent
-            }
+            LakeError::Arrow(_)
+            | LakeError::BadLanding { .. }
+            | LakeError::Schema { .. }
+            | LakeError::Config(_) => ErrorKind::Permanent,
         }
     }
 }

@@ -31,6 +31,9 @@ pub async fn decode(kms: &dyn Kms, key: &str, object: &GetResult) -> Result<Docu
         .get(meta::TABLE)
         .ok_or_else(|| bad("no table metadata"))?
         .clone();
+    if !tarn_catalog::schemas::is_valid_table_name(&table) {
+        return Err(bad("its table metadata is not a valid table name"));
+    }
     let content_type = m
         .get(meta::CONTENT_TYPE)
         .ok_or_else(|| bad("no content-type metadata"))?

@@ -1,16 +1,22 @@
 //! tarn's lake functions. Stage logic is plain functions over bytes and metadata:
 //! - [`validate`]: JSON Schema per record for JSON tables, magic numbers for binary tables;
 //! - [`normalize`]: records and document rows to Arrow and Parquet;
-//! - [`stage`]: the small [`Stage`] trait the pipeline runs in configured order;
-//! - [`runner`]: the local driver (the embedded platform's pipeline). The Lambda binaries are
-//!   other thin drivers around the same functions.
+//! - [`stage`]: the small [`Stage`] trait the pipeline runs in configured order, and the one
+//!   retry rule; [`registry`]: stage names to stages;
+//! - [`lake`]: the [`Lake`] context; [`item`]: what a document becomes in its batch;
+//!   [`commit`]: the exactly-once batch commit;
+//! - [`runner`]: the local driver (the embedded platform's pipeline). The Lambda functions
+//!   (`tarn-aws`) are other thin drivers of the same functions.
 
-pub mod batch;
+pub mod commit;
 pub mod compact;
 pub mod detect;
 pub mod error;
+pub mod item;
+pub mod lake;
 pub mod landed;
 pub mod normalize;
+pub mod registry;
 pub mod runner;
 pub mod scan;
 pub mod stage;
@@ -18,5 +24,6 @@ pub mod strip;
 pub mod validate;
 
 pub use error::{LakeError, Result};
-pub use runner::{Pipeline, PipelineConfig, PipelineDeps};
-pub use stage::{Document, Stage, StageError, Verdict};
+pub use lake::{Lake, LakeParts};
+pub use runner::{Pipeline, PipelineConfig};
+pub use stage::{Document, RetryPolicy, Stage, StageError, Verdict};

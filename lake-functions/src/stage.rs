@@ -3,7 +3,10 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
+use tracing::warn;
 
 /// One landed document, decrypted, with what the stages learned about it.
 #[derive(Debug, Clone)]
@@ -25,8 +28,10 @@ pub struct Document {
     pub metadata_removed: Vec<String>,
 }
 
-/// What a stage decided.
-#[derive(Debug, Clone, PartialEq)]
+/// What a stage decided. Serialized as `{"verdict": "reject", "reason": "..."}` where the Lambda
+/// functions carry it from one stage to the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "lowercase")]
 pub enum Verdict {
     /// go on to the next stage
     Continue,
@@ -52,4 +57,163 @@ pub enum StageError {
 pub trait Stage: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     async fn process(&self, doc: &mut Document) -> Result<Verdict, StageError>;
+}
+
+/// How a stage failing transiently is retried: `max_attempts` tries in all, the first retry after
+/// `base`, each next one after twice the last (at most 10 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Runs `stage` on `doc` under `policy`: transient failures are retried with backoff, then the
+/// document is quarantined; a permanent failure quarantines it at once. The one retry rule of
+/// the local runner and the Lambda functions.
+pub async fn run_stage(stage: &dyn Stage, doc: &mut Document, policy: RetryPolicy) -> Verdict {
+    let mut delay = policy.base;
+    let max = policy.max_attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        match stage.process(doc).await {
+            Ok(v) => return v,
+            Err(StageError::Permanent(reason)) => {
+                return Verdict::Quarantine(format!("{}: {reason}", stage.name()));
+            }
+            Err(StageError::Transient(reason)) if attempt >= max => {
+                return Verdict::Quarantine(format!(
+                    "{} failed {attempt} times: {reason}",
+                    stage.name()
+                ));
+            }
+            Err(StageError::Transient(reason)) => {
+                warn!(id = %doc.id, stage = stage.name(), attempt, %reason, "stage failed, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Runs `stages` in order until one decides other than [`Verdict::Continue`].
+pub async fn run_stages(
+    stages: &[std::sync::Arc<dyn Stage>],
+    doc: &mut Document,
+    policy: RetryPolicy,
+) -> Verdict {
+    for stage in stages {
+        let verdict = run_stage(stage.as_ref(), doc, policy).await;
+        if verdict != Verdict::Continue {
+            return verdict;
+        }
+    }
+    Verdict::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Debug)]
+    struct Flaky {
+        fails: u32,
+        calls: AtomicU32,
+        permanent: bool,
+    }
+
+    #[async_trait]
+    impl Stage for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        async fn process(&self, _doc: &mut Document) -> Result<Verdict, StageError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.permanent {
+                return Err(StageError::Permanent("broken".into()));
+            }
+            if n < self.fails {
+                Err(StageError::Transient(format!("try {n}")))
+            } else {
+                Ok(Verdict::Continue)
+            }
+        }
+    }
+
+    fn doc() -> Document {
+        Document {
+            id: "d".into(),
+            table: "t".into(),
+            content_type: "application/json".into(),
+            producer: "p".into(),
+            received_at: Utc::now(),
+            body: bytes::Bytes::new(),
+            detected_type: None,
+            records: None,
+            scan_engine: None,
+            scan_result: None,
+            metadata_removed: vec![],
+        }
+    }
+
+    fn policy(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            base: Duration::from_millis(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_then_quarantined() {
+        let s = Flaky {
+            fails: 2,
+            calls: AtomicU32::new(0),
+            permanent: false,
+        };
+        assert_eq!(run_stage(&s, &mut doc(), policy(3)).await, Verdict::Continue);
+        assert_eq!(s.calls.load(Ordering::SeqCst), 3);
+
+        let s = Flaky {
+            fails: 10,
+            calls: AtomicU32::new(0),
+            permanent: false,
+        };
+        assert_eq!(
+            run_stage(&s, &mut doc(), policy(3)).await,
+            Verdict::Quarantine("flaky failed 3 times: try 2".into())
+        );
+        assert_eq!(s.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_quarantines_at_once() {
+        let s = Flaky {
+            fails: 0,
+            calls: AtomicU32::new(0),
+            permanent: true,
+        };
+        assert_eq!(
+            run_stage(&s, &mut doc(), policy(5)).await,
+            Verdict::Quarantine("flaky: broken".into())
+        );
+        assert_eq!(s.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn verdicts_keep_their_wire_form() {
+        let v = serde_json::to_value(Verdict::Reject("bad".into())).unwrap();
+        assert_eq!(v, serde_json::json!({"verdict": "reject", "reason": "bad"}));
+        let c: Verdict = serde_json::from_value(serde_json::json!({"verdict": "continue"})).unwrap();
+        assert_eq!(c, Verdict::Continue);
+    }
 }

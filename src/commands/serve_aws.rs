@@ -3,12 +3,13 @@
 //! Lambda. Tokens come from the Cognito pool; the dev issuer is off.
 
 use crate::config::Config;
-use crate::platform::{build_scanner, build_stages};
+use crate::platform::build_scanner;
 use anyhow::Context;
 use std::sync::Arc;
 use tarn_core::{Clock, SystemClock};
 use tarn_ingress::{IngressState, table_map};
-use tarn_lake::{Pipeline, PipelineDeps};
+use tarn_lake::registry::build_stages;
+use tarn_lake::{Lake, LakeParts, Pipeline};
 use tokio::sync::{Notify, watch};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -28,7 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (None, None)
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let deps = PipelineDeps {
+    let lake = Lake::new(LakeParts {
         tables: tables.clone(),
         ingress: ports.ingress.clone(),
         lake: ports.lake.clone(),
@@ -38,10 +39,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         catalog: ports.catalog.clone(),
         database: aws.glue_database.clone(),
         clock: clock.clone(),
-        stages: build_stages(&config, &tables, scanner)?,
-    };
-    let lock = Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone()));
-    let pipeline = Arc::new(Pipeline::new(deps, config.pipeline_config()).with_lake_lock(lock));
+        lock: Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone())),
+    });
+    let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
+    let pipeline = Arc::new(Pipeline::new(lake, stages, config.pipeline_config()));
     pipeline
         .setup_catalog()
         .await

@@ -1,8 +1,8 @@
 //! The stages as Lambda functions: thin `main`s (in `src/bin/`) build the clients once with
 //! [`Functions::connect`] and hand every event to a handler here, which the tests call directly.
 //!
-//! - [`pipeline::StageFunction`]: validate, strip (and scan, once it exists) — S3 notifications
-//!   through SQS, a hand-off per document to the next stage;
+//! - [`pipeline::StageFunction`]: validate, scan, strip — S3 notifications through SQS, a
+//!   hand-off per document to the next stage;
 //! - [`pipeline::NormalizeFunction`]: hand-offs → Parquet, sealed objects, `documents` rows,
 //!   partitions in Glue, exactly once per document id;
 //! - [`authorizer::Authorizer`]: API Gateway's Lambda authorizer;
@@ -25,8 +25,9 @@ use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
 use tarn_core::SystemClock;
-use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock};
-use tarn_lake::{PipelineDeps, Stage};
+use tarn_lake::compact::{Compaction, CompactionDeps};
+use tarn_lake::registry::build_stage;
+use tarn_lake::{Lake, LakeParts};
 
 pub type BoxError = lambda_runtime::Error;
 
@@ -44,43 +45,29 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The stage a name stands for.
-pub fn stage_by_name(
-    name: &str,
-    config: &AwsConfig,
-    tables: &[tarn_catalog::TableSpec],
-) -> Result<Arc<dyn Stage>, String> {
-    match name {
-        "validate" => Ok(Arc::new(
-            tarn_lake::validate::Validate::new(tables).map_err(|e| e.to_string())?,
-        )),
-        "scan" => {
-            let addr = config
-                .clamd_addr
-                .as_deref()
-                .ok_or("the scan stage needs clamd_addr (TARN_AWS_CLAMD_ADDR)")?;
-            let scanner =
-                tarn_lake::scan::ClamdScanner::connect(addr, tarn_lake::scan::Timeouts::default())
-                    .map_err(|e| format!("clamd at {addr}: {e}"))?;
-            Ok(Arc::new(tarn_lake::scan::ScanStage::new(Arc::new(scanner))))
-        }
-        "strip" => Ok(Arc::new(tarn_lake::strip::Strip::new())),
-        other => Err(format!("stage {other:?} has no Lambda function")),
-    }
+/// The scanner the scan function uses: clamd at the configured address.
+fn scanner(config: &AwsConfig) -> Result<Arc<dyn tarn_lake::scan::Scanner>, BoxError> {
+    let addr = config
+        .clamd_addr
+        .as_deref()
+        .ok_or("the scan stage needs clamd_addr (TARN_AWS_CLAMD_ADDR)")?;
+    let scanner =
+        tarn_lake::scan::ClamdScanner::connect(addr, tarn_lake::scan::Timeouts::default())
+            .map_err(|e| format!("clamd at {addr}: {e}"))?;
+    Ok(Arc::new(scanner))
 }
 
 /// What every function needs, built once per cold start.
 #[derive(Debug, Clone)]
 pub struct Functions {
     pub config: AwsConfig,
-    pub deps: PipelineDeps,
+    /// the lake on S3, KMS and Glue, with its locks as leases in the state store
+    pub lake: Lake,
     pub function: FunctionConfig,
-    /// the lake's locks (normalize's write lock, compaction's), leases in the state store
-    pub lock: Arc<dyn LakeLock>,
 }
 
 impl Functions {
-    /// The pipeline's dependencies on AWS (stores, KMS, Glue) and the table schemas.
+    /// The lake on AWS (stores, KMS, Glue, the S3 lease lock) and the table schemas.
     pub fn new(ports: &AwsPorts) -> Result<Self, BoxError> {
         let config = ports.config.clone();
         let tables = load_schemas(&config.schemas_dir).map_err(|e| {
@@ -89,7 +76,7 @@ impl Functions {
                 config.schemas_dir.display()
             )
         })?;
-        let deps = PipelineDeps {
+        let lake = Lake::new(LakeParts {
             tables,
             ingress: ports.ingress.clone(),
             lake: ports.lake.clone(),
@@ -99,8 +86,8 @@ impl Functions {
             catalog: ports.catalog.clone(),
             database: config.glue_database.clone(),
             clock: Arc::new(SystemClock),
-            stages: vec![],
-        };
+            lock: Arc::new(S3LakeLock::new(ports.state.clone())),
+        });
         let mut function = FunctionConfig::default();
         if let Some(secs) = std::env::var("TARN_AWS_LEASE_SECS")
             .ok()
@@ -108,12 +95,10 @@ impl Functions {
         {
             function.lease = std::time::Duration::from_secs(secs);
         }
-        let lock: Arc<dyn LakeLock> = Arc::new(S3LakeLock::new(ports.state.clone()));
         Ok(Self {
             config,
-            deps,
+            lake,
             function,
-            lock,
         })
     }
 
@@ -132,10 +117,14 @@ impl Functions {
             )
             .into());
         }
-        let stage = stage_by_name(name, &self.config, &self.deps.tables)?;
+        let scanner = match name {
+            "scan" => Some(scanner(&self.config)?),
+            _ => None,
+        };
+        let stage = build_stage(name, &self.lake.tables(), scanner.as_ref())?;
         let first = self.config.stages.first().map(String::as_str) == Some(name);
         Ok(StageFunction::new(
-            self.deps.clone(),
+            self.lake.clone(),
             stage,
             first,
             self.config.next_stage(name),
@@ -144,30 +133,29 @@ impl Functions {
     }
 
     pub fn normalize(&self) -> NormalizeFunction {
-        NormalizeFunction::new(self.deps.clone(), self.function.clone())
-            .with_lake_lock(self.lock.clone())
+        NormalizeFunction::new(self.lake.clone(), self.function.clone())
     }
 
     /// The status and content routes over the same stores as the stages.
     pub fn documents(&self) -> documents::DocumentsFunction {
         documents::DocumentsFunction::new(tarn_ingress::Documents::new(
-            self.deps.tables.iter().map(|t| t.name.clone()),
-            self.deps.ingress.clone(),
-            self.deps.lake.clone(),
-            self.deps.state.clone(),
-            self.deps.kms.clone(),
+            self.lake.layout.specs.keys().cloned(),
+            self.lake.ingress.clone(),
+            self.lake.lake.clone(),
+            self.lake.state.clone(),
+            self.lake.kms.clone(),
         ))
     }
 
     pub fn compaction(&self) -> CompactionFunction {
         CompactionFunction {
             deps: CompactionDeps {
-                lake: self.deps.lake.clone(),
-                state: self.deps.state.clone(),
-                catalog: self.deps.catalog.clone(),
-                database: self.deps.database.clone(),
-                clock: self.deps.clock.clone(),
-                lock: self.lock.clone(),
+                lake: self.lake.lake.clone(),
+                state: self.lake.state.clone(),
+                catalog: self.lake.catalog.clone(),
+                database: self.lake.database.clone(),
+                clock: self.lake.clock.clone(),
+                lock: self.lake.lock.clone(),
             },
         }
     }

@@ -1,0 +1,200 @@
+//! The batch commit: how processed documents enter the lake exactly once. The local runner
+//! ([`crate::runner`]) and the normalize Lambda are thin drivers of this module; compaction reads
+//! what is still pending through it.
+//!
+//! [`Lake::commit`], under the lake's write lock:
+//! 1. an earlier attempt of the same batch id is finished (committed) or its writes undone;
+//! 2. the plan ([`plan::plan`]): one Parquet file per table partition, under the partition's
+//!    *current* catalog location, named after the batch and this attempt;
+//! 3. the manifest (`batches/<batch>.json`, [`manifest`]), uncommitted, naming the rows and files;
+//! 4. quarantine copies, sanitized objects, Parquet files, partitions ([`plan::write`]);
+//! 5. a fencing check: the write lock must still be held, or the batch stops here;
+//! 6. the manifest marked committed — the commit point;
+//!
+//! then, without the lock, [`Lake::finish`]: each document's status record, its landed object
+//! deleted, the batch's consumed inputs and claims deleted, the manifest deleted.
+//!
+//! A crash anywhere leaves a manifest: [`Lake::recover`] (or a driver's own resolution, like the
+//! Lambdas' claims) finishes a committed one and rolls back an uncommitted one
+//! ([`Lake::rollback`]: its files, objects and quarantine copies deleted), after which its
+//! documents, still landed, are processed again. [`Lake::pending_files`] lists what uncommitted
+//! batches may still write, which compaction leaves alone.
+
+pub mod manifest;
+pub mod plan;
+
+pub use manifest::Manifest;
+pub use plan::{BatchItem, BatchPlan, PlannedFile};
+
+use crate::compact::lock::WRITE_LOCK;
+use crate::error::{LakeError, Result};
+use crate::lake::Lake;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::BTreeSet;
+use tarn_core::document::{ingress_key, quarantine_key, status_key};
+use tarn_core::{DocumentRow, Status};
+use tracing::info;
+
+/// How many deletes or status writes go to a store at once (the local store commits concurrent
+/// writes together).
+const AT_ONCE: usize = 512;
+
+/// State keys a batch carries beside its documents (see [`Manifest`]).
+#[derive(Debug, Clone, Default)]
+pub struct StateKeys {
+    /// consumed: removed once the batch is committed
+    pub inputs: Vec<String>,
+    /// held: removed once the batch is committed or rolled back
+    pub claims: Vec<String>,
+}
+
+impl Lake {
+    /// Commits `items` as batch `batch` (see the module docs) and returns the batch's rows.
+    /// Retrying with the same batch id is safe: an uncommitted earlier attempt is undone and
+    /// redone; a committed one is finished and *its* rows are returned, so a caller whose items
+    /// are not among them must treat those as not committed.
+    pub async fn commit(
+        &self,
+        batch: &str,
+        mut items: Vec<BatchItem>,
+        keys: StateKeys,
+    ) -> Result<Vec<DocumentRow>> {
+        if items.is_empty() {
+            return Ok(vec![]);
+        }
+        let state = self.state.as_ref();
+        let guard = self.lock.acquire(WRITE_LOCK).await?;
+        match manifest::read(state, batch).await? {
+            Some(m) if m.committed => {
+                drop(guard);
+                self.finish(&m).await?;
+                return Ok(m.rows);
+            }
+            Some(m) => self.undo_writes(&m).await?,
+            None => {}
+        }
+        let now = self.clock.now();
+        for it in &mut items {
+            it.row.processed_at = now;
+        }
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
+        let stem = format!("{batch}-{}", &attempt[..8]);
+        let plan = plan::plan(self, &stem, &mut items).await?;
+        let mut m = Manifest {
+            batch: batch.to_string(),
+            committed: false,
+            rows: plan.rows.clone(),
+            files: plan.files.iter().map(|f| f.key.clone()).collect(),
+            inputs: keys.inputs,
+            claims: keys.claims,
+        };
+        manifest::put(state, &m).await?;
+        plan::write(self, &plan, &items).await?;
+        // FENCE: guard.ensure_held().await?;
+        m.committed = true;
+        manifest::put(state, &m).await?;
+        drop(guard);
+        self.finish(&m).await?;
+        Ok(m.rows)
+    }
+
+    /// A committed batch's last step: status records, landed objects, inputs, claims and the
+    /// manifest. Idempotent.
+    pub async fn finish(&self, m: &Manifest) -> Result<()> {
+        futures::stream::iter(m.rows.iter().cloned())
+            .map(|row| async move {
+                let body = serde_json::to_vec(&row).expect("a row serializes");
+                self.state
+                    .put(&status_key(&row.id), body.into(), Default::default())
+                    .await?;
+                info!(id = %row.id, table = %row.table_name, status = row.status.as_str(), reason = row.reason.as_deref().unwrap_or(""), "document committed");
+                Ok::<_, LakeError>(())
+            })
+            .buffer_unordered(AT_ONCE)
+            .try_collect::<Vec<()>>()
+            .await?;
+        // landed objects go only once every status is durable
+        let landed: Vec<String> = m.rows.iter().map(|r| ingress_key(&r.id)).collect();
+        delete_all(self.ingress.as_ref(), landed).await?;
+        delete_all(
+            self.state.as_ref(),
+            m.inputs.iter().chain(&m.claims).cloned().collect(),
+        )
+        .await?;
+        self.state
+            .delete(&manifest::manifest_key(&m.batch))
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes an uncommitted batch: its writes, its claims and its manifest. Idempotent.
+    pub async fn rollback(&self, m: &Manifest) -> Result<()> {
+        self.undo_writes(m).await?;
+        delete_all(self.state.as_ref(), m.claims.clone()).await?;
+        self.state
+            .delete(&manifest::manifest_key(&m.batch))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes what an uncommitted batch may have written: its Parquet files, sanitized objects
+    /// and quarantine copies.
+    async fn undo_writes(&self, m: &Manifest) -> Result<()> {
+        if m.committed {
+            return Err(LakeError::Pipeline(format!(
+                "batch {} is committed and cannot be undone",
+                m.batch
+            )));
+        }
+        let mut lake_keys = m.files.clone();
+        lake_keys.extend(m.rows.iter().filter_map(|r| r.object_key.clone()));
+        delete_all(self.lake.as_ref(), lake_keys).await?;
+        let copies = m
+            .rows
+            .iter()
+            .filter(|r| matches!(r.status, Status::Rejected | Status::Quarantined))
+            .map(|r| quarantine_key(&r.table_name, &r.id))
+            .collect();
+        delete_all(self.quarantine.as_ref(), copies).await?;
+        Ok(())
+    }
+
+    /// Resolves every batch a crash interrupted: committed ones are finished, uncommitted ones
+    /// rolled back (their documents are still landed and are processed again). Returns the
+    /// manifests of the batches it finished. Only for a driver that is this lake's one committer
+    /// (the local runner): concurrent committers resolve each other's batches through claims.
+    pub async fn recover(&self) -> Result<Vec<Manifest>> {
+        let mut finished = Vec::new();
+        for m in manifest::list(self.state.as_ref()).await? {
+            if m.committed {
+                info!(batch = %m.batch, documents = m.rows.len(), "finishing a committed batch");
+                self.finish(&m).await?;
+                finished.push(m);
+            } else {
+                info!(batch = %m.batch, documents = m.rows.len(), "rolling back an interrupted batch");
+                self.rollback(&m).await?;
+            }
+        }
+        Ok(finished)
+    }
+
+    /// The lake keys uncommitted batches may still write: their partitions are not compacted
+    /// until the batches are finished or rolled back.
+    pub async fn pending_files(&self) -> Result<BTreeSet<String>> {
+        Ok(manifest::list(self.state.as_ref())
+            .await?
+            .into_iter()
+            .filter(|m| !m.committed)
+            .flat_map(|m| m.files)
+            .collect())
+    }
+}
+
+async fn delete_all(store: &dyn tarn_core::ObjectStore, keys: Vec<String>) -> Result<()> {
+    futures::stream::iter(keys)
+        .map(|key| async move { store.delete(&key).await })
+        .buffer_unordered(AT_ONCE)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
