@@ -562,7 +562,7 @@ async fn normalize_waits_for_a_live_claim_and_rolls_back_a_crashed_batch() {
 
     // past the lease: the crashed batch is rolled back and the document committed once
     let expired = NormalizeFunction::new(
-        f.deps.clone(),
+        f.lake.clone(),
         FunctionConfig {
             lease: Duration::ZERO,
             ..FunctionConfig::default()

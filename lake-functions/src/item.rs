@@ -212,7 +212,10 @@ mod tests {
                 "x-tarn": {"accept": ["image/png"]}}),
         ]
         .into_iter()
-        .map(|s| TableSpec::from_value(std::path::Path::new("t.json"), s).unwrap())
+        .map(|s| {
+            let file = format!("{}.json", s["title"].as_str().unwrap());
+            TableSpec::from_value(std::path::Path::new(&file), s).unwrap()
+        })
         .collect();
         let store = tarn_core::LocalObjectStore::open("lake", tempfile::tempdir().unwrap().keep())
             .unwrap();
@@ -248,7 +251,7 @@ mod tests {
         );
         assert_eq!(it.row.status, Status::Stored);
         assert_eq!(it.row.records, Some(2));
-        assert_eq!(it.data.unwrap().num_rows(), 2);
+        assert_eq!(it.data.as_ref().unwrap().num_rows(), 2);
         assert_eq!(it.row.dt, "2024-05-06");
         assert!(!it.needs_landed());
     }

@@ -13,7 +13,7 @@ use tarn_lake::compact::{
     Compaction, CompactionDeps, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX,
 };
 use tarn_lake::validate::Validate;
-use tarn_lake::{Pipeline, PipelineConfig, PipelineDeps};
+use tarn_lake::{Lake, LakeParts, Pipeline, PipelineConfig, RetryPolicy};
 use tarn_query::{LocalQueryEngine, QueryEngine};
 
 const DB: &str = "tarn";
@@ -64,8 +64,8 @@ fn env() -> Env {
 type Wrap<'a> = &'a dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>;
 
 fn pipeline_with(e: &Env, tables: Vec<TableSpec>, wrap: Wrap) -> Pipeline {
-    let deps = PipelineDeps {
-        stages: vec![Arc::new(Validate::new(&tables).unwrap())],
+    let stages: Vec<Arc<dyn tarn_lake::Stage>> = vec![Arc::new(Validate::new(&tables).unwrap())];
+    let lake = Lake::new(LakeParts {
         tables,
         ingress: wrap(e.ingress.clone()),
         lake: wrap(e.lake.clone()),
@@ -75,15 +75,19 @@ fn pipeline_with(e: &Env, tables: Vec<TableSpec>, wrap: Wrap) -> Pipeline {
         catalog: e.catalog.clone(),
         database: DB.into(),
         clock: Arc::new(SystemClock),
-    };
+        lock: e.lock.clone(),
+    });
     Pipeline::new(
-        deps,
+        lake,
+        stages,
         PipelineConfig {
-            retry_base: Duration::from_millis(1),
+            retry: RetryPolicy {
+                base: Duration::from_millis(1),
+                ..Default::default()
+            },
             ..Default::default()
         },
     )
-    .with_lake_lock(e.lock.clone())
 }
 
 fn pipeline(e: &Env) -> Pipeline {

@@ -14,7 +14,8 @@ use tarn_core::{
     SystemClock, envelope,
 };
 use tarn_lake::validate::Validate;
-use tarn_lake::{Pipeline, PipelineConfig, PipelineDeps};
+use tarn_lake::compact::LocalLakeLock;
+use tarn_lake::{Lake, LakeParts, Pipeline, PipelineConfig, RetryPolicy};
 
 struct Env {
     dir: tempfile::TempDir,
@@ -60,7 +61,7 @@ fn env() -> Env {
 }
 
 fn pipeline(e: &Env, wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Pipeline {
-    let deps = PipelineDeps {
+    let lake = Lake::new(LakeParts {
         tables: e.tables.clone(),
         ingress: wrap(e.ingress.clone()),
         lake: wrap(e.lake.clone()),
@@ -70,12 +71,16 @@ fn pipeline(e: &Env, wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>
         catalog: e.catalog.clone(),
         database: "tarn".into(),
         clock: Arc::new(SystemClock),
-        stages: vec![Arc::new(Validate::new(&e.tables).unwrap())],
-    };
+        lock: Arc::new(LocalLakeLock::open(e.dir.path().join("locks")).unwrap()),
+    });
     Pipeline::new(
-        deps,
+        lake,
+        vec![Arc::new(Validate::new(&e.tables).unwrap())],
         PipelineConfig {
-            retry_base: std::time::Duration::from_millis(1),
+            retry: RetryPolicy {
+                base: std::time::Duration::from_millis(1),
+                ..Default::default()
+            },
             ..Default::default()
         },
     )

@@ -20,7 +20,8 @@ use tarn_lake::scan::{
     ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, conformance,
 };
 use tarn_lake::validate::Validate;
-use tarn_lake::{Document, Pipeline, PipelineConfig, PipelineDeps, Stage, StageError, Verdict};
+use tarn_lake::compact::LocalLakeLock;
+use tarn_lake::{Document, Pipeline, PipelineConfig, RetryPolicy, Stage, StageError, Verdict};
 
 /// Over the test clamd's `StreamMaxLength 1M`.
 const OVER_LIMIT: usize = 2_000_000;
@@ -407,7 +408,7 @@ fn lake() -> Lake {
 }
 
 fn pipeline(l: &Lake, scanner: ClamdScanner) -> Pipeline {
-    let deps = PipelineDeps {
+    let lake = tarn_lake::Lake::new(tarn_lake::LakeParts {
         tables: l.tables.clone(),
         ingress: l.ingress.clone(),
         lake: l.lake.clone(),
@@ -417,15 +418,20 @@ fn pipeline(l: &Lake, scanner: ClamdScanner) -> Pipeline {
         catalog: l.catalog.clone(),
         database: "tarn".into(),
         clock: Arc::new(SystemClock),
-        stages: vec![
-            Arc::new(ScanStage::new(Arc::new(scanner))),
-            Arc::new(Validate::new(&l.tables).unwrap()),
-        ],
-    };
+        lock: Arc::new(LocalLakeLock::open(l.dir.path().join("locks")).unwrap()),
+    });
+    let stages: Vec<Arc<dyn Stage>> = vec![
+        Arc::new(ScanStage::new(Arc::new(scanner))),
+        Arc::new(Validate::new(&l.tables).unwrap()),
+    ];
     Pipeline::new(
-        deps,
+        lake,
+        stages,
         PipelineConfig {
-            retry_base: Duration::from_millis(1),
+            retry: RetryPolicy {
+                base: Duration::from_millis(1),
+                ..Default::default()
+            },
             ..Default::default()
         },
     )
