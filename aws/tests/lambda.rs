@@ -313,7 +313,7 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
     assert!(
         p.ports
             .quarantine
-            .head(&format!("unknown/{broken}"))
+            .head(&format!("_unknown/{broken}"))
             .await
             .unwrap()
             .is_some()
