@@ -21,8 +21,8 @@ pub(super) struct Written {
 
 /// The merged output files of one partition: rows streamed in, a new file begun once the bytes
 /// written reach the target. Memory: one row group being encoded (at most half the target, at
-/// most 64 MiB) plus the current output's bytes, which the store port takes whole (a multipart
-/// upload on S3 will stream them).
+/// most 64 MiB) plus the current output's bytes, which the store port takes whole (the S3 store
+/// sends a body above 8 MiB as a multipart upload).
 pub(super) struct Outputs {
     lake: Arc<dyn ObjectStore>,
     schema: SchemaRef,
