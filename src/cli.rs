@@ -1,4 +1,5 @@
-//! The command line: one `tarn` binary, a subcommand per job (see CONTRACT.md).
+//! The command line: one `tarn` binary, a subcommand per job (docs/contract.md, The `tarn`
+//! command).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;

@@ -1,4 +1,5 @@
-//! The catalog conformance suite, run against every implementation (local now, Glue on moto).
+//! The catalog conformance suite, run against every implementation (the local catalog in its
+//! unit tests, Glue on moto).
 
 use crate::Catalog;
 use crate::model::{Column, Partition, TableDef};

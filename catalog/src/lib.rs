@@ -2,6 +2,7 @@
 //! partition keys, location and format → partitions with values and locations), its local
 //! implementation, and the table definitions tarn loads from `schemas/`.
 
+#[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod error;
 pub mod evolution;
@@ -17,7 +18,7 @@ pub use schemas::{Granularity, TableKind, TableSpec, documents_table, load_schem
 
 use async_trait::async_trait;
 
-/// The catalog port. Guarantees (checked by [`conformance::catalog`]):
+/// The catalog port. Guarantees (checked by `conformance::catalog`, a `testsuite` feature):
 /// - every call that changes the catalog is atomic and durable when it returns: a reader (in
 ///   this or another process) sees the catalog before or after it, never half of it;
 /// - `add_partitions` is idempotent: partitions whose values exist already are left unchanged;

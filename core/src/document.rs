@@ -89,8 +89,8 @@ pub struct DocumentRow {
 }
 
 /// Lands `document` in the ingress store as `id=<uuid>`, as the ingress does: its base64, sealed
-/// under `{table, id}`, with the contract's metadata (`request_time` as given). Returns the id
-/// once the store says the object is durable.
+/// under `{table, id}`, with the metadata of docs/contract.md (Stores and the lake's layout;
+/// `request_time` as given). Returns the id once the store says the object is durable.
 pub async fn land(
     ingress: &dyn crate::ObjectStore,
     kms: &dyn crate::Kms,

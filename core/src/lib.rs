@@ -2,10 +2,12 @@
 //!
 //! Each outside service tarn uses is a trait here, documented with the guarantees callers rely
 //! on. The local implementations live beside the traits; the AWS ones live in their own crate and
-//! run through the same [`conformance`] suites.
+//! run through the same conformance suites (`conformance`, compiled for tests and with the
+//! `testsuite` feature).
 
 pub mod audit;
 pub mod clock;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod document;
 pub mod envelope;
@@ -13,6 +15,7 @@ pub mod error;
 pub mod kms;
 pub mod objects;
 pub mod store;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -2,8 +2,8 @@
 //!
 //! - [`auth`]: the [`TokenVerifier`] port, [`JwksVerifier`] (RS256 against a JWKS, Cognito's
 //!   claims) and [`DevIssuer`], the local dev token issuer.
-//! - [`router`] builds the HTTP API of the contract from an [`IngressState`]; [`serve`] runs it
-//!   with graceful shutdown.
+//! - [`router`] builds the HTTP API (docs/contract.md, Ingress HTTP API) from an
+//!   [`IngressState`]; [`serve`] runs it with graceful shutdown.
 //! - [`IngressError`] is the crate's error, with a matchable [`ErrorKind`] and its HTTP form.
 //!
 //! Assembling a local ingress:

@@ -109,8 +109,8 @@ async fn read_limited(body: Body, spec: &TableSpec, declared: Option<u64>) -> Re
 }
 
 /// Lands `document` in the ingress store as `id=<uuid>`: the base64 of the document, sealed
-/// under the `{table, id}` context, with the contract's metadata. Returns the id once the store
-/// says the object is durable.
+/// under the `{table, id}` context, with the metadata of docs/contract.md (Stores and the lake's
+/// layout). Returns the id once the store says the object is durable.
 pub async fn land(
     state: &IngressState,
     spec: &TableSpec,

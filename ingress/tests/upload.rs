@@ -1,5 +1,5 @@
-//! `POST /table/{name}/object` over real HTTP: every status of the contract, in its order of
-//! checks, and what lands where.
+//! `POST /table/{name}/object` over real HTTP: every status of docs/contract.md (Ingress HTTP
+//! API), in its order of checks, and what lands where.
 
 mod common;
 
@@ -29,7 +29,7 @@ async fn a_document_lands_sealed_with_its_metadata() -> anyhow::Result<()> {
     let id = v["data"]["id"].as_str().unwrap().to_string();
     assert_eq!(uuid::Uuid::parse_str(&id)?.get_version_num(), 4);
 
-    // the object is there, with the contract's metadata
+    // the object is there, with the metadata of docs/contract.md
     let key = format!("id={id}");
     let got = h.ingress.get(&key).await?;
     let m = &got.info.metadata;

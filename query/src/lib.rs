@@ -26,10 +26,11 @@ pub use table::CatalogTable;
 
 use async_trait::async_trait;
 
-/// Runs SQL on the lake. Implementations: [`LocalQueryEngine`] (DataFusion, in process) and,
-/// later, Athena; both give the same [`QueryResult`] for the same SQL and lake.
+/// Runs SQL on the lake. Implementations: [`LocalQueryEngine`] (DataFusion, in process) and
+/// Athena (`tarn_aws::AthenaQueryEngine`); both give the same [`QueryResult`] for the same SQL
+/// and lake.
 ///
-/// The visibility contract is Athena's over Glue:
+/// What a query sees is Athena's rule over Glue (docs/contract.md, What a reader sees):
 /// - the tables are the catalog database's tables, named unqualified (`FROM events`), so one
 ///   SQL text runs on either engine with the database as the default;
 /// - a table shows exactly the files under its *registered* partitions' locations: files in a

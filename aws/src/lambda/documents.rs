@@ -10,7 +10,7 @@
 //! - content: a `307` to a presigned S3 URL that lives at most 5 minutes (objects in the lake are
 //!   SSE-KMS under the platform key, so S3 decrypts them for the URL's reader).
 //!
-//! Errors are the contract's JSON bodies with their statuses.
+//! Errors are the JSON bodies with their statuses of docs/contract.md, Ingress HTTP API.
 
 use base64::Engine;
 use serde_json::{Value, json};

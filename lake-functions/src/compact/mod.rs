@@ -48,23 +48,32 @@
 //! committed after it goes to the new location. A batch that crashed before its commit (its
 //! manifest still says uncommitted) makes compaction skip the partition until the pipeline's
 //! recovery has finished it.
+//!
+//! ## Files
+//! This module holds the [`Compaction`] builder and its run; [`plan`] decides what a partition
+//! needs, [`adapt`] reads older files into the table's current schema, `writer` rolls the merged
+//! output files, `pending` finds the files of uncommitted batches, `vacuum` keeps and deletes the
+//! replaced files ([`Tombstone`]), `schedule` runs compaction periodically
+//! ([`run_every`]).
 
 pub mod adapt;
 pub mod lock;
+mod pending;
 pub mod plan;
+mod schedule;
+mod vacuum;
+mod writer;
 
 pub use lock::{COMPACTION_LOCK, LakeLock, LocalLakeLock, LockGuard, WRITE_LOCK};
 pub use plan::{DEFAULT_TARGET_SIZE, FileEntry, NoPlan, PartitionPlan, PlanConfig, plan_partition};
+pub use schedule::run_every;
+pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
 
 use crate::error::{LakeError, Result};
 use crate::normalize::file_schema;
-use arrow::datatypes::SchemaRef;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use pending::pending_batch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -72,11 +81,10 @@ use std::time::{Duration, Instant};
 use tarn_catalog::{Catalog, ErrorKind as CatalogErrorKind, Partition, TableDef};
 use tarn_core::{Clock, ObjectStore};
 use tracing::{info, warn};
+use writer::{Outputs, Written};
 
 /// Where job records live in the state store.
 pub const JOBS_PREFIX: &str = "compaction/jobs/";
-/// Where tombstones live in the state store.
-pub const TOMBSTONES_PREFIX: &str = "compaction/tombstones/";
 /// The directory, under a partition's Hive directory, that holds compacted generations.
 pub const COMPACTED_DIR: &str = "_compacted";
 /// The default time old files are kept after a swap: longer than any query runs.
@@ -156,15 +164,6 @@ pub struct SkippedPartition {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct VacuumReport {
-    /// tombstones whose files were deleted
-    pub tombstones_done: usize,
-    pub files_deleted: usize,
-    /// tombstones still in their grace period
-    pub tombstones_pending: usize,
-}
-
 /// The summary of one run (serializable for `--format json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactionReport {
@@ -196,20 +195,6 @@ struct Job {
     old_location: String,
     new_location: String,
     started: DateTime<Utc>,
-}
-
-/// The old files of a committed compaction, kept until `delete_after`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tombstone {
-    pub id: String,
-    pub table: String,
-    pub values: Vec<String>,
-    pub old_location: String,
-    pub new_location: String,
-    /// lake keys
-    pub keys: Vec<String>,
-    pub created: DateTime<Utc>,
-    pub delete_after: DateTime<Utc>,
 }
 
 /// The builder of a compaction run.
@@ -398,12 +383,6 @@ impl Compaction {
         Ok(report)
     }
 
-    /// Deletes the old files of every tombstone whose grace period is over.
-    pub async fn vacuum(self) -> Result<VacuumReport> {
-        let _run = self.deps.lock.acquire(COMPACTION_LOCK).await?;
-        self.vacuum_now().await
-    }
-
     fn skip(
         &self,
         report: &mut CompactionReport,
@@ -477,34 +456,6 @@ impl Compaction {
             .collect())
     }
 
-    /// Files that pipeline batches wrote but did not commit (their manifest says so): the
-    /// pipeline's recovery will rewrite or remove them, so their partitions wait.
-    async fn uncommitted_batch_files(&self) -> Result<BTreeSet<String>> {
-        /// the fields compaction needs of the runner's `batches/<batch>.json` manifest
-        #[derive(Deserialize)]
-        struct ManifestView {
-            #[serde(default)]
-            committed: bool,
-            #[serde(default)]
-            files: Vec<String>,
-        }
-        let mut out = BTreeSet::new();
-        for obj in self.deps.state.list("batches/").await? {
-            let body = match self.deps.state.get(&obj.key).await {
-                Ok(b) => b.body,
-                Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let m: ManifestView = serde_json::from_slice(&body).map_err(|e| {
-                LakeError::Pipeline(format!("manifest {} is unreadable: {e}", obj.key))
-            })?;
-            if !m.committed {
-                out.extend(m.files);
-            }
-        }
-        Ok(out)
-    }
-
     async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let body = serde_json::to_vec_pretty(value).expect("serializes");
         self.deps
@@ -568,62 +519,6 @@ impl Compaction {
             self.deps.state.delete(&obj.key).await?;
         }
         Ok(jobs.len())
-    }
-
-    async fn put_tombstone(&self, job: &Job, keys: Vec<String>) -> Result<()> {
-        let now = self.deps.clock.now();
-        let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
-        let t = Tombstone {
-            id: job.id.clone(),
-            table: job.table.clone(),
-            values: job.values.clone(),
-            old_location: job.old_location.clone(),
-            new_location: job.new_location.clone(),
-            keys,
-            created: now,
-            delete_after: now
-                .checked_add_signed(grace)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        };
-        self.put_json(&format!("{TOMBSTONES_PREFIX}{}.json", job.id), &t)
-            .await
-    }
-
-    async fn vacuum_now(&self) -> Result<VacuumReport> {
-        let mut report = VacuumReport::default();
-        let now = self.deps.clock.now();
-        for obj in self.deps.state.list(TOMBSTONES_PREFIX).await? {
-            let t: Tombstone = match self.deps.state.get(&obj.key).await {
-                Ok(b) => serde_json::from_slice(&b.body).map_err(|e| {
-                    LakeError::Pipeline(format!("tombstone {} is unreadable: {e}", obj.key))
-                })?,
-                Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if t.delete_after > now {
-                report.tombstones_pending += 1;
-                continue;
-            }
-            // never delete what a partition shows now
-            let live = match self.location_of(&t.table, &t.values).await? {
-                Some(l) => Some(self.key_of(&l)?),
-                None => None,
-            };
-            for key in &t.keys {
-                if live.as_ref().is_some_and(|l| key.starts_with(l.as_str())) {
-                    warn!(
-                        key,
-                        "a tombstoned file is under its partition's current location; kept"
-                    );
-                    continue;
-                }
-                self.deps.lake.delete(key).await?;
-                report.files_deleted += 1;
-            }
-            self.deps.state.delete(&obj.key).await?;
-            report.tombstones_done += 1;
-        }
-        Ok(report)
     }
 
     /// Compacts one partition. The outer error is a failure worth retrying (the job record
@@ -885,150 +780,6 @@ pub fn parse_size(s: &str) -> Result<u64> {
         return Err(bad());
     }
     Ok(bytes as u64)
-}
-
-/// Runs a compaction every `interval` until `shutdown` turns true (`tarn serve`'s schedule).
-/// `make` builds each run (so each gets fresh options and a fresh progress callback). Errors are
-/// logged and the next run retries; a run cut short by shutdown is finished or undone by the
-/// next run (its job record), so stopping never leaves anything half-visible.
-pub async fn run_every(
-    interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-    make: impl Fn() -> Compaction + Send + Sync,
-) -> usize {
-    let mut runs = 0;
-    loop {
-        if *shutdown.borrow() {
-            return runs;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return runs; // the sender is gone: nobody can stop us any more, so stop
-                }
-                continue;
-            }
-        }
-        if *shutdown.borrow() {
-            return runs;
-        }
-        tokio::select! {
-            r = make().execute() => {
-                runs += 1;
-                match r {
-                    Ok(report) => info!(
-                        compacted = report.partitions_compacted,
-                        files_in = report.files_in,
-                        files_out = report.files_out,
-                        vacuumed = report.vacuum.files_deleted,
-                        ms = report.elapsed_ms,
-                        "scheduled compaction"
-                    ),
-                    Err(e) => warn!(error = %e, "scheduled compaction failed; the next run retries"),
-                }
-            }
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return runs;
-                }
-            }
-        }
-    }
-}
-
-fn pending_batch(files: &[FileEntry], uncommitted: &BTreeSet<String>) -> Option<String> {
-    files
-        .iter()
-        .find(|f| uncommitted.contains(&f.key))
-        .map(|f| format!("{} belongs to an ingestion batch that has not committed; the pipeline's recovery finishes it first", f.key))
-}
-
-struct Written {
-    files: usize,
-    bytes: u64,
-    /// rows of the merged outputs
-    rows: u64,
-    /// rows of the files copied as they are
-    carried_rows: u64,
-}
-
-/// The merged output files of one partition: rows streamed in, a new file begun once the bytes
-/// written reach the target. Memory: one row group being encoded (at most half the target, at
-/// most 64 MiB) plus the current output's bytes, which the store port takes whole (a multipart
-/// upload on S3 will stream them).
-struct Outputs {
-    lake: Arc<dyn ObjectStore>,
-    schema: SchemaRef,
-    target: u64,
-    /// `<new location key>c-<job>`; files are `<stem>-00000.parquet`, ...
-    stem: String,
-    writer: Option<ArrowWriter<Vec<u8>>>,
-    files: usize,
-    bytes: u64,
-    rows: u64,
-}
-
-impl Outputs {
-    fn new(lake: Arc<dyn ObjectStore>, schema: SchemaRef, target: u64, stem: String) -> Self {
-        Self {
-            lake,
-            schema,
-            target,
-            stem,
-            writer: None,
-            files: 0,
-            bytes: 0,
-            rows: 0,
-        }
-    }
-
-    fn props(&self) -> Result<WriterProperties> {
-        let row_group = (self.target / 2).clamp(1, 64 << 20) as usize;
-        Ok(WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-            .set_max_row_group_bytes(Some(row_group))
-            .set_created_by("tarn compaction".into())
-            .build())
-    }
-
-    async fn write(&mut self, batch: &arrow::array::RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if self.writer.is_none() {
-            self.writer = Some(ArrowWriter::try_new(
-                Vec::new(),
-                self.schema.clone(),
-                Some(self.props()?),
-            )?);
-        }
-        let w = self.writer.as_mut().expect("a writer");
-        w.write(batch)?;
-        self.rows += batch.num_rows() as u64;
-        if w.bytes_written() as u64 >= self.target {
-            self.close().await?;
-        }
-        Ok(())
-    }
-
-    async fn close(&mut self) -> Result<()> {
-        let Some(w) = self.writer.take() else {
-            return Ok(());
-        };
-        let body = w.into_inner()?;
-        let key = format!("{}-{:05}.parquet", self.stem, self.files);
-        self.bytes += body.len() as u64;
-        self.files += 1;
-        self.lake
-            .put(&key, Bytes::from(body), Default::default())
-            .await?;
-        Ok(())
-    }
-
-    async fn finish(&mut self) -> Result<()> {
-        self.close().await
-    }
 }
 
 #[cfg(test)]

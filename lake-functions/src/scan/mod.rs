@@ -12,6 +12,7 @@
 
 pub mod builtin;
 mod clamd;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 mod stage;
 
