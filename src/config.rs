@@ -109,7 +109,10 @@ impl Default for PipelineSection {
     fn default() -> Self {
         let d = tarn_lake::PipelineConfig::default();
         Self {
-            stages: tarn_lake::registry::STAGE_NAMES.iter().map(|s| s.to_string()).collect(),
+            stages: tarn_lake::registry::STAGE_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             poll_interval_ms: d.poll_interval.as_millis() as u64,
             flush_interval_ms: d.flush_interval.as_millis() as u64,
             flush_records: d.flush_records,

@@ -25,9 +25,9 @@ use tarn_core::audit::{
 };
 use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
-use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock, LocalLakeLock};
-use tarn_lake::runner::Report;
+use tarn_lake::compact::{Compaction, LakeLock, LocalLakeLock};
 use tarn_lake::registry::build_stages;
+use tarn_lake::runner::Report;
 use tarn_lake::scan::{BuiltinScanner, ClamdScanner, Scanner, Timeouts};
 use tarn_lake::{Lake, LakeParts, Pipeline};
 use tarn_query::LocalQueryEngine;
@@ -119,7 +119,7 @@ impl Platform {
         };
         let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
         let lake_lock: Arc<dyn LakeLock> = Arc::new(LocalLakeLock::open(dir.join("locks"))?);
-        let lake_ports = Lake::new(LakeParts {
+        let pipeline_lake = Lake::new(LakeParts {
             tables: tables.clone(),
             ingress: by(&ingress, component::PIPELINE),
             lake: by(&lake, component::PIPELINE),
@@ -131,7 +131,11 @@ impl Platform {
             clock: clock.clone(),
             lock: lake_lock.clone(),
         });
-        let pipeline = Arc::new(Pipeline::new(lake_ports, stages, config.pipeline_config()));
+        let pipeline = Arc::new(Pipeline::new(
+            pipeline_lake,
+            stages,
+            config.pipeline_config(),
+        ));
         pipeline
             .setup_catalog()
             .await
@@ -164,22 +168,27 @@ impl Platform {
         )
     }
 
-    /// What compaction needs; the same lock as the pipeline's.
-    pub fn compaction_deps(&self) -> CompactionDeps {
-        CompactionDeps {
-            lake: self.audited(&self.lake, component::COMPACTION),
-            state: self.audited(&self.state, component::COMPACTION),
+    /// The lake as `who` works on it: its stores' calls recorded in the trail as `who`'s, the
+    /// pipeline's lock.
+    pub fn lake_as(&self, who: &str) -> Lake {
+        Lake::new(LakeParts {
+            tables: self.tables.clone(),
+            ingress: self.audited(&self.ingress, who),
+            lake: self.audited(&self.lake, who),
+            quarantine: self.audited(&self.quarantine, who),
+            state: self.audited(&self.state, who),
+            kms: self.kms.clone(),
             catalog: self.catalog.clone(),
             database: self.config.database.clone(),
             clock: self.clock.clone(),
             lock: self.lake_lock.clone(),
-        }
+        })
     }
 
     /// A compaction with the configured target size and grace period.
     pub fn compaction(&self) -> anyhow::Result<Compaction> {
         let c = &self.config.compaction;
-        Ok(Compaction::new(self.compaction_deps())
+        Ok(Compaction::new(self.lake_as(component::COMPACTION))
             .target_size(tarn_lake::compact::parse_size(&c.target_size)?)
             .grace_period(Duration::from_secs(c.grace_period_secs)))
     }
@@ -257,7 +266,7 @@ impl Platform {
         let compaction_task = match self.config.compaction.interval_secs {
             0 => None,
             secs => {
-                let deps = self.compaction_deps();
+                let deps = self.lake_as(component::COMPACTION);
                 let c = &self.config.compaction;
                 let (target, grace) = (
                     tarn_lake::compact::parse_size(&c.target_size)?,

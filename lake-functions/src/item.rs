@@ -217,8 +217,8 @@ mod tests {
             TableSpec::from_value(std::path::Path::new(&file), s).unwrap()
         })
         .collect();
-        let store = tarn_core::LocalObjectStore::open("lake", tempfile::tempdir().unwrap().keep())
-            .unwrap();
+        let store =
+            tarn_core::LocalObjectStore::open("lake", tempfile::tempdir().unwrap().keep()).unwrap();
         LakeLayout::new(&schemas, &store)
     }
 
@@ -259,25 +259,52 @@ mod tests {
     #[test]
     fn binary_documents_become_objects_and_verdicts_become_statuses() {
         let l = layout();
-        let it = batch_item(&l, doc("photos", "image/png", b"png"), Origin::of(b"png"), Verdict::Continue, Utc::now());
+        let it = batch_item(
+            &l,
+            doc("photos", "image/png", b"png"),
+            Origin::of(b"png"),
+            Verdict::Continue,
+            Utc::now(),
+        );
         assert_eq!(
             it.row.object_key.as_deref(),
             Some("objects/photos/dt=2024-05-06/7f1c2a9e-0000-4000-8000-000000000001")
         );
         assert_eq!(it.object.as_deref(), Some(&b"png"[..]));
-        let it = batch_item(&l, doc("photos", "image/png", b"png"), Origin::of(b"png"), Verdict::Quarantine("infected: X".into()), Utc::now());
-        assert_eq!((it.row.status, it.row.reason.as_deref()), (Status::Quarantined, Some("infected: X")));
+        let it = batch_item(
+            &l,
+            doc("photos", "image/png", b"png"),
+            Origin::of(b"png"),
+            Verdict::Quarantine("infected: X".into()),
+            Utc::now(),
+        );
+        assert_eq!(
+            (it.row.status, it.row.reason.as_deref()),
+            (Status::Quarantined, Some("infected: X"))
+        );
         assert!(it.object.is_none() && it.row.object_key.is_none() && it.needs_landed());
     }
 
     #[test]
     fn undeclared_and_hostile_tables_are_rejected_under_a_safe_name() {
         let l = layout();
-        let it = batch_item(&l, doc("nosuch", "application/json", b"{}"), Origin::of(b"{}"), Verdict::Continue, Utc::now());
+        let it = batch_item(
+            &l,
+            doc("nosuch", "application/json", b"{}"),
+            Origin::of(b"{}"),
+            Verdict::Continue,
+            Utc::now(),
+        );
         assert_eq!(it.row.status, Status::Rejected);
         assert_eq!(it.row.table_name, "nosuch");
         for hostile in ["..", ".tarnx", "a/b", "Events", ""] {
-            let it = batch_item(&l, doc(hostile, "application/json", b"{}"), Origin::of(b"{}"), Verdict::Continue, Utc::now());
+            let it = batch_item(
+                &l,
+                doc(hostile, "application/json", b"{}"),
+                Origin::of(b"{}"),
+                Verdict::Continue,
+                Utc::now(),
+            );
             assert_eq!(it.row.table_name, UNKNOWN_TABLE, "{hostile:?}");
             assert_eq!(it.row.status, Status::Rejected, "{hostile:?}");
         }
@@ -298,7 +325,16 @@ mod tests {
             body: bytes::Bytes::from_static(b"garbage"),
         };
         let (d, o) = undecodable("x", &landed, Utc::now());
-        assert_eq!((d.table.as_str(), d.producer.as_str()), (UNKNOWN_TABLE, "bob"));
-        assert_eq!(o, Origin { size_bytes: 42, sha256: None });
+        assert_eq!(
+            (d.table.as_str(), d.producer.as_str()),
+            (UNKNOWN_TABLE, "bob")
+        );
+        assert_eq!(
+            o,
+            Origin {
+                size_bytes: 42,
+                sha256: None
+            }
+        );
     }
 }

@@ -16,7 +16,9 @@ pub const STAGE_NAMES: [&str; 3] = ["validate", "scan", "strip"];
 /// stage and normalize rely on what it establishes).
 pub fn check_stage_names(names: &[String]) -> std::result::Result<(), String> {
     if names.first().map(String::as_str) != Some("validate") {
-        return Err(format!("the first stage must be \"validate\" (got {names:?})"));
+        return Err(format!(
+            "the first stage must be \"validate\" (got {names:?})"
+        ));
     }
     for (i, s) in names.iter().enumerate() {
         if !STAGE_NAMES.contains(&s.as_str()) {

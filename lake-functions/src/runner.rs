@@ -189,19 +189,19 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
         let now = self.lake.clock.now();
-        let (doc, origin, verdict) = match landed::decode(self.lake.kms.as_ref(), key, &landed).await
-        {
-            Ok(mut doc) => {
-                let origin = Origin::of(&doc.body);
-                let verdict = run_stages(&self.stages, &mut doc, self.config.retry).await;
-                (doc, origin, verdict)
-            }
-            Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
-            Err(e) => {
-                let (doc, origin) = item::undecodable(id, &landed, now);
-                (doc, origin, Verdict::Quarantine(e.to_string()))
-            }
-        };
+        let (doc, origin, verdict) =
+            match landed::decode(self.lake.kms.as_ref(), key, &landed).await {
+                Ok(mut doc) => {
+                    let origin = Origin::of(&doc.body);
+                    let verdict = run_stages(&self.stages, &mut doc, self.config.retry).await;
+                    (doc, origin, verdict)
+                }
+                Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
+                Err(e) => {
+                    let (doc, origin) = item::undecodable(id, &landed, now);
+                    (doc, origin, Verdict::Quarantine(e.to_string()))
+                }
+            };
         let mut it = item::batch_item(&self.lake.layout, doc, origin, verdict, now);
         if it.needs_landed() {
             it.landed = Some(landed);
@@ -224,7 +224,12 @@ impl Pipeline {
 
     /// Processes `keys` with bounded concurrency into `buffer` until it is full; documents whose
     /// processing failed transiently, or that were not reached, stay pending for the next round.
-    async fn fill(&self, keys: Vec<(String, u64)>, buffer: &mut Buffer, claimed: &mut HashSet<String>) {
+    async fn fill(
+        &self,
+        keys: Vec<(String, u64)>,
+        buffer: &mut Buffer,
+        claimed: &mut HashSet<String>,
+    ) {
         if buffer.full(&self.config) {
             return;
         }
@@ -320,7 +325,11 @@ impl Pipeline {
     /// Runs until `shutdown` turns true: recovers, then processes what lands (woken by `wake`
     /// or every poll interval), flushing by size or age. On shutdown it commits what it has
     /// processed and returns; what it had not started stays landed for the next start.
-    pub async fn run(&self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> Result<Report> {
+    pub async fn run(
+        &self,
+        wake: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Report> {
         let mut report = loop {
             match self.recover().await {
                 Ok(r) => break r,

@@ -180,7 +180,10 @@ mod tests {
             calls: AtomicU32::new(0),
             permanent: false,
         };
-        assert_eq!(run_stage(&s, &mut doc(), policy(3)).await, Verdict::Continue);
+        assert_eq!(
+            run_stage(&s, &mut doc(), policy(3)).await,
+            Verdict::Continue
+        );
         assert_eq!(s.calls.load(Ordering::SeqCst), 3);
 
         let s = Flaky {
@@ -213,7 +216,8 @@ mod tests {
     fn verdicts_keep_their_wire_form() {
         let v = serde_json::to_value(Verdict::Reject("bad".into())).unwrap();
         assert_eq!(v, serde_json::json!({"verdict": "reject", "reason": "bad"}));
-        let c: Verdict = serde_json::from_value(serde_json::json!({"verdict": "continue"})).unwrap();
+        let c: Verdict =
+            serde_json::from_value(serde_json::json!({"verdict": "continue"})).unwrap();
         assert_eq!(c, Verdict::Continue);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::{Kms, LocalKms, LocalObjectStore, ManualClock, ObjectStore, SystemClock};
 use tarn_lake::compact::{
-    Compaction, CompactionDeps, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX,
+    Compaction, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX,
 };
 use tarn_lake::validate::Validate;
 use tarn_lake::{Lake, LakeParts, Pipeline, PipelineConfig, RetryPolicy};
@@ -94,18 +94,22 @@ fn pipeline(e: &Env) -> Pipeline {
     pipeline_with(e, e.tables.clone(), &|s| s)
 }
 
-fn deps_with(e: &Env, wrap: Wrap) -> CompactionDeps {
-    CompactionDeps {
+fn deps_with(e: &Env, wrap: Wrap) -> Lake {
+    Lake::new(LakeParts {
+        tables: e.tables.clone(),
+        ingress: wrap(e.ingress.clone()),
         lake: wrap(e.lake.clone()),
+        quarantine: wrap(e.quarantine.clone()),
         state: wrap(e.state.clone()),
+        kms: e.kms.clone(),
         catalog: e.catalog.clone(),
         database: DB.into(),
         clock: e.clock.clone(),
         lock: e.lock.clone(),
-    }
+    })
 }
 
-fn deps(e: &Env) -> CompactionDeps {
+fn deps(e: &Env) -> Lake {
     deps_with(e, &|s| s)
 }
 

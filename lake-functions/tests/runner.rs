@@ -13,8 +13,8 @@ use tarn_core::{
     DocumentRow, EncryptionContext, Kms, LocalKms, LocalObjectStore, ObjectStore, Status,
     SystemClock, envelope,
 };
-use tarn_lake::validate::Validate;
 use tarn_lake::compact::LocalLakeLock;
+use tarn_lake::validate::Validate;
 use tarn_lake::{Lake, LakeParts, Pipeline, PipelineConfig, RetryPolicy};
 
 struct Env {

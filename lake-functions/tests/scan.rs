@@ -16,11 +16,11 @@ use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::document::status_key;
 use tarn_core::{DocumentRow, Kms, LocalKms, LocalObjectStore, ObjectStore, Status, SystemClock};
+use tarn_lake::compact::LocalLakeLock;
 use tarn_lake::scan::{
     ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, conformance,
 };
 use tarn_lake::validate::Validate;
-use tarn_lake::compact::LocalLakeLock;
 use tarn_lake::{Document, Pipeline, PipelineConfig, RetryPolicy, Stage, StageError, Verdict};
 
 /// Over the test clamd's `StreamMaxLength 1M`.

@@ -25,7 +25,7 @@ use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
 use tarn_core::SystemClock;
-use tarn_lake::compact::{Compaction, CompactionDeps};
+use tarn_lake::compact::Compaction;
 use tarn_lake::registry::build_stage;
 use tarn_lake::{Lake, LakeParts};
 
@@ -149,14 +149,7 @@ impl Functions {
 
     pub fn compaction(&self) -> CompactionFunction {
         CompactionFunction {
-            deps: CompactionDeps {
-                lake: self.lake.lake.clone(),
-                state: self.lake.state.clone(),
-                catalog: self.lake.catalog.clone(),
-                database: self.lake.database.clone(),
-                clock: self.lake.clock.clone(),
-                lock: self.lake.lock.clone(),
-            },
+            lake: self.lake.clone(),
         }
     }
 }
@@ -174,7 +167,7 @@ pub struct CompactionRequest {
 /// Compaction as a Lambda function (the same [`Compaction`] `tarn compact` runs).
 #[derive(Debug, Clone)]
 pub struct CompactionFunction {
-    pub deps: CompactionDeps,
+    pub lake: Lake,
 }
 
 impl CompactionFunction {
@@ -190,7 +183,7 @@ impl CompactionFunction {
         } else {
             serde_json::from_value(input).map_err(|e| format!("bad compaction request: {e}"))?
         };
-        let mut c = Compaction::new(self.deps.clone());
+        let mut c = Compaction::new(self.lake.clone());
         if let Some(t) = &req.table {
             c = c.table(t.clone());
         }

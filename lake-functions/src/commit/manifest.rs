@@ -74,6 +74,11 @@ mod tests {
         let m = parse("batches/b.json", old).unwrap();
         assert_eq!(m.inputs, vec!["work/normalize/id=1".to_string()]);
         assert!(m.claims.is_empty());
-        assert!(parse("batches/b.json", b"{").unwrap_err().to_string().contains("unreadable"));
+        assert!(
+            parse("batches/b.json", b"{")
+                .unwrap_err()
+                .to_string()
+                .contains("unreadable")
+        );
     }
 }

@@ -121,9 +121,7 @@ impl Lake {
             m.inputs.iter().chain(&m.claims).cloned().collect(),
         )
         .await?;
-        self.state
-            .delete(&manifest::manifest_key(&m.batch))
-            .await?;
+        self.state.delete(&manifest::manifest_key(&m.batch)).await?;
         Ok(())
     }
 
@@ -131,9 +129,7 @@ impl Lake {
     pub async fn rollback(&self, m: &Manifest) -> Result<()> {
         self.undo_writes(m).await?;
         delete_all(self.state.as_ref(), m.claims.clone()).await?;
-        self.state
-            .delete(&manifest::manifest_key(&m.batch))
-            .await?;
+        self.state.delete(&manifest::manifest_key(&m.batch)).await?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! ever seeing a row twice or missing one.
 //!
 //! ```no_run
-//! # async fn example(deps: tarn_lake::compact::CompactionDeps) -> tarn_lake::Result<()> {
+//! # async fn example(deps: tarn_lake::Lake) -> tarn_lake::Result<()> {
 //! use tarn_lake::compact::Compaction;
 //! let report = Compaction::new(deps)
 //!     .table("events")                // default: every table of the database
@@ -70,6 +70,7 @@ pub use schedule::run_every;
 pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
 
 use crate::error::{LakeError, Result};
+use crate::lake::Lake;
 use crate::normalize::file_schema;
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -78,8 +79,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tarn_catalog::{Catalog, ErrorKind as CatalogErrorKind, Partition, TableDef};
-use tarn_core::{Clock, ObjectStore};
+use tarn_catalog::{ErrorKind as CatalogErrorKind, Partition, TableDef};
 use tracing::{info, warn};
 use writer::{Outputs, Written};
 
@@ -89,18 +89,6 @@ pub const JOBS_PREFIX: &str = "compaction/jobs/";
 pub const COMPACTED_DIR: &str = "_compacted";
 /// The default time old files are kept after a swap: longer than any query runs.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(60 * 60);
-
-/// What compaction works with. `state` must be the pipeline's state store (compaction reads its
-/// batch manifests) and `lock` the same lock the pipeline was given.
-#[derive(Debug, Clone)]
-pub struct CompactionDeps {
-    pub lake: Arc<dyn ObjectStore>,
-    pub state: Arc<dyn ObjectStore>,
-    pub catalog: Arc<dyn Catalog>,
-    pub database: String,
-    pub clock: Arc<dyn Clock>,
-    pub lock: Arc<dyn LakeLock>,
-}
 
 /// Progress events, in order: one `Planned`, then per partition `PartitionStarted`, `FileDone`
 /// per input file, and `PartitionCommitted` or `PartitionSkipped`. A progress bar's length is
@@ -199,7 +187,7 @@ struct Job {
 
 /// The builder of a compaction run.
 pub struct Compaction {
-    deps: CompactionDeps,
+    deps: Lake,
     table: Option<String>,
     partition: Vec<(String, String)>,
     plan: PlanConfig,
@@ -233,7 +221,7 @@ pub fn parse_partition_filter(spec: &str) -> Result<Vec<(String, String)>> {
 }
 
 impl Compaction {
-    pub fn new(deps: CompactionDeps) -> Self {
+    pub fn new(deps: Lake) -> Self {
         Self {
             deps,
             table: None,
@@ -325,7 +313,7 @@ impl Compaction {
 
         // plan everything first, so the progress bar knows its length
         let mut todo: Vec<(TableDef, Partition, PartitionPlan)> = Vec::new();
-        let uncommitted = self.uncommitted_batch_files().await?;
+        let uncommitted = self.deps.pending_files().await?;
         for def in self.tables().await? {
             let parts = self
                 .deps
@@ -681,7 +669,7 @@ impl Compaction {
             ));
         }
         let now_files = self.visible_files(&job.old_location).await?;
-        let uncommitted = self.uncommitted_batch_files().await?;
+        let uncommitted = self.deps.pending_files().await?;
         if let Some(reason) = pending_batch(&now_files, &uncommitted) {
             self.abandon(job, new_key).await?;
             return Ok(Err(reason));

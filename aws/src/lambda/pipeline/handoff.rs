@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tarn_core::document::meta;
-use tarn_core::{EncryptionContext, ErrorKind, Metadata, ObjectStore, Kms, envelope};
+use tarn_core::{EncryptionContext, ErrorKind, Kms, Metadata, ObjectStore, envelope};
 use tarn_lake::item::{Origin, UNKNOWN_TABLE};
 use tarn_lake::{Document, Verdict};
 
@@ -109,12 +109,19 @@ pub fn handoff_key(stage: &str, id: &str) -> String {
     format!("work/{stage}/id={id}")
 }
 
-pub async fn put(state: &dyn ObjectStore, kms: &dyn Kms, stage: &str, h: &Handoff) -> Result<(), Retry> {
+pub async fn put(
+    state: &dyn ObjectStore,
+    kms: &dyn Kms,
+    stage: &str,
+    h: &Handoff,
+) -> Result<(), Retry> {
     let ctx = EncryptionContext::document(&h.table, &h.id);
     let plain = serde_json::to_vec(h).map_err(|e| Retry(e.to_string()))?;
     let sealed = envelope::seal(kms, &ctx, &plain).await?;
     let m = Metadata::from([(meta::TABLE.to_string(), h.table.clone())]);
-    state.put(&handoff_key(stage, &h.id), sealed.into(), m).await?;
+    state
+        .put(&handoff_key(stage, &h.id), sealed.into(), m)
+        .await?;
     Ok(())
 }
 

@@ -242,7 +242,14 @@ impl NormalizeFunction {
 
     /// What one hand-off becomes; `Ok(None)` when there is no hand-off.
     async fn item(&self, id: &str) -> Result<Option<BatchItem>, Retry> {
-        let Some(h) = handoff::get(self.lake.state.as_ref(), self.lake.kms.as_ref(), "normalize", id).await? else {
+        let Some(h) = handoff::get(
+            self.lake.state.as_ref(),
+            self.lake.kms.as_ref(),
+            "normalize",
+            id,
+        )
+        .await?
+        else {
             warn!("no hand-off for this document; nothing to do");
             return Ok(None);
         };

@@ -88,8 +88,18 @@ impl StageFunction {
                 }
             }
         } else {
-            let Some(h) = handoff::get(self.lake.state.as_ref(), self.lake.kms.as_ref(), self.name(), id).await? else {
-                info!(stage = self.name(), "no hand-off (already handed on); nothing to do");
+            let Some(h) = handoff::get(
+                self.lake.state.as_ref(),
+                self.lake.kms.as_ref(),
+                self.name(),
+                id,
+            )
+            .await?
+            else {
+                info!(
+                    stage = self.name(),
+                    "no hand-off (already handed on); nothing to do"
+                );
                 return Ok(());
             };
             (h.document().map_err(Retry)?, h.origin())
@@ -101,7 +111,8 @@ impl StageFunction {
             "normalize"
         };
         info!(stage = self.name(), table = %doc.table, verdict = ?verdict, next, "stage done");
-        self.hand_on(next, &Handoff::new(&doc, &origin, verdict)).await?;
+        self.hand_on(next, &Handoff::new(&doc, &origin, verdict))
+            .await?;
         if !self.first {
             self.lake
                 .state
