@@ -175,6 +175,13 @@ impl IngressError {
     }
 }
 
+/// Why a request failed, as its error response carries it (an extension the audit reads).
+#[derive(Debug, Clone)]
+pub(crate) struct FailureReason {
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// The error body every failing request gets.
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     json!({"success": false, "error": {"code": code, "message": message}})
@@ -193,7 +200,7 @@ impl IntoResponse for IngressError {
         let mut resp =
             (kind.status(), axum::Json(error_body(self.code(), &message))).into_response();
         // for the audit trail: the reason, as the caller sees it
-        resp.extensions_mut().insert(crate::server::FailureReason {
+        resp.extensions_mut().insert(FailureReason {
             code: self.code(),
             message,
         });

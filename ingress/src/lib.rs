@@ -16,9 +16,15 @@
 //! ```
 
 pub mod auth;
+mod checks;
 pub mod documents;
 pub mod error;
+mod middleware;
+mod read;
+mod routes;
+mod serve;
 mod server;
+mod state;
 mod upload;
 
 pub use auth::{
@@ -27,7 +33,7 @@ pub use auth::{
 };
 pub use documents::{Content, Documents};
 pub use error::{ErrorKind, IngressError, Result};
-pub use server::{
-    DEFAULT_MAX_IN_FLIGHT, IngressState, router, router_with_audit, serve, table_map,
-};
+pub use serve::serve;
+pub use server::{router, router_with_audit};
+pub use state::{DEFAULT_MAX_IN_FLIGHT, IngressState, table_map};
 pub use upload::land;

@@ -1,7 +1,8 @@
 //! `POST /table/{name}/object`: checks, streaming with the table's size limit, landing.
 
+use crate::checks::{authenticate, table, table_name};
 use crate::error::{IngressError, Result};
-use crate::server::{App, IngressState, authenticate, table, table_name};
+use crate::state::{App, IngressState};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
