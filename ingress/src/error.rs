@@ -2,6 +2,7 @@
 //! `{"success": false, "error": {"code": "<snake_case>", "message": "<text>"}}`.
 
 use crate::auth::{AuthError, AuthErrorKind};
+use crate::timed_body::BodyTimeout;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -23,6 +24,8 @@ pub enum ErrorKind {
     NotFound,
     /// the route exists for other methods (405)
     MethodNotAllowed,
+    /// the request body came too slowly (408)
+    RequestTimeout,
     /// the document is not in a state that allows this (409)
     Conflict,
     /// over the table's size limit (413)
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -76,6 +80,8 @@ pub enum IngressError {
     EmptyBody,
     #[error("the request body could not be read: {0}")]
     BadBody(String),
+    #[error(transparent)]
+    BodyTimeout(#[from] BodyTimeout),
     #[error("too many uploads in flight; retry in a second")]
     Overloaded,
     #[error("no document {id} in table {table}")]
@@ -125,6 +131,7 @@ impl IngressError {
             | E::NoObject { .. }
             | E::NotFound(_) => ErrorKind::NotFound,
             E::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            E::BodyTimeout(_) => ErrorKind::RequestTimeout,
             E::NotStored { .. } => ErrorKind::Conflict,
             E::TooLarge { .. } => ErrorKind::TooLarge,
             E::UnsupportedContentType { .. } => ErrorKind::UnsupportedMediaType,
@@ -151,6 +158,7 @@ impl IngressError {
             E::TooLarge { .. } => "too_large",
             E::EmptyBody => "empty_body",
             E::BadBody(_) => "bad_body",
+            E::BodyTimeout(_) => "body_timeout",
             E::Overloaded => "overloaded",
             E::UnknownDocument { .. } => "unknown_document",
             E::NoObject { .. } => "no_object",
@@ -175,6 +183,13 @@ impl IngressError {
     }
 }
 
+/// Why a request failed, as its error response carries it (an extension the audit reads).
+#[derive(Debug, Clone)]
+pub(crate) struct FailureReason {
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// The error body every failing request gets.
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     json!({"success": false, "error": {"code": code, "message": message}})
@@ -193,7 +208,7 @@ impl IntoResponse for IngressError {
         let mut resp =
             (kind.status(), axum::Json(error_body(self.code(), &message))).into_response();
         // for the audit trail: the reason, as the caller sees it
-        resp.extensions_mut().insert(crate::server::FailureReason {
+        resp.extensions_mut().insert(FailureReason {
             code: self.code(),
             message,
         });
@@ -231,6 +246,11 @@ mod tests {
                 "too_large",
             ),
             (IngressError::Overloaded, 503, "overloaded"),
+            (
+                BodyTimeout::Idle(std::time::Duration::from_secs(30)).into(),
+                408,
+                "body_timeout",
+            ),
             (
                 IngressError::NotStored {
                     id: "i".into(),

@@ -3,7 +3,8 @@
 //! - [`auth`]: the [`TokenVerifier`] port, [`JwksVerifier`] (RS256 against a JWKS, Cognito's
 //!   claims) and [`DevIssuer`], the local dev token issuer.
 //! - [`router`] builds the HTTP API (docs/contract.md, Ingress HTTP API) from an
-//!   [`IngressState`]; [`serve`] runs it with graceful shutdown.
+//!   [`IngressState`]; [`serve`] runs it (HTTP/1.1) under the limits of a [`ServeConfig`]:
+//!   header-read and body timeouts, a cap on connections, and a graceful shutdown bounded in time.
 //! - [`IngressError`] is the crate's error, with a matchable [`ErrorKind`] and its HTTP form.
 //!
 //! Assembling a local ingress:
@@ -16,9 +17,16 @@
 //! ```
 
 pub mod auth;
+mod checks;
 pub mod documents;
 pub mod error;
+mod middleware;
+mod read;
+mod routes;
+mod serve;
 mod server;
+mod state;
+mod timed_body;
 mod upload;
 
 pub use auth::{
@@ -27,7 +35,8 @@ pub use auth::{
 };
 pub use documents::{Content, Documents};
 pub use error::{ErrorKind, IngressError, Result};
-pub use server::{
-    DEFAULT_MAX_IN_FLIGHT, IngressState, router, router_with_audit, serve, table_map,
-};
+pub use serve::{DEFAULT_MAX_CONNECTIONS, ServeConfig, default_max_connections, serve, serve_with};
+pub use server::{router, router_with_audit};
+pub use state::{DEFAULT_MAX_IN_FLIGHT, IngressState, table_map};
+pub use timed_body::BodyTimeout;
 pub use upload::land;

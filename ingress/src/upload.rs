@@ -1,7 +1,9 @@
 //! `POST /table/{name}/object`: checks, streaming with the table's size limit, landing.
 
+use crate::checks::{authenticate, table, table_name};
 use crate::error::{IngressError, Result};
-use crate::server::{App, IngressState, authenticate, table, table_name};
+use crate::state::{App, IngressState};
+use crate::timed_body::BodyTimeout;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -96,7 +98,7 @@ async fn read_limited(body: Body, spec: &TableSpec, declared: Option<u64>) -> Re
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max) as usize);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| IngressError::BadBody(e.to_string()))?;
+        let chunk = chunk.map_err(body_error)?;
         if (buf.len() + chunk.len()) as u64 > max {
             return Err(too_large());
         }
@@ -106,6 +108,14 @@ async fn read_limited(body: Body, spec: &TableSpec, declared: Option<u64>) -> Re
         return Err(IngressError::EmptyBody);
     }
     Ok(buf.freeze())
+}
+
+/// A body that failed: cut by its timeouts (408), else unreadable (400).
+fn body_error(e: axum::Error) -> IngressError {
+    match e.into_inner().downcast::<BodyTimeout>() {
+        Ok(timeout) => IngressError::BodyTimeout(*timeout),
+        Err(e) => IngressError::BadBody(e.to_string()),
+    }
 }
 
 /// Lands `document` in the ingress store as `id=<uuid>`: the base64 of the document, sealed

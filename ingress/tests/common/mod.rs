@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tarn_catalog::TableSpec;
 use tarn_core::{Clock, LocalKms, LocalObjectStore, ManualClock};
-use tarn_ingress::{DevIssuer, IngressState, router, serve, table_map};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tarn_ingress::{DevIssuer, IngressState, ServeConfig, router, serve_with, table_map};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -44,6 +44,8 @@ pub fn specs() -> Vec<TableSpec> {
 pub struct Options {
     pub max_in_flight: usize,
     pub with_issuer: bool,
+    /// the server's timeouts and connection cap
+    pub serve: ServeConfig,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
         Self {
             max_in_flight: 8,
             with_issuer: true,
+            serve: ServeConfig::default(),
         }
     }
 }
@@ -109,9 +112,14 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, router(ingress_state), async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(serve_with(
+            listener,
+            router(ingress_state),
+            async {
+                let _ = rx.await;
+            },
+            opts.serve,
+        ));
         Harness {
             dir,
             addr,
@@ -314,7 +322,7 @@ pub async fn read_reply(s: &mut TcpStream) -> Reply {
 }
 
 /// Reads exactly one response (headers and a Content-Length body) without waiting for a close.
-pub async fn read_one_reply(s: &mut TcpStream) -> Reply {
+pub async fn read_one_reply(s: &mut (impl AsyncRead + Unpin)) -> Reply {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -386,3 +394,26 @@ pub fn chunk(data: &[u8]) -> Vec<u8> {
 }
 
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Raises this process's soft limit on open files to at least `n` (up to the hard limit), for
+/// tests that hold many connections; panics when the hard limit is lower.
+pub fn ensure_open_files(n: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    if now.current.is_none_or(|c| c >= n) {
+        return;
+    }
+    assert!(
+        now.maximum.is_none_or(|m| m >= n),
+        "this test needs {n} open files; the hard limit is {:?}",
+        now.maximum
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(n),
+            maximum: now.maximum,
+        },
+    )
+    .unwrap();
+}

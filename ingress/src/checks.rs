@@ -1,0 +1,58 @@
+//! The checks the handlers share, in the contract's order: the table name from the path, the
+//! token, the declared table.
+
+use crate::auth::{AuthError, Claims};
+use crate::error::{IngressError, Result};
+use crate::state::App;
+use axum::extract::rejection::PathRejection;
+use axum::http::{HeaderMap, header};
+use tarn_catalog::TableSpec;
+use tarn_catalog::schemas::is_valid_table_name;
+use tarn_core::audit::{Actor, set_request_actor};
+
+/// The table name from the path, checked against `^[a-z][a-z0-9_]{0,62}$`.
+pub(crate) fn table_name(name: std::result::Result<String, PathRejection>) -> Result<String> {
+    match name {
+        Ok(n) if is_valid_table_name(&n) => Ok(n),
+        _ => Err(IngressError::InvalidTableName),
+    }
+}
+
+/// Verifies the token of `Authorization` (raw, or `Bearer <jwt>`).
+pub(crate) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Claims> {
+    let raw = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    let raw = raw
+        .to_str()
+        .map_err(|_| AuthError::Malformed("authorization header is not ascii"))?
+        .trim();
+    let token = match raw.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => raw,
+    };
+    if token.is_empty() {
+        return Err(AuthError::Missing.into());
+    }
+    let claims = app.s.verifier.verify(token).await.map_err(|e| {
+        tracing::info!(reason = %e, "token refused");
+        IngressError::Auth(e)
+    })?;
+    // the rest of the request's store calls (and its refusal, if any) are the caller's
+    set_request_actor(Actor::WebIdentity {
+        sub: claims.sub.clone(),
+        username: claims.username.clone(),
+        issuer: claims.iss.clone(),
+    });
+    Ok(claims)
+}
+
+/// The declared table `name`.
+pub(crate) fn table<'a>(app: &'a App, name: &str) -> Result<&'a TableSpec> {
+    app.s
+        .tables
+        .get(name)
+        .ok_or_else(|| IngressError::UnknownTable {
+            table: name.to_string(),
+        })
+}
