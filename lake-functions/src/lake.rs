@@ -65,6 +65,18 @@ impl Lake {
         }
     }
 
+    /// The same lake with each of its four stores replaced by `f(store)` (an auditing or a
+    /// fault-injecting wrapper).
+    pub fn map_stores(&self, f: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Self {
+        Self {
+            ingress: f(self.ingress.clone()),
+            lake: f(self.lake.clone()),
+            quarantine: f(self.quarantine.clone()),
+            state: f(self.state.clone()),
+            ..self.clone()
+        }
+    }
+
     /// The declared tables.
     pub fn tables(&self) -> Vec<TableSpec> {
         self.layout.specs.values().cloned().collect()

@@ -291,11 +291,11 @@ impl Pipeline {
         }
     }
 
-    /// Finishes every batch a crash interrupted ([`Lake::recover`]). Run before anything else
-    /// processes documents.
+    /// Finishes every batch a crash interrupted ([`Lake::recover`]; this runner is its lake's
+    /// only committer). Run before anything else processes documents.
     pub async fn recover(&self) -> Result<Report> {
         let mut report = Report::default();
-        for m in self.lake.recover().await? {
+        for m in self.lake.recover(Duration::ZERO).await? {
             report.add(&m.rows);
         }
         Ok(report)

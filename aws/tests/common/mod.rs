@@ -3,6 +3,9 @@
 //! static test credentials, and a platform config pointing at it.
 #![allow(dead_code)]
 
+mod events;
+pub use events::*;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
 use std::path::PathBuf;

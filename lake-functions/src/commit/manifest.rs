@@ -3,6 +3,7 @@
 //! finished or rolled back. What is pending or half-written is read from manifests alone.
 
 use crate::error::{LakeError, Result};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tarn_core::{DocumentRow, ErrorKind, ObjectStore};
 
@@ -51,12 +52,13 @@ pub async fn put(state: &dyn ObjectStore, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// Every manifest in the state store (one removed while listing is skipped).
-pub async fn list(state: &dyn ObjectStore) -> Result<Vec<Manifest>> {
+/// Every manifest in the state store, with when it was last written (one removed while
+/// listing is skipped).
+pub async fn list(state: &dyn ObjectStore) -> Result<Vec<(Manifest, DateTime<Utc>)>> {
     let mut out = Vec::new();
     for obj in state.list("batches/").await? {
         match state.get(&obj.key).await {
-            Ok(o) => out.push(parse(&obj.key, &o.body)?),
+            Ok(o) => out.push((parse(&obj.key, &o.body)?, o.info.last_modified)),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }

@@ -22,6 +22,8 @@
 
 pub mod manifest;
 pub mod plan;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 pub use manifest::Manifest;
 pub use plan::{BatchItem, BatchPlan, PlannedFile};
@@ -31,6 +33,7 @@ use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeSet;
+use std::time::Duration;
 use tarn_core::document::{ingress_key, quarantine_key, status_key};
 use tarn_core::{DocumentRow, Status};
 use tracing::info;
@@ -49,14 +52,15 @@ pub struct StateKeys {
 }
 
 impl Lake {
-    /// Commits `items` as batch `batch` (see the module docs) and returns the batch's rows.
+    /// Commits `items` as batch `batch` (see the module docs) and returns the rows it committed.
     /// Retrying with the same batch id is safe: an uncommitted earlier attempt is undone and
-    /// redone; a committed one is finished and *its* rows are returned, so a caller whose items
-    /// are not among them must treat those as not committed.
+    /// redone; a committed one is finished and *its* rows are returned. Items whose document
+    /// already has a status record are left out. So a caller must treat an item whose row is not
+    /// returned as committed elsewhere when its status record exists, else as not committed.
     pub async fn commit(
         &self,
         batch: &str,
-        mut items: Vec<BatchItem>,
+        items: Vec<BatchItem>,
         keys: StateKeys,
     ) -> Result<Vec<DocumentRow>> {
         if items.is_empty() {
@@ -73,6 +77,13 @@ impl Lake {
             Some(m) => self.undo_writes(&m).await?,
             None => {}
         }
+        // documents another attempt committed meanwhile (their status records are written) are
+        // done: a batch never writes a document twice
+        let items = self.not_committed(items).await?;
+        if items.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut items = items;
         let now = self.clock.now();
         for it in &mut items {
             it.row.processed_at = now;
@@ -96,6 +107,22 @@ impl Lake {
         drop(guard);
         self.finish(&m).await?;
         Ok(m.rows)
+    }
+
+    /// `items` without those whose document already has a status record.
+    async fn not_committed(&self, items: Vec<BatchItem>) -> Result<Vec<BatchItem>> {
+        let checked: Vec<(BatchItem, bool)> = futures::stream::iter(items)
+            .map(|it| async move {
+                let done = self.state.head(&status_key(&it.row.id)).await?.is_some();
+                Ok::<_, LakeError>((it, done))
+            })
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(checked
+            .into_iter()
+            .filter_map(|(it, done)| (!done).then_some(it))
+            .collect())
     }
 
     /// A committed batch's last step: status records, landed objects, inputs, claims and the
@@ -155,18 +182,20 @@ impl Lake {
         Ok(())
     }
 
-    /// Resolves every batch a crash interrupted: committed ones are finished, uncommitted ones
-    /// rolled back (their documents are still landed and are processed again). Returns the
-    /// manifests of the batches it finished. Only for a driver that is this lake's one committer
-    /// (the local runner): concurrent committers resolve each other's batches through claims.
-    pub async fn recover(&self) -> Result<Vec<Manifest>> {
+    /// Resolves the batches a crash interrupted: committed ones are finished; uncommitted ones
+    /// whose manifest is older than `lease` (the longest a live attempt takes) are rolled back,
+    /// and their documents, still landed, are processed again. Returns the manifests it
+    /// finished. A driver that is its lake's only committer (the local runner) passes zero;
+    /// concurrent committers (the Lambdas) pass their timeout.
+    pub async fn recover(&self, lease: Duration) -> Result<Vec<Manifest>> {
+        let now = self.clock.now();
         let mut finished = Vec::new();
-        for m in manifest::list(self.state.as_ref()).await? {
+        for (m, written) in manifest::list(self.state.as_ref()).await? {
             if m.committed {
                 info!(batch = %m.batch, documents = m.rows.len(), "finishing a committed batch");
                 self.finish(&m).await?;
                 finished.push(m);
-            } else {
+            } else if (now - written).to_std().unwrap_or_default() >= lease {
                 info!(batch = %m.batch, documents = m.rows.len(), "rolling back an interrupted batch");
                 self.rollback(&m).await?;
             }
@@ -180,8 +209,8 @@ impl Lake {
         Ok(manifest::list(self.state.as_ref())
             .await?
             .into_iter()
-            .filter(|m| !m.committed)
-            .flat_map(|m| m.files)
+            .filter(|(m, _)| !m.committed)
+            .flat_map(|(m, _)| m.files)
             .collect())
     }
 }

@@ -62,6 +62,10 @@ impl NormalizeFunction {
         let batch = batch_id(ids);
         let span = info_span!("batch", batch = %batch);
         async {
+            // 0. batches a crash cut short: finished if committed, rolled back past the lease
+            if let Err(e) = self.lake.recover(self.config.lease).await {
+                warn!(error = %e, "resolving interrupted batches failed; retried on the next delivery");
+            }
             // 1. what is left to do, and claims
             let mut claimed = Vec::new();
             for id in ids {
@@ -97,8 +101,14 @@ impl NormalizeFunction {
                     // an earlier, committed attempt of this batch id may have held other documents
                     let done: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
                     for id in ids_in.iter().filter(|id| !done.contains(id.as_str())) {
-                        self.release(id).await;
-                        failed.push((id.clone(), "its batch id was committed without it; retried in another batch".into()));
+                        match self.has_status(id).await {
+                            // committed by another attempt meanwhile
+                            Ok(true) => {}
+                            _ => {
+                                self.release(id).await;
+                                failed.push((id.clone(), "its batch id was committed without it; retried in another batch".into()));
+                            }
+                        }
                     }
                 }
                 Err(e) => {
