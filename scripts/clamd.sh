@@ -8,7 +8,11 @@
 #
 # Everything lives in $TARN_CLAMD_DIR (default /tmp/tarn-clamd): clamd.conf, the database copy, the pid file,
 # the unix socket, the log. clamd listens on a free loopback port (TCPAddr 127.0.0.1) and on the unix socket,
-# with StreamMaxLength 1M so tests can check that an oversized stream is refused.
+# with StreamMaxLength 1M so tests can check that an oversized stream is refused. Like any clamd tarn uses, it
+# reports what it could not look into as Heuristics.Limits.Exceeded.* or Heuristics.Encrypted.*, never as OK
+# (AlertExceedsMax, AlertEncrypted), with MaxFileSize above MaxScanSize: clamd cuts an archive member past
+# MaxFileSize short without an alert, while more than MaxScanSize of content raises one. Both are small here
+# (2M, 3M) so tests can check that with a small archive.
 # Concurrent callers (several test binaries) are serialized with flock.
 set -euo pipefail
 
@@ -155,6 +159,11 @@ ReadTimeout 8
 SelfCheck 3600
 ScanArchive yes
 Bytecode no
+HeuristicAlerts yes
+AlertExceedsMax yes
+AlertEncrypted yes
+MaxScanSize 2M
+MaxFileSize 3M
 EOF
     echo "$port" >"$PORTFILE"
     : >"$LOG"

@@ -20,6 +20,13 @@ const TEST_SIGNATURES: [(&str, &str); 2] = [
     ),
 ];
 
+/// What clamd could not look into is reported, never OK: a part past its limits as
+/// `Heuristics.Limits.Exceeded.*`, encrypted archives and documents as `Heuristics.Encrypted.*`
+/// (the scan stage quarantines both as unscannable). MaxFileSize is above MaxScanSize: clamd
+/// cuts an archive member past MaxFileSize short without an alert, while more than MaxScanSize
+/// of content (a member past it included) raises one.
+const LIMITS: &str = "HeuristicAlerts yes\nAlertExceedsMax yes\nAlertEncrypted yes\nMaxScanSize 200M\nMaxFileSize 201M\n";
+
 pub struct ManagedClamd {
     pub addr: String,
     pub scanner: Arc<ClamdScanner>,
@@ -123,7 +130,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
     std::fs::write(
         &conf,
         format!(
-            "Foreground yes\nLocalSocket {}\nLocalSocketMode 600\nDatabaseDirectory {}\nTemporaryDirectory {}\nLogFile {}\nPidFile {}\nStreamMaxLength 12M\nMaxThreads 4\n{user}",
+            "Foreground yes\nLocalSocket {}\nLocalSocketMode 600\nDatabaseDirectory {}\nTemporaryDirectory {}\nLogFile {}\nPidFile {}\nStreamMaxLength 12M\nMaxThreads 4\n{LIMITS}{user}",
             sock.display(),
             db.display(),
             scan_tmp.path.display(),

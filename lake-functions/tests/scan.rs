@@ -18,7 +18,7 @@ use tarn_core::document::status_key;
 use tarn_core::{DocumentRow, Kms, LocalKms, LocalObjectStore, ObjectStore, Status, SystemClock};
 use tarn_lake::compact::LocalLakeLock;
 use tarn_lake::scan::{
-    ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, conformance,
+    ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, UNSCANNABLE, conformance,
 };
 use tarn_lake::validate::Validate;
 use tarn_lake::{Document, Pipeline, PipelineConfig, RetryPolicy, Stage, StageError, Verdict};
@@ -39,8 +39,17 @@ fn repo() -> PathBuf {
 }
 
 fn script(args: &[&str]) -> String {
+    script_in(None, args)
+}
+
+/// `scripts/clamd.sh` with `TARN_CLAMD_DIR=dir` when given.
+fn script_in(dir: Option<&Path>, args: &[&str]) -> String {
     let path = repo().join("scripts/clamd.sh");
-    let out = Command::new("bash")
+    let mut cmd = Command::new("bash");
+    if let Some(dir) = dir {
+        cmd.env("TARN_CLAMD_DIR", dir);
+    }
+    let out = cmd
         .arg(&path)
         .args(args)
         .output()
@@ -321,6 +330,161 @@ async fn the_stage_quarantines_infected_documents_of_every_kind() {
         assert_eq!(d.scan_result.as_deref(), Some(signature));
         assert!(d.scan_engine.as_deref().unwrap().starts_with("clamav "));
     }
+}
+
+/// A clamd of this test binary's own, started by `scripts/clamd.sh` in a directory of its own and
+/// stopped when dropped: the script's config (the one CI runs) is what is tested, whatever clamd
+/// `TARN_CLAMD` points at.
+struct OwnClamd {
+    dir: PathBuf,
+    unix: String,
+}
+
+impl OwnClamd {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("tarn-clamd-limits-{}", std::process::id()));
+        script_in(Some(&dir), &["start"]);
+        let unix = script_in(Some(&dir), &["addr", "unix"]);
+        Self { dir, unix }
+    }
+}
+
+impl Drop for OwnClamd {
+    fn drop(&mut self) {
+        script_in(Some(&self.dir), &["stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(self.dir.with_extension("lock"));
+    }
+}
+
+/// A zip archive holding one entry, deflated.
+fn deflated_zip(name: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    let packed = e.finish().unwrap();
+    let crc = conformance::crc32(data);
+    let (csize, usize) = (packed.len() as u32, data.len() as u32);
+    let header = |central: bool| {
+        let mut h = Vec::new();
+        if central {
+            h.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            h.extend_from_slice(&20u16.to_le_bytes()); // version made by
+        } else {
+            h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        }
+        h.extend_from_slice(&20u16.to_le_bytes()); // version needed: 2.0
+        h.extend_from_slice(&0u16.to_le_bytes()); // flags
+        h.extend_from_slice(&8u16.to_le_bytes()); // method: deflate
+        h.extend_from_slice(&0u16.to_le_bytes()); // time
+        h.extend_from_slice(&0x21u16.to_le_bytes()); // date: 1980-01-01
+        h.extend_from_slice(&crc.to_le_bytes());
+        h.extend_from_slice(&csize.to_le_bytes());
+        h.extend_from_slice(&usize.to_le_bytes());
+        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes()); // extra length
+        if central {
+            h.extend_from_slice(&[0; 8]); // comment length, disk, internal attributes
+            h.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+            h.extend_from_slice(&0u32.to_le_bytes()); // local header offset
+        }
+        h.extend_from_slice(name.as_bytes());
+        h
+    };
+    let mut out = header(false);
+    out.extend_from_slice(&packed);
+    let central_at = out.len() as u32;
+    let central = header(true);
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // disks
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&central_at.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // comment length
+    out
+}
+
+/// EICAR followed by zeros up to `len` bytes.
+fn eicar_padded(len: usize) -> Vec<u8> {
+    let mut body = conformance::eicar();
+    body.resize(len, 0);
+    body
+}
+
+/// With the config of `scripts/clamd.sh` (MaxScanSize 2M, MaxFileSize 3M, AlertExceedsMax,
+/// AlertEncrypted), what clamd could not look into is unscannable: quarantined as such, never
+/// clean, and not called a virus. Without those options clamd answers OK to all four (it cuts
+/// the member past MaxFileSize short, and does not read past MaxRecursion or the encryption).
+#[tokio::test]
+async fn what_clamd_could_not_look_into_is_unscannable_not_clean() {
+    let own = OwnClamd::start();
+    let scanner = Arc::new(ClamdScanner::connect(&own.unix, timeouts()).unwrap());
+    let stage = ScanStage::new(scanner.clone());
+    let eicar = conformance::eicar();
+    // EICAR at the start of a member past MaxFileSize: the archive is a few KB
+    let past_max_file = deflated_zip("e.com", &eicar_padded(4 << 20));
+    assert!(past_max_file.len() < 64 << 10, "{}", past_max_file.len());
+    // past MaxScanSize, within MaxFileSize
+    let past_max_scan = deflated_zip("e.com", &eicar_padded(5 << 19));
+    // nested deeper than MaxRecursion (17)
+    let mut nested = eicar.clone();
+    for _ in 0..20 {
+        nested = conformance::stored_zip(&[("n.zip", &nested)]);
+    }
+    // an encrypted member (the flag is enough for clamd to see it cannot read it)
+    let mut encrypted = conformance::stored_zip(&[("e.com", &eicar)]);
+    encrypted[6] |= 1;
+    let central = encrypted
+        .windows(4)
+        .position(|w| w == b"PK\x01\x02")
+        .unwrap();
+    encrypted[central + 8] |= 1;
+    for (what, body, name) in [
+        (
+            "past MaxFileSize",
+            &past_max_file,
+            "Heuristics.Limits.Exceeded.",
+        ),
+        (
+            "past MaxScanSize",
+            &past_max_scan,
+            "Heuristics.Limits.Exceeded.",
+        ),
+        ("nested", &nested, "Heuristics.Limits.Exceeded.MaxRecursion"),
+        ("encrypted", &encrypted, "Heuristics.Encrypted.Zip"),
+    ] {
+        let verdict = scanner.scan(body).await.unwrap();
+        let ScanVerdict::Unscannable(got) = &verdict else {
+            panic!("{what}: {verdict:?}")
+        };
+        assert!(got.starts_with(name), "{what}: {got}");
+        let mut d = doc("application/zip", body.clone());
+        let v = stage.process(&mut d).await.unwrap();
+        assert_eq!(
+            v,
+            Verdict::Quarantine(format!(
+                "unscannable: the scan could not complete: a part is past the scanner's limits or encrypted ({got})"
+            )),
+            "{what}"
+        );
+        assert_eq!(d.scan_result.as_deref(), Some(UNSCANNABLE), "{what}");
+        assert!(d.scan_engine.as_deref().unwrap().starts_with("clamav "));
+    }
+    // within the limits: clean is clean, EICAR is a virus
+    assert_eq!(
+        scanner
+            .scan(&deflated_zip("z", &vec![0; 1 << 20]))
+            .await
+            .unwrap(),
+        ScanVerdict::Clean
+    );
+    assert_eq!(
+        scanner.scan(&deflated_zip("e.com", &eicar)).await.unwrap(),
+        ScanVerdict::Infected("Eicar-Test-Signature.UNOFFICIAL".into())
+    );
+    drop(own);
 }
 
 #[tokio::test]

@@ -747,6 +747,33 @@ fn all_files() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Past its time budget a strip stops and the document is quarantined with a reason naming the
+/// budget; within it the same files are stripped.
+#[tokio::test]
+async fn a_strip_over_its_time_budget_is_quarantined() {
+    let none = Strip::with_limits(Limits {
+        strip_budget: std::time::Duration::ZERO,
+        ..Limits::default()
+    });
+    assert_eq!(Limits::default().strip_budget.as_secs(), 30);
+    for (ct, input) in all_files() {
+        let (verdict, _) = run(ct, &input).await;
+        assert_eq!(verdict, Verdict::Continue, "{ct}");
+        let mut d = doc(ct, Some(ct), &input);
+        let verdict = none.process(&mut d).await.unwrap();
+        let format = ct.rsplit('/').next().unwrap();
+        assert_eq!(
+            verdict,
+            Verdict::Quarantine(format!(
+                "{format}: stripping took longer than its time budget of 0ns: refusing the document"
+            )),
+            "{ct}"
+        );
+        assert_eq!(d.body.as_ref(), input.as_slice(), "{ct}");
+        assert!(d.metadata_removed.is_empty(), "{ct}");
+    }
+}
+
 #[tokio::test]
 async fn every_truncation_is_quarantined() {
     for (ct, input) in all_files() {

@@ -12,6 +12,9 @@ pub fn check(strip: fn(&[u8], &Limits) -> Result<Stripped, StripError>, data: &[
         max_pdf_depth: 32,
         max_pdf_stream_bytes: 1 << 20,
         max_pdf_inflated_bytes: 4 << 20,
+        pdf_bytes_per_xref_row: 4,
+        // no budget: a slow input is libFuzzer's timeout to find, not an error to return
+        strip_budget: std::time::Duration::MAX,
     };
     if let Ok(stripped) = strip(data, &limits) {
         let again = match strip(&stripped.bytes, &limits) {

@@ -671,8 +671,15 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The prefixes of the names clamd gives what it could not look into (with `AlertExceedsMax`
+/// and `AlertEncrypted`): a part past `MaxFileSize`, `MaxScanSize`, `MaxRecursion`, `MaxFiles`
+/// or `MaxScanTime` (`Heuristics.Limits.Exceeded.MaxFileSize`), an encrypted archive or document
+/// (`Heuristics.Encrypted.Zip`, `Heuristics.Encrypted.PDF`).
+const UNSCANNABLE: &[&str] = &["Heuristics.Limits.Exceeded", "Heuristics.Encrypted"];
+
 /// `stream: OK`, `stream: <signature> FOUND`, or a refusal. Anything else is not understood,
-/// and an answer that came before the whole stream was sent cannot be clean.
+/// and an answer that came before the whole stream was sent cannot be clean. A "signature" of
+/// [`UNSCANNABLE`] is [`ScanVerdict::Unscannable`].
 fn parse_instream(reply: &Reply) -> Result<ScanVerdict, ScanError> {
     let text = reply.text.as_str();
     if let Some(e) = refusal(text) {
@@ -691,6 +698,9 @@ fn parse_instream(reply: &Reply) -> Result<ScanVerdict, ScanError> {
     let name = rest.strip_suffix(" FOUND").ok_or_else(unexpected)?;
     if !is_token(name) {
         return Err(unexpected());
+    }
+    if UNSCANNABLE.iter().any(|p| name.starts_with(p)) {
+        return Ok(ScanVerdict::Unscannable(name.to_string()));
     }
     Ok(ScanVerdict::Infected(name.to_string()))
 }

@@ -7,8 +7,9 @@
 //! - [`ClamdScanner`]: ClamAV's daemon over TCP or a unix socket, speaking clamd's own protocol
 //!   (`zPING`, `zVERSION`, `zINSTREAM`) over a small pool of `zIDSESSION` connections;
 //! - [`ScanStage`]: the pipeline [`Stage`](crate::stage::Stage): sets `scan_engine` and
-//!   `scan_result`, quarantines infected documents, and fails transiently (the runner retries,
-//!   then quarantines) whenever the scan did not complete.
+//!   `scan_result`, quarantines infected documents and the ones the engine could not look into
+//!   whole (past its limits, encrypted: `unscannable`), and fails transiently (the runner
+//!   retries, then quarantines) whenever the scan did not complete.
 
 pub mod builtin;
 mod clamd;
@@ -21,7 +22,7 @@ pub use clamd::{
     ClamdAddr, ClamdScanner, DEFAULT_CHUNK_SIZE, DEFAULT_POOL_SIZE, DEFAULT_SESSION_MAX_IDLE,
     Timeouts,
 };
-pub use stage::{DEFAULT_VERSION_REFRESH, ScanStage};
+pub use stage::{DEFAULT_VERSION_REFRESH, ScanStage, UNSCANNABLE};
 
 use async_trait::async_trait;
 use std::time::Duration;
@@ -33,6 +34,11 @@ pub enum ScanVerdict {
     Clean,
     /// the engine matched this signature (never empty), e.g. `Eicar-Test-Signature.UNOFFICIAL`
     Infected(String),
+    /// the engine could not look at every part: a part past its limits (file size, scan size,
+    /// archive depth, file count, scan time) or encrypted. Carries the engine's name for what it
+    /// met, e.g. `Heuristics.Limits.Exceeded.MaxFileSize`, `Heuristics.Encrypted.Zip`. Not
+    /// clean, and not a detection either: nothing is known about the parts it could not read
+    Unscannable(String),
 }
 
 /// An engine and the version of its engine and signature database, e.g. `clamav 1.4.2/27000`.
@@ -96,7 +102,8 @@ pub enum ScanError {
 ///   unreachable, timed out, body over the engine's size limit, an engine error, an answer that
 ///   cannot be understood, a connection closed early — is an `Err`, never `Clean`;
 /// - [`ScanVerdict::Infected`] carries the signature's name, never empty; archives the engine
-///   can unpack (zip at least) are scanned inside;
+///   can unpack (zip at least) are scanned inside; a part the engine could not read (past its
+///   limits, encrypted) is [`ScanVerdict::Unscannable`] when the engine says so, never `Clean`;
 /// - scans are independent: safe to run concurrently and to repeat (same bytes, same verdict
 ///   while the database does not change); no state of one scan leaks into another;
 /// - [`ping`](Scanner::ping) succeeds only when the engine answers now;

@@ -6,6 +6,9 @@ use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The `scan_result` of a document the engine could not look at whole.
+pub const UNSCANNABLE: &str = "unscannable";
+
 /// How long an engine version read from the scanner is used before it is asked again (clamd
 /// reloads its database without restarting).
 pub const DEFAULT_VERSION_REFRESH: Duration = Duration::from_secs(60);
@@ -13,6 +16,9 @@ pub const DEFAULT_VERSION_REFRESH: Duration = Duration::from_secs(60);
 /// Scans every document's bytes, whatever its type (JSON too: it is bytes from outside).
 /// - clean: `scan_result = "clean"`, `scan_engine` set (`clamav 1.4.2/27000`), continue;
 /// - infected: `scan_result` = the signature, [`Verdict::Quarantine`] `infected: <signature>`;
+/// - the engine could not look at every part (past its limits, encrypted):
+///   `scan_result = "unscannable"`, [`Verdict::Quarantine`] `unscannable: the scan could not
+///   complete: ...` naming what the engine met;
 /// - the scan did not complete (scanner down, timeout, size limit, error, garbled answer):
 ///   [`StageError::Transient`], both fields left unset; the runner retries, then quarantines.
 ///   Never clean.
@@ -93,6 +99,12 @@ impl Stage for ScanStage {
                 let reason = format!("infected: {signature}");
                 doc.scan_result = Some(signature);
                 Ok(Verdict::Quarantine(reason))
+            }
+            ScanVerdict::Unscannable(what) => {
+                doc.scan_result = Some(UNSCANNABLE.into());
+                Ok(Verdict::Quarantine(format!(
+                    "{UNSCANNABLE}: the scan could not complete: a part is past the scanner's limits or encrypted ({what})"
+                )))
             }
         }
     }

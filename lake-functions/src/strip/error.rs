@@ -21,6 +21,14 @@ pub enum StripError {
         value: u64,
         limit: u64,
     },
+    /// stripping took longer than [`super::Limits::strip_budget`]: the work was stopped
+    #[error(
+        "{format}: stripping took longer than its time budget of {budget:?}: refusing the document"
+    )]
+    OverBudget {
+        format: &'static str,
+        budget: std::time::Duration,
+    },
     /// well formed, but a construction the stripper cannot rewrite safely (encryption, embedded
     /// files, stream filters it does not decode)
     #[error("{format}: cannot strip safely: {what}")]

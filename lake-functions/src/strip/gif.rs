@@ -1,6 +1,7 @@
 //! GIF: the blocks are walked (header, colour tables, extensions and images as sub-block
 //! chains); images, colour tables, graphic control and plain text extensions are copied whole.
 
+use super::budget::Deadline;
 use super::{Limits, Removed, StripError, Stripped};
 
 const F: &str = "gif";
@@ -28,7 +29,9 @@ pub fn strip_gif(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
     let mut out = Vec::with_capacity(input.len());
     let mut removed = Removed::default();
     out.extend_from_slice(&input[..pos]);
+    let deadline = Deadline::start(limits);
     loop {
+        deadline.check(F)?;
         let Some(&block) = input.get(pos) else {
             return Err(StripError::truncated(F, "no trailer"));
         };

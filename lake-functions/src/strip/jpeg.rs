@@ -4,6 +4,7 @@
 //! copied verbatim; identifying segments are dropped; bytes after EOI (appended images, editors'
 //! trailers, the uncropped originals of some screenshot tools) are dropped.
 
+use super::budget::Deadline;
 use super::{Limits, Removed, StripError, Stripped};
 
 const F: &str = "jpeg";
@@ -30,6 +31,15 @@ pub(crate) const MINIMAL_TIFF_LEN: usize = 26;
 /// Names: `exif`, `gps` (the EXIF had a GPS IFD), `xmp`, `iptc` (Photoshop IRB), `comment`,
 /// `mpf`, `app<N>`, `trailer`.
 pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
+    strip_jpeg_within(input, limits, &Deadline::start(limits))
+}
+
+/// [`strip_jpeg`] within `deadline` (a PDF's, for the images in it).
+pub(crate) fn strip_jpeg_within(
+    input: &[u8],
+    limits: &Limits,
+    deadline: &Deadline,
+) -> Result<Stripped, StripError> {
     if !input.starts_with(&[0xFF, 0xD8]) {
         return Err(StripError::malformed(F, "no start-of-image marker"));
     }
@@ -40,6 +50,7 @@ pub fn strip_jpeg(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
     let mut exif_written = false;
     let mut in_scan = false;
     loop {
+        deadline.check(F)?;
         // the next marker: in the header, right here (after optional fill bytes, dropped); after
         // a scan has begun, past the entropy-coded data, which is copied as it is. `lead`: where
         // a kept segment's bytes start (its fill bytes in a scan, which are kept with it: dropped

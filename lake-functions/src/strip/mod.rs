@@ -22,6 +22,7 @@
 //!
 //! [`Stage`]: crate::stage::Stage
 
+mod budget;
 mod crc;
 mod error;
 mod gif;
@@ -39,6 +40,8 @@ pub use png::strip_png;
 pub use stage::Strip;
 pub use webp::strip_webp;
 
+use std::time::Duration;
+
 /// Bounds that keep a hostile file from costing more than it should.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -53,7 +56,18 @@ pub struct Limits {
     pub max_pdf_stream_bytes: usize,
     /// the most bytes all the cross-reference and object streams of one PDF may inflate to
     pub max_pdf_inflated_bytes: u64,
+    /// the fewest bytes of the file per cross-reference row: all the sections of a PDF together
+    /// (every revision's, each row counted once per section that lists it) may list at most
+    /// [`PDF_XREF_ROWS_FLOOR`] + file size / this rows (and at most 4 × `max_pdf_objects`), so a
+    /// small file cannot declare millions of rows
+    pub pdf_bytes_per_xref_row: u64,
+    /// the longest one document's strip may take: past it, the work stops and the document is
+    /// refused ([`StripError::OverBudget`])
+    pub strip_budget: Duration,
 }
+
+/// The cross-reference rows any PDF may list, however small the file.
+pub const PDF_XREF_ROWS_FLOOR: u64 = 4096;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -63,6 +77,8 @@ impl Default for Limits {
             max_pdf_depth: 100,
             max_pdf_stream_bytes: 64 << 20,
             max_pdf_inflated_bytes: 256 << 20,
+            pdf_bytes_per_xref_row: 4,
+            strip_budget: Duration::from_secs(30),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! PNG: chunks are walked (lengths and CRCs checked) and copied whole, CRC included, when they
 //! affect how the image decodes or displays; the rest is dropped. Bytes after IEND are dropped.
 
+use super::budget::Deadline;
 use super::{Limits, Removed, StripError, Stripped, crc, tag_name};
 
 const F: &str = "png";
@@ -28,7 +29,9 @@ pub fn strip_png(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
     out.extend_from_slice(SIGNATURE);
     let mut pos = SIGNATURE.len();
     let mut first = true;
+    let deadline = Deadline::start(limits);
     loop {
+        deadline.check(F)?;
         let Some(head) = input.get(pos..pos + 8) else {
             return Err(StripError::truncated(
                 F,

@@ -1,6 +1,7 @@
 //! WebP: the RIFF chunks are walked (and those inside animation frames); image chunks are copied
 //! whole, EXIF, XMP and unknown chunks dropped, then the VP8X flags and the sizes are fixed.
 
+use super::budget::Deadline;
 use super::jpeg::{minimal_tiff, read_exif};
 use super::{Limits, Removed, StripError, Stripped, tag_name};
 
@@ -39,7 +40,9 @@ pub fn strip_webp(input: &[u8], limits: &Limits) -> Result<Stripped, StripError>
     let mut flags_at = None;
     let mut exif_kept = false;
     let mut image = false;
+    let deadline = Deadline::start(limits);
     for chunk in Chunks::new(input, 12, riff_end) {
+        deadline.check(F)?;
         let chunk = chunk?;
         match &chunk.fourcc {
             b"VP8X" if first => {

@@ -76,6 +76,27 @@ fn instream_answers() {
         .unwrap(),
         ScanVerdict::Infected("Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68)".into())
     );
+    // what clamd could not look into (AlertExceedsMax, AlertEncrypted) is not a detection
+    for name in [
+        "Heuristics.Limits.Exceeded.MaxFileSize",
+        "Heuristics.Limits.Exceeded.MaxRecursion",
+        "Heuristics.Limits.Exceeded.MaxScanSize",
+        "Heuristics.Encrypted.Zip",
+        "Heuristics.Encrypted.PDF",
+    ] {
+        assert_eq!(
+            parse_instream(&reply(&format!("stream: {name} FOUND"))).unwrap(),
+            ScanVerdict::Unscannable(name.into())
+        );
+    }
+    // other heuristics are detections
+    assert_eq!(
+        parse_instream(&reply(
+            "stream: Heuristics.Phishing.Email.SpoofedDomain FOUND"
+        ))
+        .unwrap(),
+        ScanVerdict::Infected("Heuristics.Phishing.Email.SpoofedDomain".into())
+    );
     match parse_instream(&reply("INSTREAM size limit exceeded. ERROR")) {
         Err(ScanError::Refused(r)) => assert_eq!(r, "INSTREAM size limit exceeded"),
         other => panic!("{other:?}"),

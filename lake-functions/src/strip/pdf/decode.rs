@@ -5,16 +5,19 @@
 
 use super::F;
 use super::object::{Dict, Obj, get};
+use crate::strip::budget::Deadline;
 use crate::strip::{Limits, StripError};
 use std::io::Read;
 
 /// The decoded data of stream object `num` (its dictionary and raw data). `inflated`: the bytes
-/// the file's streams inflated to so far, bounded by `limits.max_pdf_inflated_bytes`.
+/// the file's streams inflated to so far, bounded by `limits.max_pdf_inflated_bytes`. Inflating
+/// checks `deadline` every [`INFLATE_STEP`] bytes.
 pub(crate) fn decode(
     num: u32,
     dict: &Dict,
     data: &[u8],
     limits: &Limits,
+    deadline: &Deadline,
     inflated: &mut u64,
 ) -> Result<Vec<u8>, StripError> {
     let unsupported = || {
@@ -48,7 +51,7 @@ pub(crate) fn decode(
         }
     };
     let raw = if flate {
-        inflate(num, data, limits, inflated)?
+        inflate(num, data, limits, deadline, inflated)?
     } else {
         data.to_vec()
     };
@@ -62,20 +65,31 @@ pub(crate) fn decode(
     }
 }
 
+/// The bytes inflated between two checks of the deadline.
+const INFLATE_STEP: u64 = 1 << 20;
+
 fn inflate(
     num: u32,
     data: &[u8],
     limits: &Limits,
+    deadline: &Deadline,
     inflated: &mut u64,
 ) -> Result<Vec<u8>, StripError> {
     let per_stream = limits.max_pdf_stream_bytes as u64;
     let left = limits.max_pdf_inflated_bytes.saturating_sub(*inflated);
     let limit = per_stream.min(left);
     let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(data)
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|_| StripError::malformed(F, format!("object {num}: bad flate data")))?;
+    let mut z = flate2::read::ZlibDecoder::new(data).take(limit.saturating_add(1));
+    loop {
+        deadline.check(F)?;
+        let n = (&mut z)
+            .take(INFLATE_STEP)
+            .read_to_end(&mut out)
+            .map_err(|_| StripError::malformed(F, format!("object {num}: bad flate data")))?;
+        if n == 0 {
+            break;
+        }
+    }
     if out.len() as u64 > limit {
         return Err(if per_stream <= left {
             StripError::TooLarge {
@@ -248,15 +262,41 @@ mod tests {
         let mut used = 0;
         let data = vec![7u8; 100_000];
         assert_eq!(
-            decode(1, &dict, &deflate(&data), &limits, &mut used).unwrap(),
+            decode(
+                1,
+                &dict,
+                &deflate(&data),
+                &limits,
+                &Deadline::start(&limits),
+                &mut used
+            )
+            .unwrap(),
             data
         );
         assert_eq!(used, 100_000);
-        assert!(decode(1, &dict, b"not zlib", &limits, &mut used).is_err());
+        assert!(
+            decode(
+                1,
+                &dict,
+                b"not zlib",
+                &limits,
+                &Deadline::start(&limits),
+                &mut used
+            )
+            .is_err()
+        );
         // a bomb: 64 MiB + 1 of zeros
         let bomb = deflate(&vec![0u8; (64 << 20) + 1]);
         assert!(bomb.len() < 100_000);
-        let e = decode(1, &dict, &bomb, &limits, &mut used).unwrap_err();
+        let e = decode(
+            1,
+            &dict,
+            &bomb,
+            &limits,
+            &Deadline::start(&limits),
+            &mut used,
+        )
+        .unwrap_err();
         assert!(
             matches!(e, StripError::TooLarge { limit, .. } if limit == 64 << 20),
             "{e}"
@@ -266,7 +306,15 @@ mod tests {
             max_pdf_inflated_bytes: 150_000,
             ..limits
         };
-        let e = decode(1, &dict, &deflate(&data), &small, &mut used).unwrap_err();
+        let e = decode(
+            1,
+            &dict,
+            &deflate(&data),
+            &small,
+            &Deadline::start(&small),
+            &mut used,
+        )
+        .unwrap_err();
         assert!(
             matches!(e, StripError::TooLarge { limit: 150_000, .. }),
             "{e}"
@@ -274,15 +322,26 @@ mod tests {
         // other filters: refused; no filter: the data as it is
         let lzw: Dict = vec![(Cow::Borrowed(b"Filter"), name(b"LZWDecode"))];
         assert!(matches!(
-            decode(1, &lzw, b"x", &limits, &mut 0),
+            decode(1, &lzw, b"x", &limits, &Deadline::start(&limits), &mut 0),
             Err(StripError::Refused { .. })
         ));
         let two: Dict = vec![(
             Cow::Borrowed(b"Filter"),
             Obj::Array(vec![name(b"FlateDecode"), name(b"FlateDecode")]),
         )];
-        assert!(decode(1, &two, b"x", &limits, &mut 0).is_err());
-        assert_eq!(decode(1, &vec![], b"abc", &limits, &mut 0).unwrap(), b"abc");
+        assert!(decode(1, &two, b"x", &limits, &Deadline::start(&limits), &mut 0).is_err());
+        assert_eq!(
+            decode(
+                1,
+                &vec![],
+                b"abc",
+                &limits,
+                &Deadline::start(&limits),
+                &mut 0
+            )
+            .unwrap(),
+            b"abc"
+        );
         // a filter array with its parameters array
         let arr: Dict = vec![
             (
@@ -295,7 +354,15 @@ mod tests {
             ),
         ];
         assert_eq!(
-            decode(1, &arr, &deflate(&[2, 1, 2, 2, 1, 1]), &limits, &mut 0).unwrap(),
+            decode(
+                1,
+                &arr,
+                &deflate(&[2, 1, 2, 2, 1, 1]),
+                &limits,
+                &Deadline::start(&limits),
+                &mut 0
+            )
+            .unwrap(),
             [1, 2, 2, 3]
         );
     }

@@ -11,12 +11,17 @@
 //! Refused (quarantined) rather than passed through: encryption, embedded files, and object or
 //! cross-reference streams with a filter other than FlateDecode or with the TIFF predictor (PNG
 //! predictors are decoded). Inflating is bounded by [`Limits::max_pdf_stream_bytes`] and
-//! [`Limits::max_pdf_inflated_bytes`].
+//! [`Limits::max_pdf_inflated_bytes`]; the rows of all the cross-reference sections together by
+//! the file's size ([`Limits::pdf_bytes_per_xref_row`]), counted before a section is read; the
+//! whole work by [`Limits::strip_budget`], checked in every loop over objects, rows and inflated
+//! bytes.
 
 mod decode;
 mod object;
 
-use super::{Limits, Removed, StripError, Stripped, strip_jpeg};
+use super::budget::Deadline;
+use super::jpeg::strip_jpeg_within;
+use super::{Limits, PDF_XREF_ROWS_FLOOR, Removed, StripError, Stripped};
 use decode::decode;
 use object::{Dict, Obj, Parser, get, is_ws, write};
 use sha2::{Digest, Sha256};
@@ -26,12 +31,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub(crate) const F: &str = "pdf";
 
 /// Removes the trailer's Info dictionary (`pdf-info`), every /Metadata entry and every
-/// /Type /Metadata stream (`xmp`), /PieceInfo application data (`pdf-pieceinfo`), the metadata
+/// /Type /Metadata stream (`xmp`), /PieceInfo application data (`pdf-pieceinfo`), the author
+/// (`pdf-annotation-author`) and dates (`pdf-annotation-dates`) of markup annotations, the metadata
 /// of embedded JPEG images (`exif`, `gps`, `xmp`, `comment`, ...), and objects no longer
 /// referenced from the catalog: earlier revisions, linearization data (`pdf-history`).
 pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> {
+    let deadline = Deadline::start(limits);
     let version = header_version(input)?;
-    let xref = read_xref(input, limits)?;
+    let xref = read_xref(input, limits, &deadline)?;
     let trailer = &xref.trailer;
     let Some(Obj::Ref(root_num, root_gen)) = get(trailer, b"Root") else {
         return Err(StripError::malformed(
@@ -60,11 +67,13 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
         compressed: HashMap::new(),
         loaded: HashSet::new(),
         inflated: xref.inflated,
+        deadline: &deadline,
     };
     // objects referred to from the entries scrub removed
     let mut detached = Vec::new();
     let mut stack = vec![(*root_num, *root_gen)];
     while let Some((num, gen_)) = stack.pop() {
+        deadline.check(F)?;
         if objects.contains_key(&num) || excluded.contains(&num) {
             continue;
         }
@@ -111,8 +120,9 @@ pub fn strip_pdf(input: &[u8], limits: &Limits) -> Result<Stripped, StripError> 
                 f => f.is_name(b"DCTDecode"),
             });
             if jpeg {
-                let stripped = strip_jpeg(data, limits).map_err(|e| {
-                    StripError::malformed(F, format!("the jpeg image in object {num}: {e}"))
+                let stripped = strip_jpeg_within(data, limits, &deadline).map_err(|e| match e {
+                    e @ StripError::OverBudget { .. } => e,
+                    e => StripError::malformed(F, format!("the jpeg image in object {num}: {e}")),
                 })?;
                 for name in &stripped.removed {
                     removed.add(name);
@@ -263,7 +273,55 @@ struct Xref<'a> {
     inflated: u64,
 }
 
-fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripError> {
+/// The cross-reference rows a file may still list across all its sections.
+struct RowBudget {
+    left: u64,
+    limit: u64,
+    /// the bound's name in the error: `cross-reference entries` (the absolute bound, from
+    /// [`Limits::max_pdf_objects`]) or `cross-reference rows` (the bound for the file's size)
+    what: &'static str,
+}
+
+impl RowBudget {
+    fn new(input: &[u8], limits: &Limits) -> Self {
+        let absolute = (limits.max_pdf_objects as u64).saturating_mul(4);
+        let for_size = PDF_XREF_ROWS_FLOOR
+            .saturating_add(input.len() as u64 / limits.pdf_bytes_per_xref_row.max(1));
+        let (limit, what) = if absolute <= for_size {
+            (absolute, "cross-reference entries")
+        } else {
+            (for_size, "cross-reference rows")
+        };
+        Self {
+            left: limit,
+            limit,
+            what,
+        }
+    }
+
+    /// Counts `rows` more rows, refused past the bound (before they are read).
+    fn take(&mut self, rows: u64) -> Result<(), StripError> {
+        if rows > self.left {
+            return Err(StripError::TooLarge {
+                format: F,
+                what: self.what,
+                value: (self.limit - self.left).saturating_add(rows),
+                limit: self.limit,
+            });
+        }
+        self.left -= rows;
+        Ok(())
+    }
+}
+
+/// How many rows are read between two checks of the deadline.
+const ROWS_PER_CHECK: u64 = 4096;
+
+fn read_xref<'a>(
+    input: &'a [u8],
+    limits: &Limits,
+    deadline: &Deadline,
+) -> Result<Xref<'a>, StripError> {
     let Some(at) = rfind(input, b"startxref") else {
         return Err(StripError::truncated(F, "no startxref"));
     };
@@ -278,12 +336,14 @@ fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripErro
         return Err(StripError::truncated(F, "no %%EOF after startxref"));
     }
     let max_entries = limits.max_pdf_objects.saturating_mul(4);
+    let mut rows = RowBudget::new(input, limits);
     let mut entries = HashMap::new();
     let mut trailer = None;
     let mut visited = HashSet::new();
     let mut containers = HashSet::new();
     let mut inflated = 0;
     loop {
+        deadline.check(F)?;
         if !visited.insert(offset) {
             return Err(StripError::malformed(
                 F,
@@ -302,7 +362,7 @@ fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripErro
         let mut p = Parser::new(input, start, limits.max_pdf_depth);
         let mut section = HashMap::new();
         let dict = if p.eat_keyword(b"xref") {
-            let dict = read_table(&mut p, &mut section)?;
+            let dict = read_table(&mut p, &mut section, &mut rows, deadline)?;
             refuse_encrypted(&dict)?;
             // a hybrid file: the table lists the objects outside object streams, the stream
             // at /XRefStm all of them; the table's entries in use win
@@ -312,22 +372,32 @@ fn read_xref<'a>(input: &'a [u8], limits: &Limits) -> Result<Xref<'a>, StripErro
                     .and_then(|a| usize::try_from(a).ok())
                     .filter(|&a| a < input.len())
                     .ok_or_else(|| StripError::malformed(F, "bad /XRefStm in the trailer"))?;
-                let stream = read_xref_stream(input, at, limits, max_entries, &mut inflated)?;
-                containers.insert(stream.num);
-                for (num, e) in stream.entries {
-                    if !section.get(&num).is_some_and(Entry::in_use) {
-                        section.insert(num, e);
-                    }
-                }
+                let (num, _) = read_xref_stream(
+                    input,
+                    at,
+                    limits,
+                    (&mut rows, deadline, &mut inflated),
+                    &mut |num, e| {
+                        if !section.get(&num).is_some_and(Entry::in_use) {
+                            section.insert(num, e);
+                        }
+                    },
+                )?;
+                containers.insert(num);
             }
             dict
         } else {
-            let stream = read_xref_stream(input, start, limits, max_entries, &mut inflated)?;
-            containers.insert(stream.num);
-            for (num, e) in stream.entries {
-                section.entry(num).or_insert(e);
-            }
-            let mut dict = stream.dict;
+            // a newer section (read first) wins, and within a section the first row
+            let (num, mut dict) = read_xref_stream(
+                input,
+                start,
+                limits,
+                (&mut rows, deadline, &mut inflated),
+                &mut |num, e| {
+                    entries.entry(num).or_insert(e);
+                },
+            )?;
+            containers.insert(num);
             dict.retain(|(k, _)| {
                 !matches!(
                     k.as_ref(),
@@ -383,6 +453,8 @@ fn refuse_encrypted(trailer: &Dict) -> Result<(), StripError> {
 fn read_table<'a>(
     p: &mut Parser<'a>,
     section: &mut HashMap<u32, Entry>,
+    rows: &mut RowBudget,
+    deadline: &Deadline,
 ) -> Result<Dict<'a>, StripError> {
     while !p.eat_keyword(b"trailer") {
         let (Some(first), Some(count)) = (p.uint(), p.uint()) else {
@@ -397,7 +469,11 @@ fn read_table<'a>(
                 "cross-reference subsection out of range",
             ));
         }
+        rows.take(count)?;
         for num in first..first + count {
+            if (num - first) % ROWS_PER_CHECK == 0 {
+                deadline.check(F)?;
+            }
             let (Some(off), Some(gen_)) = (p.uint(), p.uint()) else {
                 return Err(StripError::malformed(
                     F,
@@ -435,20 +511,16 @@ fn read_table<'a>(
     Ok(dict)
 }
 
-struct XrefStream<'a> {
-    num: u32,
-    dict: Dict<'a>,
-    entries: Vec<(u32, Entry)>,
-}
-
 /// The cross-reference stream (PDF 32000-1 §7.5.8) at `start`: `n g obj << /Type /XRef ... >>`.
+/// Gives each of its rows to `row` (in order) and returns its object number and dictionary.
+/// Its rows are counted in `rows` before its data is inflated (into `inflated`).
 fn read_xref_stream<'a>(
     input: &'a [u8],
     start: usize,
     limits: &Limits,
-    max_entries: usize,
-    inflated: &mut u64,
-) -> Result<XrefStream<'a>, StripError> {
+    (rows, deadline, inflated): (&mut RowBudget, &Deadline, &mut u64),
+    row: &mut dyn FnMut(u32, Entry),
+) -> Result<(u32, Dict<'a>), StripError> {
     let mut p = Parser::new(input, start, limits.max_pdf_depth);
     let num = p.uint().and_then(|n| u32::try_from(n).ok());
     let (Some(num), Some(_), true) = (num, p.uint(), p.eat_keyword(b"obj")) else {
@@ -487,7 +559,6 @@ fn read_xref_stream<'a>(
             format!("object {num} has no endobj"),
         ));
     }
-    let data = decode(num, &dict, data, limits, inflated)?;
     let w = match get(&dict, b"W") {
         Some(Obj::Array(w)) if w.len() == 3 => w
             .iter()
@@ -502,7 +573,7 @@ fn read_xref_stream<'a>(
     let Some(w) = w.filter(|w| w.iter().sum::<usize>() > 0) else {
         return Err(bad("bad /W"));
     };
-    let row = w.iter().sum::<usize>();
+    let row_len = w.iter().sum::<usize>();
     let size = get(&dict, b"Size")
         .and_then(Obj::as_int)
         .and_then(|s| u32::try_from(s).ok())
@@ -522,27 +593,23 @@ fn read_xref_stream<'a>(
     let Some(index) = index else {
         return Err(bad("bad /Index"));
     };
-    let rows: u64 = index.iter().map(|&(_, count)| count as u64).sum();
-    if rows > max_entries as u64 {
-        return Err(StripError::TooLarge {
-            format: F,
-            what: "cross-reference entries",
-            value: rows,
-            limit: max_entries as u64,
-        });
-    }
-    if rows.saturating_mul(row as u64) > data.len() as u64 {
+    let count: u64 = index.iter().map(|&(_, count)| count as u64).sum();
+    rows.take(count)?;
+    let data = decode(num, &dict, data, limits, deadline, inflated)?;
+    if count.saturating_mul(row_len as u64) > data.len() as u64 {
         return Err(bad(&format!(
-            "{rows} entries of {row} bytes but {} bytes of data",
+            "{count} entries of {row_len} bytes but {} bytes of data",
             data.len()
         )));
     }
     let field = |bytes: &[u8]| bytes.iter().fold(0u64, |v, &b| v << 8 | b as u64);
-    let mut rows = data.chunks_exact(row);
-    let mut entries = Vec::with_capacity(rows.len().min(max_entries));
+    let mut data_rows = data.chunks_exact(row_len);
     for (first, count) in index {
         for num in first..first + count {
-            let Some(r) = rows.next() else {
+            if (num - first) as u64 % ROWS_PER_CHECK == 0 {
+                deadline.check(F)?;
+            }
+            let Some(r) = data_rows.next() else {
                 return Err(bad("fewer entries than its /Index says"));
             };
             let (a, rest) = r.split_at(w[0]);
@@ -569,10 +636,10 @@ fn read_xref_stream<'a>(
                     gen_: 0,
                 },
             };
-            entries.push((num, entry));
+            row(num, entry);
         }
     }
-    Ok(XrefStream { num, dict, entries })
+    Ok((num, dict))
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -642,6 +709,7 @@ struct Reader<'a, 'x> {
     loaded: HashSet<u32>,
     /// the bytes the file's streams inflated to so far
     inflated: u64,
+    deadline: &'x Deadline,
 }
 
 impl<'a> Reader<'a, '_> {
@@ -761,7 +829,14 @@ impl<'a> Reader<'a, '_> {
         if !p.eat_keyword(b"endobj") {
             return Err(bad("no endobj"));
         }
-        let data = decode(stream, &dict, data, self.limits, &mut self.inflated)?;
+        let data = decode(
+            stream,
+            &dict,
+            data,
+            self.limits,
+            self.deadline,
+            &mut self.inflated,
+        )?;
         let count = get(&dict, b"N")
             .and_then(Obj::as_int)
             .and_then(|n| u64::try_from(n).ok())
@@ -774,13 +849,19 @@ impl<'a> Reader<'a, '_> {
         // N pairs of object number and offset (from /First)
         let mut header = Parser::new(&data[..first], 0, self.limits.max_pdf_depth);
         let mut pairs = Vec::new();
-        for _ in 0..count {
+        for i in 0..count {
+            if i % ROWS_PER_CHECK == 0 {
+                self.deadline.check(F)?;
+            }
             let (Some(num), Some(offset)) = (header.uint(), header.uint()) else {
                 return Err(bad("fewer objects than its /N says"));
             };
             pairs.push((num, offset));
         }
         for (i, (num, offset)) in pairs.into_iter().enumerate() {
+            if i as u64 % ROWS_PER_CHECK == 0 {
+                self.deadline.check(F)?;
+            }
             let Ok(num) = u32::try_from(num) else {
                 return Err(bad("object number out of range"));
             };
@@ -842,8 +923,9 @@ fn object_at<'a>(
     Ok(p)
 }
 
-/// Drops /Metadata and /PieceInfo everywhere in `obj` (the references they held go to
-/// `detached`); refuses file attachments.
+/// Drops /Metadata and /PieceInfo everywhere in `obj`, and the author (/T) and dates (/M,
+/// /CreationDate) of markup annotations (the references they held go to `detached`); refuses
+/// file attachments.
 fn scrub(
     obj: &mut Obj,
     removed: &mut Removed,
@@ -857,10 +939,13 @@ fn scrub(
                     "embedded files (attachments) may carry their own metadata",
                 ));
             }
+            let markup = is_markup_annotation(dict);
             dict.retain(|(k, v)| {
                 let name = match k.as_ref() {
                     b"Metadata" => "xmp",
                     b"PieceInfo" => "pdf-pieceinfo",
+                    b"T" if markup => "pdf-annotation-author",
+                    b"M" | b"CreationDate" if markup => "pdf-annotation-dates",
                     _ => return true,
                 };
                 removed.add(name);
@@ -879,6 +964,37 @@ fn scrub(
         _ => {}
     }
     Ok(())
+}
+
+/// The subtypes of markup annotations (PDF 32000-1 §12.5.6.2, and Projection of PDF 2.0): the
+/// ones that carry an author (/T) and dates (/M, /CreationDate).
+const MARKUP_SUBTYPES: &[&[u8]] = &[
+    b"Text",
+    b"FreeText",
+    b"Line",
+    b"Square",
+    b"Circle",
+    b"Polygon",
+    b"PolyLine",
+    b"Highlight",
+    b"Underline",
+    b"Squiggly",
+    b"StrikeOut",
+    b"Caret",
+    b"Stamp",
+    b"Ink",
+    b"FileAttachment",
+    b"Sound",
+    b"Redact",
+    b"Projection",
+];
+
+/// An annotation dictionary (/Type /Annot or no /Type, and the /Rect every annotation has)
+/// with a markup /Subtype. Form fields' widgets, whose /T is the field's name, are not markup.
+fn is_markup_annotation(dict: &Dict) -> bool {
+    get(dict, b"Type").is_none_or(|t| t.is_name(b"Annot"))
+        && get(dict, b"Rect").is_some()
+        && get(dict, b"Subtype").is_some_and(|s| MARKUP_SUBTYPES.iter().any(|m| s.is_name(m)))
 }
 
 fn collect_refs(obj: &Obj, stack: &mut Vec<(u32, u16)>) {

@@ -116,7 +116,12 @@ fn the_output_is_a_whole_file() {
 
 impl Xref<'_> {
     fn read_for_test(input: &[u8]) -> Xref<'_> {
-        read_xref(input, &Limits::default()).unwrap()
+        read_xref(
+            input,
+            &Limits::default(),
+            &Deadline::start(&Limits::default()),
+        )
+        .unwrap()
     }
 }
 
@@ -891,5 +896,155 @@ fn mutations_of_compressed_files_never_panic() {
                 assert!(again.removed.is_empty());
             }
         }
+    }
+}
+
+#[test]
+fn markup_annotations_lose_their_author_and_dates() {
+    let objects: &[&[u8]] = &[
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [6 0 R] >> >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /Annots [4 0 R << /Subtype /Highlight /Rect [1 1 9 9] /QuadPoints [1 1 9 1 1 9 9 9] /T (Jane Highlighter) /CreationDate (D:20190102030405Z) /Contents (see here) >> 5 0 R 6 0 R] >>",
+        b"<< /Type /Annot /Subtype /Text /Rect [10 10 30 30] /T <4a616e65> /M (D:20200102030405+01'00') /Contents (a note) /Popup 5 0 R >>",
+        b"<< /Type /Annot /Subtype /Link /Rect [40 40 60 60] /M (D:20210102030405Z) /A << /S /URI /URI (https://example.com) >> >>",
+        b"<< /Type /Annot /Subtype /Widget /FT /Tx /T (customer) /Rect [70 70 90 90] /V (x) >>",
+    ];
+    let input = pdf(objects, "/Root 1 0 R");
+    let s = strip(&input).unwrap();
+    assert_eq!(
+        s.removed,
+        ["pdf-annotation-author", "pdf-annotation-dates"],
+        "{}",
+        String::from_utf8_lossy(&s.bytes)
+    );
+    for secret in [
+        &b"Jane"[..],
+        b"4a616e65",
+        b"D:2019",
+        b"D:2020",
+        b"/CreationDate",
+    ] {
+        assert!(
+            !contains(&s.bytes, secret),
+            "{}",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    // the annotations' content is kept; not markup: the link's date and the field's name
+    for kept in [
+        &b"(see here)"[..],
+        b"(a note)",
+        b"/Subtype /Highlight",
+        b"/Subtype /Text",
+        b"(D:20210102030405Z)",
+        b"/T (customer)",
+    ] {
+        assert!(
+            contains(&s.bytes, kept),
+            "{}: {}",
+            String::from_utf8_lossy(kept),
+            String::from_utf8_lossy(&s.bytes)
+        );
+    }
+    let again = strip(&s.bytes).unwrap();
+    assert_eq!(again.bytes, s.bytes);
+    assert!(again.removed.is_empty(), "{:?}", again.removed);
+}
+
+/// A file of `rows - 1` objects (the catalog, then nulls) whose classic table (of `rows` rows)
+/// is listed `sections` times, each section's /Prev the one before.
+fn many_sections(rows: usize, sections: usize) -> Vec<u8> {
+    let mut objects: Vec<&[u8]> = vec![b"<< /Type /Catalog >>"];
+    objects.resize(rows - 1, b"null");
+    let mut out = pdf(&objects, "/Root 1 0 R");
+    let startxref = rfind(&out, b"startxref\n").unwrap();
+    let first = rfind(&out, b"\nxref\n").unwrap() + 1;
+    let table = String::from_utf8(out[first..startxref].to_vec()).unwrap();
+    out.truncate(startxref);
+    let mut prev = first;
+    for _ in 1..sections {
+        let at = out.len();
+        out.extend_from_slice(
+            table
+                .replace(" >>", &format!(" /Prev {prev} >>"))
+                .as_bytes(),
+        );
+        prev = at;
+    }
+    out.extend_from_slice(format!("startxref\n{prev}\n%%EOF\n").as_bytes());
+    out
+}
+
+#[test]
+fn cross_reference_rows_are_bounded_by_the_file_size_across_sections() {
+    // at most the floor of rows: any file may list 4096
+    let tight = Limits {
+        pdf_bytes_per_xref_row: u64::MAX,
+        ..Limits::default()
+    };
+    assert_eq!(PDF_XREF_ROWS_FLOOR, 4096);
+    let one = many_sections(3000, 1);
+    assert!(strip_pdf(&one, &tight).is_ok());
+    // two sections of 3000 rows each are 6000 rows
+    let two = many_sections(3000, 2);
+    let e = strip_pdf(&two, &tight).unwrap_err();
+    assert_eq!(
+        e,
+        StripError::TooLarge {
+            format: F,
+            what: "cross-reference rows",
+            value: 6000,
+            limit: 4096
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "pdf: cross-reference rows too large: 6000 > 4096"
+    );
+    // the default: one row per 4 bytes of the file (each classic row is 20)
+    let s = strip(&two).unwrap();
+    assert_eq!(s.removed, ["pdf-history"]);
+    // a cross-reference stream's rows are counted before its data is inflated (this one's is
+    // not even zlib)
+    let mut input = b"%PDF-1.5\n1 0 obj\n<< /Type /Catalog >>\nendobj\n".to_vec();
+    let at = input.len();
+    input.extend_from_slice(
+        format!(
+            "2 0 obj\n<< /Type /XRef /Size 4100 /W [0 0 1] /Root 1 0 R /Filter /FlateDecode /Length 8 >>\nstream\nnot zlib\nendstream\nendobj\nstartxref\n{at}\n%%EOF\n"
+        )
+        .as_bytes(),
+    );
+    assert!(matches!(
+        strip_pdf(&input, &tight),
+        Err(StripError::TooLarge {
+            what: "cross-reference rows",
+            value: 4100,
+            limit: 4096,
+            ..
+        })
+    ));
+    let e = strip(&input).unwrap_err();
+    assert!(e.to_string().contains("bad flate data"), "{e}");
+}
+
+#[test]
+fn a_spent_time_budget_stops_the_strip() {
+    let none = Limits {
+        strip_budget: std::time::Duration::ZERO,
+        ..Limits::default()
+    };
+    let (file, _) = compressed_page();
+    for input in [
+        pdf(PAGE, "/Root 1 0 R /Info 7 0 R"),
+        file.build("/Root 1 0 R /Info 7 0 R", Some(12)),
+        many_sections(3000, 3),
+    ] {
+        assert!(strip(&input).is_ok());
+        let e = strip_pdf(&input, &none).unwrap_err();
+        assert!(
+            matches!(e, StripError::OverBudget { format: "pdf", budget } if budget.is_zero()),
+            "{e}"
+        );
+        assert!(e.to_string().contains("time budget"), "{e}");
     }
 }
