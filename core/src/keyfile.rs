@@ -140,9 +140,7 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(
-            !create_once(&path, || panic!("no key is made when one is there")).unwrap()
-        );
+        assert!(!create_once(&path, || panic!("no key is made when one is there")).unwrap());
         // a creator that found no key but lost the race keeps the winner's
         assert!(!link_new(&path, b"second").unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"first");

@@ -275,7 +275,11 @@ mod tests {
             write_tmp(&keys.join(tmp_name), partial);
             let kms = LocalKms::open_or_create(keys.join("master.key")).unwrap();
             assert_eq!(file_names(&keys), ["master.key"]);
-            assert_ne!(&kms.master[..], partial, "a temporary file never becomes the key");
+            assert_ne!(
+                &kms.master[..],
+                partial,
+                "a temporary file never becomes the key"
+            );
             let sealed = seal(&kms).await;
             let again = LocalKms::open_or_create(keys.join("master.key")).unwrap();
             assert!(opens(&again, &sealed).await);
@@ -344,7 +348,10 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path).unwrap();
         let err = LocalKms::open(&path).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Config);
-        assert!(err.to_string().contains("cannot read the master key"), "{err}");
+        assert!(
+            err.to_string().contains("cannot read the master key"),
+            "{err}"
+        );
     }
 
     const RACE_DIR: &str = "TARN_TEST_KMS_RACE_DIR";
