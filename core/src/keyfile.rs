@@ -86,12 +86,19 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Whether `name` is a temporary file of a creation of the key named `key_name`: this module's
-/// `<key name>.<uuid>.tmp`, and the `<stem>.tmp` and `<stem>.<id>.tmp` of earlier versions.
+/// `<key name>.<uuid>.tmp`, and the `<stem>.tmp`, `<stem>.<id>.tmp` and `<stem>.tmp<pid>` of
+/// earlier versions.
 fn is_leftover(name: &str, key_name: &str) -> bool {
     let stem = key_name.split('.').next().unwrap_or(key_name);
+    let Some(rest) = name.strip_prefix(stem).and_then(|r| r.strip_prefix('.')) else {
+        return false;
+    };
     name != key_name
-        && name.ends_with(".tmp")
-        && (name == format!("{stem}.tmp") || name.starts_with(&format!("{stem}.")))
+        && (rest == "tmp"
+            || rest.ends_with(".tmp")
+            || rest
+                .strip_prefix("tmp")
+                .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// Removes the temporary files beside `path`. Called only once `path` is in place: a creator
@@ -162,6 +169,8 @@ mod tests {
             ("master.key.0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11.tmp", true),
             ("master.tmp", true),
             ("master.0b7c4b0e.tmp", true),
+            ("master.tmp4242", true),
+            ("master.tmpx", false),
             ("master.key", false),
             ("master.key.bak", false),
             ("issuer.der", false),
