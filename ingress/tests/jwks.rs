@@ -1,6 +1,7 @@
-//! A key set fetched over HTTP from a real local JWKS server that fails, then recovers, then
-//! drops a key: failures are cached (the endpoint is asked at a bounded rate, requests in between
-//! are answered at once), recovery is picked up, a dropped key is refused once the set's maximum
+//! A key set fetched over HTTP from a real local JWKS server that fails (and hangs), then
+//! recovers, then drops a key: failures are cached (the endpoint is asked at a bounded rate,
+//! requests in between are answered at once, none waits on a hanging fetch but the one fetching),
+//! recovery is picked up, a dropped key is refused once the set's maximum
 //! age has passed, and an old set is used while the endpoint fails up to a hard limit.
 
 use axum::Router;
@@ -17,29 +18,45 @@ use tarn_ingress::{
     AuthError, AuthErrorKind, DEV_CLIENT_ID, DEV_ISSUER, DevIssuer, JwksVerifier, TokenVerifier,
     VerifierConfig,
 };
+use tokio::sync::Notify;
 
-/// What the JWKS server answers; every request is counted.
+/// What the JWKS server answers.
+#[derive(Clone)]
+enum Mode {
+    Fail,
+    Serve(Value),
+    /// answers 500 once released
+    Hang,
+}
+
+/// A JWKS server; every request is counted.
 struct Server {
     url: String,
-    doc: Arc<Mutex<Option<Value>>>,
+    mode: Arc<Mutex<Mode>>,
+    release: Arc<Notify>,
     hits: Arc<AtomicUsize>,
 }
 
 impl Server {
     async fn start() -> Self {
-        let doc: Arc<Mutex<Option<Value>>> = Arc::new(Mutex::new(None));
+        let mode = Arc::new(Mutex::new(Mode::Fail));
+        let release = Arc::new(Notify::new());
         let hits = Arc::new(AtomicUsize::new(0));
-        let (d, h) = (doc.clone(), hits.clone());
+        let (m, r, h) = (mode.clone(), release.clone(), hits.clone());
         let app = Router::new().route(
             "/jwks.json",
             get(move || {
-                let (d, h) = (d.clone(), h.clone());
+                let (m, r, h) = (m.clone(), r.clone(), h.clone());
                 async move {
                     h.fetch_add(1, Ordering::SeqCst);
-                    let doc = d.lock().unwrap().clone();
-                    match doc {
-                        Some(doc) => axum::Json(doc).into_response(),
-                        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    let mode = m.lock().unwrap().clone();
+                    match mode {
+                        Mode::Serve(doc) => axum::Json(doc).into_response(),
+                        Mode::Fail => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                        Mode::Hang => {
+                            r.notified().await;
+                            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                        }
                     }
                 }
             }),
@@ -47,11 +64,16 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, doc, hits }
+        Self {
+            url,
+            mode,
+            release,
+            hits,
+        }
     }
 
-    fn serve(&self, doc: Option<Value>) {
-        *self.doc.lock().unwrap() = doc;
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
     }
 
     fn hits(&self) -> usize {
@@ -138,8 +160,38 @@ async fn a_failing_then_recovering_endpoint_and_a_dropped_key() {
     );
     assert!(requests > fetches, "{requests} requests, {fetches} fetches");
 
+    // the endpoint hangs: the request that fetches waits for it; every other one gets the last
+    // failure at once instead of queueing behind it
+    server.set(Mode::Hang);
+    tokio::time::sleep(policy.retry_after_failure).await;
+    let before = server.hits();
+    let fetching = tokio::spawn({
+        let (v, t) = (verifier.clone(), token_a.clone());
+        async move { v.verify(&t).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.hits() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the fetch never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for _ in 0..20 {
+        let e = verifier.verify(&token_c).await.unwrap_err();
+        assert_eq!(e.kind(), AuthErrorKind::Unavailable, "{e}");
+    }
+    assert!(
+        !fetching.is_finished(),
+        "the fetch still hangs: the others did not wait for it"
+    );
+    assert_eq!(server.hits(), before + 1);
+    server.release.notify_one();
+    let e = fetching.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), AuthErrorKind::Unavailable, "{e}");
+
     // 2. it recovers: the next request after retry_after_failure fetches the set and verifies
-    server.serve(Some(jwks_of(&[&a, &b])));
+    server.set(Mode::Serve(jwks_of(&[&a, &b])));
     tokio::time::sleep(policy.retry_after_failure).await;
     let before = server.hits();
     let fetched = Instant::now();
@@ -167,7 +219,7 @@ async fn a_failing_then_recovering_endpoint_and_a_dropped_key() {
     );
 
     // 3. the pool drops key b: refused once the set is older than max_age; a still verifies
-    server.serve(Some(jwks_of(&[&a])));
+    server.set(Mode::Serve(jwks_of(&[&a])));
     tokio::time::sleep(policy.max_age).await;
     assert_eq!(
         verifier.verify(&token_b).await.unwrap_err(),
@@ -177,7 +229,7 @@ async fn a_failing_then_recovering_endpoint_and_a_dropped_key() {
     let refetched = Instant::now();
 
     // 4. it fails again: the last set is used, the endpoint asked at a bounded rate...
-    server.serve(None);
+    server.set(Mode::Fail);
     tokio::time::sleep(policy.max_age).await;
     let before = server.hits();
     let phase = Instant::now();

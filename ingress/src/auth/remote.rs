@@ -8,7 +8,8 @@
 //!   limit: past it, tokens are refused as keys unavailable);
 //! - after a failed fetch, nothing is fetched for [`JwksCachePolicy::retry_after_failure`]:
 //!   requests in between get the failure at once (a 503), not another wait on a dead endpoint;
-//! - one fetch at a time: while one runs, requests with a usable set do not wait for it;
+//! - one fetch at a time: while one runs, other requests answer at once with the set still
+//!   usable or the last failure; only the very first fetch is waited for;
 //! - an unknown `kid` fetches again at most once per [`JwksCachePolicy::min_refresh`].
 
 use super::AuthError;
@@ -82,6 +83,14 @@ enum Cached {
     Expired(Option<Arc<Jwks>>),
 }
 
+/// Whether a request fetches the set, or answers without waiting for the fetch running.
+enum Turn<'a> {
+    /// it fetches (it holds the fetch lock)
+    Fetch(tokio::sync::MutexGuard<'a, ()>),
+    /// another request is fetching: the answer
+    Answer(Result<Arc<Jwks>, AuthError>),
+}
+
 impl RemoteJwks {
     /// The key set at `url`, with the default [`JwksCachePolicy`].
     pub fn new(url: impl Into<String>) -> Self {
@@ -143,6 +152,23 @@ impl RemoteJwks {
         Some(usable.clone().ok_or_else(|| e.clone()))
     }
 
+    /// Whether this request fetches: when no other one is fetching, or when there is nothing
+    /// else to answer with (the first fetch: it waits for the one running). Otherwise it answers
+    /// at once, with the set still usable or the last failure: while the endpoint is known to
+    /// fail, no request waits on it but the one fetching.
+    async fn turn(&self, usable: Option<Arc<Jwks>>) -> Turn<'_> {
+        if let Ok(guard) = self.fetching.try_lock() {
+            return Turn::Fetch(guard);
+        }
+        if let Some(k) = usable {
+            return Turn::Answer(Ok(k));
+        }
+        if let Some((e, _)) = &self.cache().failure {
+            return Turn::Answer(Err(e.clone()));
+        }
+        Turn::Fetch(self.fetching.lock().await)
+    }
+
     /// Fetches the set (the caller holds `fetching`); on failure, a set still usable.
     async fn fetch_now(&self) -> Result<Arc<Jwks>, AuthError> {
         self.cache().tried = Some(Instant::now());
@@ -201,13 +227,9 @@ impl JwksSource for RemoteJwks {
         if let Some(answer) = self.while_failing(&usable) {
             return answer;
         }
-        let _fetching = match self.fetching.try_lock() {
-            Ok(guard) => guard,
-            // a fetch is running: answer with the set still usable, else wait for that fetch
-            Err(_) => match usable {
-                Some(k) => return Ok(k),
-                None => self.fetching.lock().await,
-            },
+        let _fetching = match self.turn(usable).await {
+            Turn::Fetch(guard) => guard,
+            Turn::Answer(answer) => return answer,
         };
         // what the fetch we may have waited for left
         let usable = match self.cached() {
@@ -225,12 +247,9 @@ impl JwksSource for RemoteJwks {
             Cached::Fresh(k) | Cached::Expired(Some(k)) => Some(k),
             Cached::Expired(None) => None,
         };
-        let _fetching = match self.fetching.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => match &before {
-                Some(k) => return Ok(k.clone()),
-                None => self.fetching.lock().await,
-            },
+        let _fetching = match self.turn(before.clone()).await {
+            Turn::Fetch(guard) => guard,
+            Turn::Answer(answer) => return answer,
         };
         let usable = match self.cached() {
             Cached::Fresh(k) | Cached::Expired(Some(k)) => Some(k),
