@@ -343,7 +343,8 @@ mod tests {
         let err = LocalKms::open_or_create(&path).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Config);
         assert!(err.to_string().contains("not a regular file"), "{err}");
-        // a key in a directory tarn cannot list (a dangling symlink reads as an i/o error)
+        // a key that cannot be read (a dangling symlink: the tests may run as root, whom file
+        // modes do not stop)
         std::fs::remove_dir(&path).unwrap();
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path).unwrap();
         let err = LocalKms::open(&path).unwrap_err();
