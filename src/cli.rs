@@ -1,9 +1,11 @@
 //! The command line: one `tarn` binary, a subcommand per job (docs/contract.md, The `tarn`
 //! command).
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "tarn", version, about = "a data-lake ingestion and query platform", long_about = None)]
@@ -77,7 +79,50 @@ pub enum Command {
     /// Write the Glue tables of schemas/ as CloudFormation (templates/glue-tables.yaml)
     Templates(TemplatesArgs),
     /// Read the access trail (--since, --user, --table, --event); `tarn audit verify` checks it was not altered
-    Audit(crate::commands::audit::AuditArgs),
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the trail against its signed digests; lists every modified, deleted or inserted
+    /// log file and digest, and exits non-zero when there is any
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditFilterArgs {
+    /// records at or after T: a time (2024-05-06T10:00:00Z), a day (2024-05-06) or an age (15m, 2h, 7d, 1w)
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// records of one user (user name or sub) or component (tarn-pipeline, tarn-ingress...)
+    #[arg(long, value_name = "U")]
+    pub user: Option<String>,
+    /// records about one table
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+    /// records of one call: GetObject, PutObject, HeadObject, ListObjects, DeleteObject
+    #[arg(long, value_name = "NAME")]
+    pub event: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// the trail's public key [default: <data-dir>/keys/audit-signing.pub]
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -103,7 +148,7 @@ pub struct CompactArgs {
     pub target_size: Option<String>,
     /// how long replaced files stay readable, e.g. 1h [default: compaction.grace_period_secs]
     #[arg(long, value_parser = parse_duration)]
-    pub grace_period: Option<std::time::Duration>,
+    pub grace_period: Option<Duration>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
@@ -133,9 +178,9 @@ pub struct TokenArgs {
     /// groups, comma-separated (e.g. tarn-writers,tarn-readers-events)
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
-    /// how long the token lives (e.g. 15m, 1h, 2d)
+    /// how long the token lives (e.g. 15m, 1h, 2d, 1w)
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
-    pub ttl: std::time::Duration,
+    pub ttl: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -188,24 +233,56 @@ pub enum Engine {
     Athena,
 }
 
-/// `90s`, `15m`, `1h`, `2d`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 1h or 2d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+/// The longest duration an option takes: 100 years (of 365.25 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// A duration, the one syntax of every duration option: a number and a unit (`90s`, `15m`,
+/// `1h`, `2d`, `1w`; humantime's units, several add up: `1h30m`), or plain seconds (`90`).
+/// Positive, at most [`MAX_DURATION`]; larger values are an error, never a wrap.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| out_of_range(t))?
+    } else {
+        humantime::parse_duration(t).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => out_of_range(t),
+            e => format!("{t:?} is not a duration ({e}); write e.g. 90s, 15m, 1h30m, 2d or 1w"),
+        })?
     };
-    if secs == 0 {
-        return Err("a duration must be positive".into());
+    if d.is_zero() {
+        return Err(format!("{t:?}: a duration must be positive"));
     }
-    Ok(std::time::Duration::from_secs(secs))
+    if d > MAX_DURATION {
+        return Err(out_of_range(t));
+    }
+    Ok(d)
+}
+
+fn out_of_range(t: &str) -> String {
+    format!("{t:?} is out of range: durations go up to 100 years")
+}
+
+/// A `--since` value: a time (RFC 3339, `2024-05-06T10:00:00Z`), a day (`2024-05-06`, midnight
+/// UTC), or an age before `now` (a [`parse_duration`] duration: `90s`, `15m`, `2h`, `7d`, `1w`).
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(day.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    let age = parse_duration(t).map_err(|e| {
+        format!(
+            "--since {t:?}: give a time (2024-05-06T10:00:00Z), a day (2024-05-06) or an age (15m, 2h, 7d, 1w): {e}"
+        )
+    })?;
+    chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .ok_or_else(|| format!("--since {}", out_of_range(t)))
 }
 
 /// Logs go to stderr; `serve` logs at info by default, other commands at warn.
@@ -240,12 +317,92 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
-        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
-        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
-        assert_eq!(parse_duration("2d").unwrap().as_secs(), 172800);
-        assert!(parse_duration("1w").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("0s").is_err());
+        let secs = |s: &str| parse_duration(s).unwrap().as_secs();
+        assert_eq!(secs("90s"), 90);
+        assert_eq!(secs("90"), 90);
+        assert_eq!(secs("15m"), 900);
+        assert_eq!(secs("1h"), 3600);
+        assert_eq!(secs("2d"), 172800);
+        assert_eq!(secs("1w"), 604800);
+        assert_eq!(secs("1h30m"), 5400);
+        assert_eq!(secs(" 2h 5min "), 7500);
+        assert_eq!(secs("100y"), MAX_DURATION.as_secs());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        for bad in ["h", "", "1x", "-1h", "1.h", "yesterday"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("is not a duration"), "{bad}: {e}");
+        }
+        for zero in ["0", "0s", "0w"] {
+            assert!(
+                parse_duration(zero)
+                    .unwrap_err()
+                    .contains("must be positive")
+            );
+        }
+        // too large: an error, never a wrap or a panic
+        for huge in [
+            "101y",
+            "5300w",
+            "18446744073709551615",
+            "18446744073709551616",
+            "18446744073709551615w",
+            "99999999999999999999999d",
+            "30500000000000000000s",
+            "18446744073709551615s 1s",
+            "1000000000000h",
+        ] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(e.contains("out of range"), "{huge}: {e}");
+        }
+    }
+
+    #[test]
+    fn since_values() {
+        let now = DateTime::parse_from_rfc3339("2024-05-06T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| parse_since(s, now).unwrap().to_rfc3339();
+        assert_eq!(at("2024-05-01T01:02:03Z"), "2024-05-01T01:02:03+00:00");
+        assert_eq!(at("2024-05-01"), "2024-05-01T00:00:00+00:00");
+        assert_eq!(at("90s"), "2024-05-06T09:58:30+00:00");
+        assert_eq!(at("2h"), "2024-05-06T08:00:00+00:00");
+        assert_eq!(at("1w"), "2024-04-29T10:00:00+00:00");
+        assert_eq!(at("1d 12h"), "2024-05-04T22:00:00+00:00");
+        for bad in ["", "yesterday", "5x", "-1h", "0s"] {
+            let e = parse_since(bad, now).unwrap_err();
+            assert!(
+                e.starts_with("--since") && e.contains("give a time"),
+                "{bad}: {e}"
+            );
+        }
+        for huge in ["9223372036854775807d", "99999999999999999999w", "200y"] {
+            let e = parse_since(huge, now).unwrap_err();
+            assert!(e.contains("out of range"), "{huge}: {e}");
+        }
+    }
+
+    #[test]
+    fn ttl_and_grace_period_take_the_same_durations() {
+        let token = Cli::try_parse_from(["tarn", "token", "--user", "a", "--ttl", "1w"]).unwrap();
+        let Command::Token(t) = token.command else {
+            panic!("a token command")
+        };
+        assert_eq!(t.ttl, Duration::from_secs(604800));
+        let compact = Cli::try_parse_from(["tarn", "compact", "--grace-period", "1w"]).unwrap();
+        let Command::Compact(c) = compact.command else {
+            panic!("a compact command")
+        };
+        assert_eq!(c.grace_period, Some(Duration::from_secs(604800)));
+        let e = Cli::try_parse_from([
+            "tarn",
+            "token",
+            "--user",
+            "a",
+            "--ttl",
+            "99999999999999999999w",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("out of range"), "{e}");
     }
 }

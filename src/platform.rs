@@ -11,6 +11,7 @@
 //! <data_dir>/catalog/     the local catalog
 //! <data_dir>/audit/       the access trail: AWSLogs/<account>/CloudTrail[-Digest]/<region>/...
 //! <data_dir>/keys/        also audit-signing.key/.pub (the trail's digest signatures)
+//! <data_dir>/serve.lock   the serving process's id, locked while it serves (see [`ServeLock`])
 //! ```
 
 use crate::config::Config;
@@ -223,21 +224,15 @@ impl Platform {
     }
 
     /// Starts the ingress on `config.listen` (port 0 picks a free one) and the pipeline.
-    /// Only one running platform per data dir: a second one is refused.
+    /// Only one running platform per data dir: a second one is refused (see [`ServeLock`]).
     pub async fn start(&self) -> anyhow::Result<Running> {
-        let lock_path = self.config.data_dir.join("serve.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
-        if lock.try_lock().is_err() {
-            bail!(
-                "another tarn is already serving data dir {}; stop it or pass another --data-dir",
-                self.config.data_dir.display()
-            );
-        }
+        let lock = ServeLock::acquire(&self.config.data_dir)?;
+        self.start_locked(lock).await
+    }
+
+    /// [`Platform::start`] with the data dir's [`ServeLock`] already held (`tarn serve` takes it
+    /// before opening anything).
+    pub async fn start_locked(&self, lock: ServeLock) -> anyhow::Result<Running> {
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .with_context(|| {
@@ -297,6 +292,67 @@ impl Platform {
     }
 }
 
+/// The one serving tarn of a data dir: an exclusive OS lock on `<data_dir>/serve.lock`, which
+/// holds the serving process's id. The OS releases it when the process ends, however it ends.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+impl ServeLock {
+    /// Takes the lock of `data_dir` (created when missing), or fails at once naming the process
+    /// that holds it.
+    pub fn acquire(data_dir: &Path) -> anyhow::Result<Self> {
+        use std::io::Write;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let path = data_dir.join("serve.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let by = match Self::holder(&path) {
+                    Some(pid) => format!("tarn process {pid}"),
+                    None => "another tarn process".to_string(),
+                };
+                bail!(
+                    "data dir {} is already being served by {by}; stop that process or pass another --data-dir",
+                    data_dir.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Self { _file: file })
+    }
+
+    /// The pid the holder wrote; it writes it just after taking the lock, so an empty file is
+    /// read again for a moment.
+    fn holder(path: &Path) -> Option<u32> {
+        for _ in 0..50 {
+            if let Ok(pid) = std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .trim()
+                .parse()
+            {
+                return Some(pid);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 /// The scanner: the configured clamd; else a clamd tarn starts when ClamAV is installed; else
 /// tarn's built-in engine (test signatures only, said loudly).
 pub(crate) async fn build_scanner(
@@ -327,7 +383,7 @@ pub struct Running {
     pipeline: JoinHandle<tarn_lake::Result<Report>>,
     compaction: Option<JoinHandle<usize>>,
     audit: Arc<LocalAuditSink>,
-    _lock: std::fs::File,
+    _lock: ServeLock,
 }
 
 impl Running {

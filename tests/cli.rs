@@ -266,3 +266,93 @@ async fn serve_token_ingest_and_read_back() {
         "tarn serve exits cleanly on SIGTERM: {code:?}"
     );
 }
+
+/// Two `tarn serve` started together on a fresh data dir: one serves, the other exits at once
+/// with an error naming the first one's pid; so does one started while it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_data_dir_is_refused() {
+    use std::process::{Child, ExitStatus, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d");
+    let d = d.to_str().unwrap();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let serve = |port: u16, log: &str| -> Child {
+        Command::new(env!("CARGO_BIN_EXE_tarn"))
+            .args([
+                "serve",
+                "--data-dir",
+                d,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    // the first of `children` to exit, within a generous bound (a hang fails the test)
+    let first_exit = |children: &mut [&mut Child]| -> (usize, ExitStatus) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for (i, c) in children.iter_mut().enumerate() {
+                if let Some(status) = c.try_wait().unwrap() {
+                    return (i, status);
+                }
+            }
+            assert!(Instant::now() < deadline, "no second tarn serve exited");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let refusal = |log: &str, pid: u32| {
+        let err = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        assert!(
+            err.contains(&format!("is already being served by tarn process {pid}"))
+                && err.contains("pass another --data-dir"),
+            "{err}"
+        );
+    };
+
+    let ports = [free_port(), free_port()];
+    let mut a = serve(ports[0], "a.err");
+    let mut b = serve(ports[1], "b.err");
+    let (lost, status) = first_exit(&mut [&mut a, &mut b]);
+    assert!(!status.success(), "the refused serve exits non-zero");
+    let (mut winner, port, winner_log) = if lost == 0 {
+        refusal("a.err", b.id());
+        (b, ports[1], "b.err")
+    } else {
+        refusal("b.err", a.id());
+        (a, ports[0], "a.err")
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    tarn::platform::wait_healthy(&reqwest::Client::new(), &base, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}",
+                std::fs::read_to_string(dir.path().join(winner_log)).unwrap()
+            )
+        });
+
+    let mut late = serve(free_port(), "late.err");
+    let (_, status) = first_exit(&mut [&mut late]);
+    assert!(!status.success());
+    refusal("late.err", winner.id());
+    // the server it was refused for still serves
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert!(health.status().is_success());
+
+    unsafe {
+        libc::kill(winner.id() as i32, libc::SIGTERM);
+    }
+    assert!(winner.wait().unwrap().success());
+}

@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod document;
 pub mod envelope;
 pub mod error;
+pub mod keyfile;
 pub mod kms;
 pub mod objects;
 pub mod store;

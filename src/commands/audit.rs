@@ -1,59 +1,13 @@
 //! `tarn audit`: the access trail, filtered by time, user, table and event; `tarn audit verify`:
 //! checks the trail against its signed digests and lists every problem (non-zero exit).
 
-use crate::cli::Format;
+use crate::cli::{AuditAction, AuditArgs, AuditFilterArgs, Format, parse_since};
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tarn_core::ObjectStore;
-use tarn_core::audit::{
-    SigningKey, TrailConfig, TrailFilter, parse_since, read_public_key, read_trail, verify,
-};
+use tarn_core::audit::{SigningKey, TrailConfig, TrailFilter, read_public_key, read_trail, verify};
 use tarn_query::audit::{trail_result, verify_result};
-
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct AuditArgs {
-    #[command(subcommand)]
-    pub action: Option<AuditAction>,
-    #[command(flatten)]
-    pub filter: AuditFilterArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditAction {
-    /// Check the trail against its signed digests; lists every modified, deleted or inserted
-    /// log file and digest, and exits non-zero when there is any
-    Verify(AuditVerifyArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct AuditFilterArgs {
-    /// records at or after T: a time (2024-05-06T10:00:00Z), a day (2024-05-06) or an age (15m, 2h, 7d)
-    #[arg(long, value_name = "T")]
-    pub since: Option<String>,
-    /// records of one user (user name or sub) or component (tarn-pipeline, tarn-ingress...)
-    #[arg(long, value_name = "U")]
-    pub user: Option<String>,
-    /// records about one table
-    #[arg(long, value_name = "T")]
-    pub table: Option<String>,
-    /// records of one call: GetObject, PutObject, HeadObject, ListObjects, DeleteObject
-    #[arg(long, value_name = "NAME")]
-    pub event: Option<String>,
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-}
-
-#[derive(Debug, Args)]
-pub struct AuditVerifyArgs {
-    /// the trail's public key [default: <data-dir>/keys/audit-signing.pub]
-    #[arg(long)]
-    pub public_key: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-}
 
 /// The audit store of a local data dir (`<data-dir>/audit`, bucket `tarn-audit`); an error
 /// saying what to do when there is none.
@@ -96,7 +50,7 @@ pub async fn run_audit(
     trail: &TrailConfig,
 ) -> anyhow::Result<()> {
     let since = match &args.since {
-        Some(s) => Some(parse_since(s, chrono::Utc::now())?),
+        Some(s) => Some(parse_since(s, chrono::Utc::now()).map_err(anyhow::Error::msg)?),
         None => None,
     };
     let filter = TrailFilter {

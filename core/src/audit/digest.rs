@@ -10,7 +10,6 @@ use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One log file in a digest.
@@ -101,37 +100,17 @@ impl SigningKey {
         data_dir.join("keys").join("audit-signing.pub")
     }
 
-    /// Opens the key at `path`, creating it (0600, never overwritten) when missing; writes the
-    /// public key (hex) to `path` with extension `pub` when that file is missing.
+    /// Opens the key at `path`, creating it when missing (0600, created once, never replaced:
+    /// [`crate::keyfile`]); writes the public key (hex) to `path` with extension `pub` when that
+    /// file is missing.
     pub fn open_or_create(path: impl AsRef<Path>) -> Result<Self> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         let path = path.as_ref();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(Error::io("creating key directory", dir))?;
-        }
-        if !path.exists() {
-            let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-                .map_err(|_| Error::Crypto("generating the audit signing key failed".into()))?;
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(Error::io("creating audit signing key", &tmp))?;
-            f.write_all(doc.as_ref())
-                .and_then(|_| f.sync_all())
-                .map_err(Error::io("writing audit signing key", &tmp))?;
-            // link, not rename: never replaces a key that already exists
-            let res = std::fs::hard_link(&tmp, path);
-            let _ = std::fs::remove_file(&tmp);
-            match res {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io("creating audit signing key", path)(e)),
-            }
-        }
+        crate::keyfile::create_once(path, || {
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+                .map(|doc| doc.as_ref().to_vec())
+                .map_err(|_| Error::Crypto("generating the audit signing key failed".into()))
+        })?;
         let md = std::fs::metadata(path).map_err(Error::io("reading audit signing key", path))?;
         if md.permissions().mode() & 0o077 != 0 {
             return Err(Error::Config(format!(

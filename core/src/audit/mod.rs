@@ -22,7 +22,7 @@ pub use digest::{
     DigestFile, LogFileEntry, Problem, ProblemKind, SigningKey, VerifyReport, read_public_key,
     sign_string, verify,
 };
-pub use read::{LogFile, TrailFilter, parse_since, read_log_files, read_trail};
+pub use read::{LogFile, TrailFilter, read_log_files, read_trail};
 pub use record::{
     Actor, AuditEvent, CloudTrailRecord, EventName, Resource, TrailConfig, UserIdentity,
     event_time, request_id, table_of_key,

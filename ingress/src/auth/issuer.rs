@@ -1,8 +1,9 @@
 //! The local dev token issuer: a stand-in for a Cognito user pool on one machine.
 //!
 //! On first start it creates an RSA-2048 key pair in `<data_dir>/keys/issuer.der` (PKCS#8 DER,
-//! mode 0600, never overwritten); its `kid` is the key's RFC 7638 JWK thumbprint. Tokens are
-//! shaped as Cognito ID tokens, so the same [`JwksVerifier`] checks them and a pool's.
+//! mode 0600, created once and never overwritten: [`tarn_core::keyfile`]); its `kid` is the key's
+//! RFC 7638 JWK thumbprint. Tokens are shaped as Cognito ID tokens, so the same [`JwksVerifier`]
+//! checks them and a pool's.
 
 use super::TOKEN_USE_ID;
 use super::jwks::{Jwks, JwksVerifier, StaticJwks, VerifierConfig};
@@ -15,7 +16,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Header};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,53 +55,20 @@ impl DevIssuer {
     /// Opens the issuer key of `data_dir`, creating it on first use.
     pub fn open_or_create(data_dir: &Path) -> Result<Self> {
         let path = Self::key_path(data_dir);
-        let dir = path.parent().expect("the key path has a parent");
-        std::fs::create_dir_all(dir).map_err(IngressError::io("creating key directory", dir))?;
-        if !path.exists() {
-            Self::create(&path)?;
-        }
+        Self::create(&path)?;
         Self::open(&path)
     }
 
-    /// Generates a key and links it into place; a key already there (another process won the
-    /// race) is kept.
+    /// Generates a key and links it into place when none is there (see [`tarn_core::keyfile`]);
+    /// a key already there (another process won the race) is kept.
     fn create(path: &Path) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| IngressError::Key {
-            path: path.into(),
-            reason: "rsa key generation failed".into(),
+        tarn_core::keyfile::create_once(path, || {
+            let failed = |what: &str| tarn_core::Error::Crypto(format!("rsa key {what} failed"));
+            let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| failed("generation"))?;
+            let der = key.as_der().map_err(|_| failed("encoding"))?;
+            Ok(der.as_ref().to_vec())
         })?;
-        let der = key.as_der().map_err(|_| IngressError::Key {
-            path: path.into(),
-            reason: "rsa key encoding failed".into(),
-        })?;
-        let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(IngressError::io("creating issuer key", &tmp))?;
-        let written = f.write_all(der.as_ref()).and_then(|_| f.sync_all());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(IngressError::io("writing issuer key", &tmp)(e));
-        }
-        // link, not rename: never replaces a key that already exists
-        let linked = std::fs::hard_link(&tmp, path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                if let Some(dir) = path.parent() {
-                    std::fs::File::open(dir)
-                        .and_then(|d| d.sync_all())
-                        .map_err(IngressError::io("syncing key directory", dir))?;
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(IngressError::io("creating issuer key", path)(e)),
-        }
+        Ok(())
     }
 
     /// Opens an existing key file (PKCS#8 DER), refusing one others may read.

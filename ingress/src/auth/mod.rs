@@ -1,8 +1,9 @@
 //! Who is calling: the token verifier port, the claims it yields, and the group rules of the
 //! contract.
 //!
-//! - [`TokenVerifier`] is the port: [`JwksVerifier`] implements it against any [`JwksSource`]
-//!   (a static JWKS now; a Cognito pool's JWKS, refreshed on an unknown `kid`, later).
+//! - [`TokenVerifier`] is the port: [`JwksVerifier`] implements it against any [`JwksSource`]:
+//!   a fixed set ([`StaticJwks`]) or one fetched from a URL and cached ([`RemoteJwks`], a Cognito
+//!   pool's).
 //! - [`DevIssuer`] is the local dev token issuer: an RSA key in the data dir, Cognito-shaped ID
 //!   tokens, and the JWKS that verifies them.
 //!
@@ -10,9 +11,11 @@
 
 mod issuer;
 mod jwks;
+mod remote;
 
 pub use issuer::{DEV_CLIENT_ID, DEV_ISSUER, DevIssuer};
 pub use jwks::{DEFAULT_LEEWAY_SECS, Jwks, JwksSource, JwksVerifier, StaticJwks, VerifierConfig};
+pub use remote::{JwksCachePolicy, RemoteJwks};
 
 use async_trait::async_trait;
 
