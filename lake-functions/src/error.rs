@@ -6,6 +6,9 @@ pub enum ErrorKind {
     Transient,
     /// the input or setup is wrong; retrying will not help
     Permanent,
+    /// a lake lock was lost while its holder worked (expired, taken over): the work must stop
+    /// before its commit; it may start again under a new lock
+    LockLost,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,12 @@ pub enum LakeError {
     Schema { table: String, reason: String },
     #[error("pipeline: {0}")]
     Pipeline(String),
+    #[error(
+        "lock {name} lost: {reason}; the work under it stops before its commit and can run again under the lock"
+    )]
+    LockLost { name: String, reason: String },
+    #[error("bad lock name {name:?}: use ASCII letters, digits, - and _")]
+    BadLockName { name: String },
 }
 
 impl LakeError {
@@ -38,9 +47,11 @@ impl LakeError {
                 _ => ErrorKind::Permanent,
             },
             LakeError::Parquet(_) | LakeError::Pipeline(_) => ErrorKind::Transient,
-            LakeError::Arrow(_) | LakeError::BadLanding { .. } | LakeError::Schema { .. } => {
-                ErrorKind::Permanent
-            }
+            LakeError::Arrow(_)
+            | LakeError::BadLanding { .. }
+            | LakeError::Schema { .. }
+            | LakeError::BadLockName { .. } => ErrorKind::Permanent,
+            LakeError::LockLost { .. } => ErrorKind::LockLost,
         }
     }
 }

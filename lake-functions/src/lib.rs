@@ -10,6 +10,7 @@ pub mod compact;
 pub mod detect;
 pub mod error;
 pub mod landed;
+pub mod lock;
 pub mod normalize;
 pub mod runner;
 pub mod scan;

@@ -50,7 +50,7 @@
 //! recovery has finished it.
 
 pub mod adapt;
-pub mod lock;
+pub use crate::lock;
 pub mod plan;
 
 pub use lock::{COMPACTION_LOCK, LakeLock, LocalLakeLock, LockGuard, WRITE_LOCK};
