@@ -25,7 +25,8 @@ use tarn_core::audit::{
 };
 use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
-use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock, LocalLakeLock};
+use tarn_lake::compact::{Compaction, CompactionDeps};
+use tarn_lake::lock::{LakeLock, LocalLakeLock};
 use tarn_lake::runner::Report;
 use tarn_lake::scan::{BuiltinScanner, ClamdScanner, ScanStage, Scanner, Timeouts};
 use tarn_lake::strip::Strip;

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::{Kms, LocalKms, LocalObjectStore, ManualClock, ObjectStore, SystemClock};
 use tarn_lake::compact::{
-    Compaction, CompactionDeps, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX,
+    Compaction, CompactionDeps, CompactionReport, Progress, TOMBSTONES_PREFIX,
 };
+use tarn_lake::lock::LocalLakeLock;
 use tarn_lake::validate::Validate;
 use tarn_lake::{Pipeline, PipelineConfig, PipelineDeps};
 use tarn_query::{LocalQueryEngine, QueryEngine};

@@ -25,7 +25,8 @@ use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
 use tarn_core::SystemClock;
-use tarn_lake::compact::{Compaction, CompactionDeps, LakeLock};
+use tarn_lake::compact::{Compaction, CompactionDeps};
+use tarn_lake::lock::LakeLock;
 use tarn_lake::{PipelineDeps, Stage};
 
 pub type BoxError = lambda_runtime::Error;
