@@ -578,6 +578,15 @@ impl ObjectStore for S3ObjectStore {
     async fn copy(&self, from: &str, to: &str) -> Result<()> {
         validate_key(from)?;
         validate_key(to)?;
+        if from == to {
+            // onto itself: nothing changes (S3 refuses such a copy unless something does)
+            return match self.head(from).await? {
+                Some(_) => Ok(()),
+                None => Err(Error::NotFound {
+                    key: from.to_string(),
+                }),
+            };
+        }
         // the source is `bucket/key`, URL-encoded (slashes kept)
         let source = format!(
             "{}/{}",

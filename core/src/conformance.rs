@@ -328,6 +328,15 @@ async fn server_side_copy(store: &dyn ObjectStore) {
             .await
             .unwrap()
     );
+    // onto itself: nothing changes
+    let before = store.get("copy/new/deep/c").await.unwrap();
+    store
+        .copy("copy/new/deep/c", "copy/new/deep/c")
+        .await
+        .unwrap();
+    let after = store.get("copy/new/deep/c").await.unwrap();
+    assert_eq!(after.body, before.body);
+    assert_eq!(after.info.metadata, before.info.metadata);
     // a missing source
     assert_eq!(
         store

@@ -90,7 +90,8 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// or is gone.
     async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool>;
     /// Copies the object at `from` (body and metadata) to `to` in this store, replacing any
-    /// object there, durably as `put`; `Error::NotFound` when `from` does not exist.
+    /// object there, durably as `put`; `Error::NotFound` when `from` does not exist. A copy onto
+    /// itself changes nothing.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
     /// Whether the store encrypts every object it keeps under the platform's KMS key by itself
     /// (S3 with SSE-KMS). Such objects need no envelope of their own, which is what lets a
