@@ -84,7 +84,7 @@ struct Holding {
 }
 
 struct State {
-    /// the ETag of this owner's last write
+    /// the ETag of this owner's last write (empty until known)
     etag: String,
     /// when the lease written last expires, by this process's clock (measured from before the
     /// write was sent, so never later than the store's view)
@@ -137,6 +137,23 @@ impl Holding {
                     "it expired: no renewal succeeded within its time to live of {:?}",
                     self.ttl
                 )));
+            }
+            if etag.is_empty() {
+                // the ETag of the write that took the lease is not known yet
+                match self.adopt(None).await {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        return Err(self.lost(
+                            "another holder took it over, or it was removed, while held".into(),
+                        ));
+                    }
+                    Err(e) => {
+                        warn!(lock = %self.name, error = %e, retry_in = ?backoff, "reading the lease failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(self.ttl / 8);
+                        continue;
+                    }
+                }
             }
             let sent = Instant::now();
             let result = self
@@ -304,7 +321,14 @@ impl S3LakeLock {
                 lost: None,
             }),
         });
-        Ok(lease.adopt(Some(sent)).await?.then_some(lease))
+        match lease.adopt(Some(sent)).await {
+            Ok(ours) => Ok(ours.then_some(lease)),
+            // written, so ours; its ETag is read before the first renewal
+            Err(e) => {
+                warn!(lock = name, error = %e, "reading the lease just taken failed");
+                Ok(Some(lease))
+            }
+        }
     }
 }
 
