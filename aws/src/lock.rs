@@ -260,7 +260,7 @@ impl Drop for HeldLease {
 
 #[async_trait]
 impl Held for HeldLease {
-    async fn ensure_held(&self, _name: &str) -> Result<(), LakeError> {
+    async fn ensure_held(&self) -> Result<(), LakeError> {
         self.lease.ensure_held().await
     }
 }

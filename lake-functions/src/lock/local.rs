@@ -31,7 +31,7 @@ struct FileLock(#[allow(dead_code)] File);
 
 #[async_trait]
 impl Held for FileLock {
-    async fn ensure_held(&self, _name: &str) -> Result<()> {
+    async fn ensure_held(&self) -> Result<()> {
         Ok(())
     }
 }

@@ -12,9 +12,10 @@
 //! - dropping the [`LockGuard`] releases the lock; a crashed holder's lock is released (locally
 //!   by the kernel) or taken over once it expires (the S3 lease);
 //! - [`LockGuard::ensure_held`] is `Ok` only while the lock is still this guard's and not about
-//!   to be lost; once it was lost (expired, taken over) it fails with [`ErrorKind::LockLost`]
-//!   for good. Work done under a lock calls it right before the step that must not happen
-//!   without the lock (a batch's commit, compaction's location swap): a fencing check;
+//!   to be lost; it fails with [`ErrorKind::LockLost`] while the lock is about to expire, and
+//!   for good once it was lost (expired, taken over). Work done under a lock calls it right
+//!   before the step that must not happen without the lock (a batch's commit, compaction's
+//!   location swap): a fencing check;
 //! - lock names are ASCII letters, digits, `-` and `_`; others are refused.
 //!
 //! Locally the locks are OS file locks ([`LocalLakeLock`]): they work across processes (`tarn
@@ -47,8 +48,8 @@ pub trait LakeLock: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait Held: Send + Sync {
     /// `Ok` while the lock is still held and not within a safety margin of being lost;
-    /// [`LakeError::LockLost`] once it was lost.
-    async fn ensure_held(&self, name: &str) -> Result<()>;
+    /// [`LakeError::LockLost`] otherwise.
+    async fn ensure_held(&self) -> Result<()>;
 }
 
 /// A held lock; dropping it releases the lock.
@@ -72,10 +73,11 @@ impl LockGuard {
 
     /// The fencing check: `Ok` while the lock is still this guard's and not within a safety
     /// margin of expiring; [`LakeError::LockLost`] (kind [`crate::error::ErrorKind::LockLost`])
-    /// once it was lost, taken over or expired, and from then on. Call it right before a step
-    /// that must not happen without the lock.
+    /// while it is that close to expiring, and for good once it was lost, taken over or
+    /// expired. A store error (the check could not be made) is returned as it is. Call it right
+    /// before a step that must not happen without the lock.
     pub async fn ensure_held(&self) -> Result<()> {
-        self.held.ensure_held(&self.name).await
+        self.held.ensure_held().await
     }
 }
 
