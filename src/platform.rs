@@ -26,7 +26,8 @@ use tarn_core::audit::{
 };
 use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
-use tarn_lake::compact::{Compaction, LakeLock, LocalLakeLock};
+use tarn_lake::compact::Compaction;
+use tarn_lake::lock::{LakeLock, LocalLakeLock};
 use tarn_lake::registry::build_stages;
 use tarn_lake::runner::Report;
 use tarn_lake::scan::{BuiltinScanner, ClamdScanner, Scanner, Timeouts};

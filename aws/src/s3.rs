@@ -5,6 +5,11 @@
 //! - `put_if_absent` is S3's conditional write (`If-None-Match: *`): `412 PreconditionFailed`
 //!   means another writer won; `409 ConditionalRequestConflict` (a concurrent conditional write
 //!   still in flight) is retried;
+//! - `put_if_match` and `delete_if_match` are S3's conditional write and delete (`If-Match` on
+//!   the ETag): `412 PreconditionFailed` (the object changed) and `404 NoSuchKey` (it is gone)
+//!   answer `false`; a `409 ConditionalRequestConflict` is retried;
+//! - `copy` is `CopyObject` (metadata copied with the body, SSE-KMS under the platform key as a
+//!   put), for objects up to 5 GiB;
 //! - bodies above [`MULTIPART_THRESHOLD`] go up as multipart uploads (aborted on failure);
 //!   conditional writes are always one PUT (S3 takes up to 5 GiB in one), so their atomicity is
 //!   S3's own;
@@ -15,12 +20,24 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption,
+};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
 use tarn_core::{Error, GetResult, Metadata, ObjectInfo, ObjectStore, Result, validate_key};
+
+/// What a put requires of the object already at its key.
+#[derive(Clone, Copy)]
+enum Condition<'a> {
+    None,
+    /// no object (`If-None-Match: *`)
+    Absent,
+    /// the object with this ETag (`If-Match`)
+    Matches(&'a str),
+}
 
 /// Bodies larger than this are uploaded in parts of this size.
 pub const MULTIPART_THRESHOLD: usize = 8 << 20;
@@ -77,6 +94,14 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
         SdkError::ServiceError(se) => se.err().code(),
         _ => None,
     }
+}
+
+fn precondition_failed<E: ProvideErrorMetadata, R: HttpStatus>(e: &SdkError<E, R>) -> bool {
+    code(e) == Some("PreconditionFailed") || status(e) == Some(412)
+}
+
+fn not_found<E: ProvideErrorMetadata, R: HttpStatus>(e: &SdkError<E, R>) -> bool {
+    code(e) == Some("NoSuchKey") || code(e) == Some("NotFound") || status(e) == Some(404)
 }
 
 fn status<E, R: HttpStatus>(e: &SdkError<E, R>) -> Option<u16> {
@@ -182,18 +207,19 @@ impl S3ObjectStore {
         ))
     }
 
-    /// Puts the body; `Ok(false)` when `if_absent` and the object existed.
+    /// Puts the body; `Ok(false)` when `condition` did not hold.
     async fn put_inner(
         &self,
         key: &str,
         body: Bytes,
         metadata: Metadata,
-        if_absent: bool,
+        condition: Condition<'_>,
     ) -> Result<bool> {
         validate_key(key)?;
+        let conditional = !matches!(condition, Condition::None);
         // conditional writes stay single PUTs (up to 5 GiB): atomic by themselves, with nothing
         // to abort
-        if body.len() > MULTIPART_THRESHOLD && !if_absent {
+        if body.len() > MULTIPART_THRESHOLD && !conditional {
             return self.put_multipart(key, body, metadata).await;
         }
         let mut attempt = 0;
@@ -211,18 +237,18 @@ impl S3ObjectStore {
                     .server_side_encryption(ServerSideEncryption::AwsKms)
                     .ssekms_key_id(k);
             }
-            if if_absent {
-                req = req.if_none_match("*");
-            }
+            req = match condition {
+                Condition::None => req,
+                Condition::Absent => req.if_none_match("*"),
+                Condition::Matches(etag) => req.if_match(etag),
+            };
             match req.send().await {
                 Ok(_) => return Ok(true),
-                Err(e)
-                    if if_absent
-                        && (code(&e) == Some("PreconditionFailed") || status(&e) == Some(412)) =>
-                {
+                Err(e) if conditional && precondition_failed(&e) => return Ok(false),
+                Err(e) if matches!(condition, Condition::Matches(_)) && not_found(&e) => {
                     return Ok(false);
                 }
-                Err(e) if if_absent && status(&e) == Some(409) && attempt < 5 => {
+                Err(e) if conditional && status(&e) == Some(409) && attempt < 5 => {
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
                 Err(e) => return Err(self.svc("PutObject", key, describe(&e))),
@@ -392,11 +418,24 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {
-        self.put_inner(key, body, metadata, false).await.map(|_| ())
+        self.put_inner(key, body, metadata, Condition::None)
+            .await
+            .map(|_| ())
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<bool> {
-        self.put_inner(key, body, metadata, true).await
+        self.put_inner(key, body, metadata, Condition::Absent).await
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: Metadata,
+        etag: &str,
+    ) -> Result<bool> {
+        self.put_inner(key, body, metadata, Condition::Matches(etag))
+            .await
     }
 
     async fn get(&self, key: &str) -> Result<GetResult> {
@@ -419,6 +458,7 @@ impl ObjectStore for S3ObjectStore {
         };
         let metadata = to_metadata(out.metadata());
         let last_modified = to_chrono(out.last_modified());
+        let etag = out.e_tag().unwrap_or_default().to_string();
         let body = out
             .body
             .collect()
@@ -431,6 +471,7 @@ impl ObjectStore for S3ObjectStore {
                 size: body.len() as u64,
                 last_modified,
                 metadata,
+                etag,
             },
             body,
         })
@@ -451,6 +492,7 @@ impl ObjectStore for S3ObjectStore {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 last_modified: to_chrono(out.last_modified()),
                 metadata: to_metadata(out.metadata()),
+                etag: out.e_tag().unwrap_or_default().to_string(),
             })),
             Err(e)
                 if status(&e) == Some(404)
@@ -485,6 +527,7 @@ impl ObjectStore for S3ObjectStore {
                     size: o.size().unwrap_or(0).max(0) as u64,
                     last_modified: to_chrono(o.last_modified()),
                     metadata: Metadata::new(),
+                    etag: o.e_tag().unwrap_or_default().to_string(),
                 });
             }
         }
@@ -507,4 +550,75 @@ impl ObjectStore for S3ObjectStore {
             Err(e) => Err(self.svc("DeleteObject", key, describe(&e))),
         }
     }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
+        validate_key(key)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .if_match(etag)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(e) if precondition_failed(&e) || not_found(&e) => return Ok(false),
+                Err(e) if status(&e) == Some(409) && attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                Err(e) => return Err(self.svc("DeleteObject", key, describe(&e))),
+            }
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        validate_key(from)?;
+        validate_key(to)?;
+        if from == to {
+            // onto itself: nothing changes (S3 refuses such a copy unless something does)
+            return match self.head(from).await? {
+                Some(_) => Ok(()),
+                None => Err(Error::NotFound {
+                    key: from.to_string(),
+                }),
+            };
+        }
+        // the source is `bucket/key`, URL-encoded (slashes kept)
+        let source = format!(
+            "{}/{}",
+            self.bucket,
+            percent_encoding::utf8_percent_encode(&self.full_key(from), COPY_SOURCE)
+        );
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(to))
+            .copy_source(source)
+            .metadata_directive(MetadataDirective::Copy);
+        if let Some(k) = &self.kms_key_id {
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Err(Error::NotFound {
+                key: from.to_string(),
+            }),
+            Err(e) => Err(self.svc("CopyObject", to, format!("from {from}: {}", describe(&e)))),
+        }
+    }
 }
+
+/// What a copy source's key escapes: everything but unreserved characters and `/`.
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');

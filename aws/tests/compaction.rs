@@ -16,7 +16,7 @@ use tarn_aws::lambda::Functions;
 use tarn_catalog::Catalog;
 use tarn_core::document::ingress_key;
 use tarn_core::{Metadata, ObjectStore};
-use tarn_lake::compact::LakeLock;
+use tarn_lake::lock::LakeLock;
 
 #[tokio::test]
 async fn the_s3_lease_lock_is_exclusive_and_taken_over_when_expired() {

@@ -17,7 +17,8 @@ async fn s3_object_store_passes_the_conformance_suite() {
     tarn_core::conformance::object_store(&store).await;
 
     // the same under a prefix (how the state shares the lake bucket)
-    let prefixed = S3ObjectStore::new(s3(&m.url), "conformance", Some(key)).with_prefix("state");
+    let prefixed =
+        S3ObjectStore::new(s3(&m.url), "conformance", Some(key.clone())).with_prefix("state");
     prefixed
         .put("a/b", Bytes::from_static(b"x"), Metadata::new())
         .await
@@ -37,6 +38,22 @@ async fn s3_object_store_passes_the_conformance_suite() {
         "every put is SSE-KMS"
     );
     assert_eq!(store.url(""), "s3://conformance/");
+
+    // a server-side copy keeps SSE-KMS under the platform key, under a prefix too
+    prefixed.copy("a/b", "c/d=1/e").await.unwrap();
+    let raw = s3(&m.url)
+        .head_object()
+        .bucket("conformance")
+        .key("state/c/d=1/e")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms"),
+        "a copy is SSE-KMS"
+    );
+    assert_eq!(raw.ssekms_key_id(), Some(key.as_str()));
 }
 
 #[tokio::test]

@@ -153,6 +153,9 @@ pub async fn object_store(store: &dyn ObjectStore) {
         "exactly one put_if_absent wins"
     );
 
+    etags_and_conditional_writes(store).await;
+    server_side_copy(store).await;
+
     // larger bodies survive byte for byte
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     store
@@ -160,6 +163,193 @@ pub async fn object_store(store: &dyn ObjectStore) {
         .await
         .unwrap();
     assert!(store.get("big/object").await.unwrap().body == big);
+}
+
+/// ETags change with every write; `put_if_match` and `delete_if_match` act only on the ETag
+/// given, and of racing writers holding one ETag exactly one wins.
+async fn etags_and_conditional_writes(store: &dyn ObjectStore) {
+    let m = meta(&[("table", "leases")]);
+    assert!(
+        store
+            .put_if_absent("lease/a", Bytes::from_static(b"v1"), m.clone())
+            .await
+            .unwrap()
+    );
+    let got = store.get("lease/a").await.unwrap();
+    let e1 = got.info.etag.clone();
+    assert!(!e1.is_empty(), "every object has an etag");
+    let head = store.head("lease/a").await.unwrap().unwrap();
+    assert_eq!(head.etag, e1, "head and get agree");
+    let listed = store.list("lease/").await.unwrap();
+    assert_eq!(listed[0].etag, e1, "list gives the etag too");
+
+    // a write with the current etag replaces body and metadata, and changes the etag
+    assert!(
+        store
+            .put_if_match("lease/a", Bytes::from_static(b"v2"), m.clone(), &e1)
+            .await
+            .unwrap()
+    );
+    let got = store.get("lease/a").await.unwrap();
+    assert_eq!(&got.body[..], b"v2");
+    assert_eq!(got.info.metadata, m);
+    let e2 = got.info.etag.clone();
+    assert_ne!(e2, e1, "a write changes the etag");
+
+    // a stale etag changes nothing, put or delete
+    assert!(
+        !store
+            .put_if_match("lease/a", Bytes::from_static(b"v3"), Metadata::new(), &e1)
+            .await
+            .unwrap(),
+        "a put with a stale etag is refused"
+    );
+    assert!(
+        !store.delete_if_match("lease/a", &e1).await.unwrap(),
+        "a delete with a stale etag is refused"
+    );
+    let got = store.get("lease/a").await.unwrap();
+    assert_eq!(&got.body[..], b"v2", "refused writes change nothing");
+    assert_eq!(got.info.etag, e2);
+
+    // an unconditional put changes the etag too
+    store
+        .put("lease/a", Bytes::from_static(b"v4"), Metadata::new())
+        .await
+        .unwrap();
+    let e4 = store.head("lease/a").await.unwrap().unwrap().etag;
+    assert_ne!(e4, e2);
+    assert!(
+        !store
+            .put_if_match("lease/a", Bytes::from_static(b"v5"), Metadata::new(), &e2)
+            .await
+            .unwrap()
+    );
+
+    // of racing writers with the same etag, exactly one wins
+    let futs = (0..6u8).map(|i| {
+        store.put_if_match(
+            "lease/a",
+            Bytes::from(vec![b'r', i]),
+            Metadata::new(),
+            e4.as_str(),
+        )
+    });
+    let wins = futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("put_if_match"))
+        .filter(|w| *w)
+        .count();
+    assert_eq!(wins, 1, "exactly one put_if_match wins");
+    let e5 = store.head("lease/a").await.unwrap().unwrap().etag;
+
+    // a delete with the current etag removes it; then nothing matches any more
+    assert!(store.delete_if_match("lease/a", &e5).await.unwrap());
+    assert!(store.head("lease/a").await.unwrap().is_none());
+    assert!(
+        !store.delete_if_match("lease/a", &e5).await.unwrap(),
+        "a conditional delete of a missing object is refused"
+    );
+    assert!(
+        !store
+            .put_if_match("lease/a", Bytes::from_static(b"v6"), Metadata::new(), &e5)
+            .await
+            .unwrap(),
+        "a conditional put does not create"
+    );
+    assert!(store.head("lease/a").await.unwrap().is_none());
+    for bad in ["../escape", "a//b"] {
+        assert_eq!(
+            store.delete_if_match(bad, &e5).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+}
+
+/// `copy` carries body and metadata, replaces the target, leaves the source, and refuses a
+/// missing source.
+async fn server_side_copy(store: &dyn ObjectStore) {
+    let m = meta(&[("table", "events"), ("producer", "alice")]);
+    store
+        .put(
+            "copy/src=1/a",
+            Bytes::from_static(b"source body"),
+            m.clone(),
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            "copy/dst/b",
+            Bytes::from_static(b"old target"),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
+    let old_target = store.head("copy/dst/b").await.unwrap().unwrap().etag;
+    store
+        .copy("copy/src=1/a", "copy/dst/b")
+        .await
+        .expect("copy");
+    let got = store.get("copy/dst/b").await.unwrap();
+    assert_eq!(&got.body[..], b"source body");
+    assert_eq!(got.info.metadata, m, "metadata is copied with the body");
+    assert_ne!(got.info.etag, old_target, "the target is a new version");
+    // into a new key (and a new directory), leaving the source as it was
+    store.copy("copy/src=1/a", "copy/new/deep/c").await.unwrap();
+    assert_eq!(
+        &store.get("copy/new/deep/c").await.unwrap().body[..],
+        b"source body"
+    );
+    let src = store.get("copy/src=1/a").await.unwrap();
+    assert_eq!(&src.body[..], b"source body");
+    assert_eq!(src.info.metadata, m);
+    // the copies are independent of the source from then on
+    store
+        .put(
+            "copy/src=1/a",
+            Bytes::from_static(b"changed"),
+            Metadata::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        &store.get("copy/dst/b").await.unwrap().body[..],
+        b"source body"
+    );
+    store.delete("copy/src=1/a").await.unwrap();
+    assert_eq!(store.get("copy/new/deep/c").await.unwrap().info.metadata, m);
+    // a conditional write on a copy works on the copy's own etag
+    let e = store.head("copy/dst/b").await.unwrap().unwrap().etag;
+    assert!(
+        store
+            .put_if_match("copy/dst/b", Bytes::from_static(b"x"), Metadata::new(), &e)
+            .await
+            .unwrap()
+    );
+    // onto itself: nothing changes
+    let before = store.get("copy/new/deep/c").await.unwrap();
+    store
+        .copy("copy/new/deep/c", "copy/new/deep/c")
+        .await
+        .unwrap();
+    let after = store.get("copy/new/deep/c").await.unwrap();
+    assert_eq!(after.body, before.body);
+    assert_eq!(after.info.metadata, before.info.metadata);
+    // a missing source
+    assert_eq!(
+        store
+            .copy("copy/missing", "copy/dst/z")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert!(store.head("copy/dst/z").await.unwrap().is_none());
+    for k in ["copy/dst/b", "copy/new/deep/c"] {
+        store.delete(k).await.unwrap();
+    }
 }
 
 async fn futures_join(store: &dyn ObjectStore, key: &str) -> Vec<bool> {

@@ -128,6 +128,15 @@ mod tests {
         async fn delete(&self, key: &str) -> Result<()> {
             self.0.delete(key).await
         }
+        async fn put_if_match(&self, key: &str, b: Bytes, m: Metadata, e: &str) -> Result<bool> {
+            self.0.put_if_match(key, b, m, e).await
+        }
+        async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
+            self.0.delete_if_match(key, etag).await
+        }
+        async fn copy(&self, from: &str, to: &str) -> Result<()> {
+            self.0.copy(from, to).await
+        }
         fn encrypts_at_rest(&self) -> bool {
             true
         }

@@ -66,6 +66,16 @@ impl ObjectStore for DyingStore {
         self.spend()?;
         self.inner.put_if_absent(key, body, metadata).await
     }
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: Metadata,
+        etag: &str,
+    ) -> Result<bool> {
+        self.spend()?;
+        self.inner.put_if_match(key, body, metadata, etag).await
+    }
     async fn get(&self, key: &str) -> Result<GetResult> {
         self.alive()?;
         self.inner.get(key).await
@@ -81,5 +91,13 @@ impl ObjectStore for DyingStore {
     async fn delete(&self, key: &str) -> Result<()> {
         self.spend()?;
         self.inner.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
+        self.spend()?;
+        self.inner.delete_if_match(key, etag).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.spend()?;
+        self.inner.copy(from, to).await
     }
 }

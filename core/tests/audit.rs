@@ -643,6 +643,21 @@ impl ObjectStore for Flaky {
     async fn delete(&self, key: &str) -> tarn_core::Result<()> {
         self.inner.delete(key).await
     }
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: Metadata,
+        etag: &str,
+    ) -> tarn_core::Result<bool> {
+        self.inner.put_if_match(key, body, metadata, etag).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> tarn_core::Result<bool> {
+        self.inner.delete_if_match(key, etag).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> tarn_core::Result<()> {
+        self.inner.copy(from, to).await
+    }
 }
 
 #[tokio::test]

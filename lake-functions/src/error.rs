@@ -6,6 +6,9 @@ pub enum ErrorKind {
     Transient,
     /// the input or setup is wrong; retrying will not help
     Permanent,
+    /// a lake lock was lost while its holder worked (expired, taken over): the work must stop
+    /// before its commit; it may start again under a new lock
+    LockLost,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,12 @@ pub enum LakeError {
     Pipeline(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error(
+        "lock {name} lost: {reason}; the work under it stops before its commit and can run again under the lock"
+    )]
+    LockLost { name: String, reason: String },
+    #[error("bad lock name {name:?}: use ASCII letters, digits, - and _")]
+    BadLockName { name: String },
 }
 
 impl LakeError {
@@ -43,7 +52,9 @@ impl LakeError {
             LakeError::Arrow(_)
             | LakeError::BadLanding { .. }
             | LakeError::Schema { .. }
-            | LakeError::Config(_) => ErrorKind::Permanent,
+            | LakeError::Config(_)
+            | LakeError::BadLockName { .. } => ErrorKind::Permanent,
+            LakeError::LockLost { .. } => ErrorKind::LockLost,
         }
     }
 }

@@ -317,6 +317,7 @@ mod tests {
                 key: "id=x".into(),
                 size: 42,
                 last_modified: Utc::now(),
+                etag: "e".into(),
                 metadata: BTreeMap::from([
                     (meta::TABLE.to_string(), "../x".to_string()),
                     (meta::PRODUCER.to_string(), "bob".to_string()),

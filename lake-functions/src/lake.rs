@@ -2,8 +2,8 @@
 //! the one-shot commands, the Lambda functions) and shared by the pipeline, the batch commit and
 //! compaction.
 
-use crate::compact::lock::LakeLock;
 use crate::error::Result;
+use crate::lock::LakeLock;
 use crate::normalize::{lake_root, table_defs};
 use arrow::datatypes::SchemaRef;
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ pub struct LakeParts {
     pub catalog: Arc<dyn Catalog>,
     pub database: String,
     pub clock: Arc<dyn Clock>,
-    /// the lake's named locks, shared by every writer of one lake (see [`crate::compact::lock`])
+    /// the lake's named locks, shared by every writer of one lake (see [`crate::lock`])
     pub lock: Arc<dyn LakeLock>,
 }
 

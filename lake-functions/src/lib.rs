@@ -15,6 +15,7 @@ pub mod error;
 pub mod item;
 pub mod lake;
 pub mod landed;
+pub mod lock;
 pub mod normalize;
 pub mod registry;
 pub mod runner;

@@ -278,8 +278,9 @@ impl Pipeline {
                     debug!(batch, documents = rows.len(), "batch committed");
                     return Ok(rows);
                 }
+                // a lost lease stopped the batch before its commit: it can run again
                 Err(e)
-                    if e.kind() == ErrorKind::Transient
+                    if matches!(e.kind(), ErrorKind::Transient | ErrorKind::LockLost)
                         && shutdown.is_some_and(|s| !(*s.borrow() && attempt >= 3)) =>
                 {
                     warn!(batch, attempt, error = %e, "flush failed, retrying");

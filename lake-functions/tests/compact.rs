@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::{Kms, LocalKms, LocalObjectStore, ManualClock, ObjectStore, SystemClock};
-use tarn_lake::compact::{
-    Compaction, CompactionReport, LocalLakeLock, Progress, TOMBSTONES_PREFIX,
-};
+use tarn_lake::compact::{Compaction, CompactionReport, Progress, TOMBSTONES_PREFIX};
+use tarn_lake::lock::LocalLakeLock;
 use tarn_lake::validate::Validate;
 use tarn_lake::{Lake, LakeParts, Pipeline, PipelineConfig, RetryPolicy};
 use tarn_query::{LocalQueryEngine, QueryEngine};

@@ -3,10 +3,9 @@
 
 use arrow::array::AsArray;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::document::status_key;
 use tarn_core::{
@@ -14,7 +13,7 @@ use tarn_core::{
     SystemClock, envelope,
 };
 use tarn_lake::commit::testsuite::{CrashDriver, crash_sweep};
-use tarn_lake::compact::LocalLakeLock;
+use tarn_lake::lock::LocalLakeLock;
 use tarn_lake::validate::Validate;
 use tarn_lake::{Lake, LakeParts, Pipeline, PipelineConfig, RetryPolicy};
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
 use tarn_core::document::status_key;
 use tarn_core::{DocumentRow, Kms, LocalKms, LocalObjectStore, ObjectStore, Status, SystemClock};
-use tarn_lake::compact::LocalLakeLock;
+use tarn_lake::lock::LocalLakeLock;
 use tarn_lake::scan::{
     ClamdScanner, ScanError, ScanStage, ScanVerdict, Scanner, Timeouts, UNSCANNABLE, conformance,
 };

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod events;
+#[allow(unused_imports)]
 pub use events::*;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

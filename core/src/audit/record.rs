@@ -150,6 +150,7 @@ pub enum EventName {
     HeadObject,
     ListObjects,
     DeleteObject,
+    CopyObject,
 }
 
 impl EventName {
@@ -160,6 +161,7 @@ impl EventName {
             EventName::HeadObject => "HeadObject",
             EventName::ListObjects => "ListObjects",
             EventName::DeleteObject => "DeleteObject",
+            EventName::CopyObject => "CopyObject",
         }
     }
     pub fn read_only(self) -> bool {

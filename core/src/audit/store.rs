@@ -233,10 +233,26 @@ impl ObjectStore for AuditedStore {
         bytes(&mut e, body.len() as u64, 0);
         let r = self.inner.put_if_absent(key, body, metadata).await;
         if let Ok(false) = r {
-            e.error = Some((
-                "PreconditionFailed".into(),
-                "At least one of the pre-conditions you specified did not hold".into(),
-            ));
+            e.error = Some(precondition_failed());
+        }
+        self.finish(e, &r);
+        r
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: Metadata,
+        etag: &str,
+    ) -> Result<bool> {
+        let mut e = self.object_event(EventName::PutObject, key);
+        e.request_extra.insert("If-Match".into(), json!(etag));
+        table_from_meta(&mut e, &metadata);
+        bytes(&mut e, body.len() as u64, 0);
+        let r = self.inner.put_if_match(key, body, metadata, etag).await;
+        if let Ok(false) = r {
+            e.error = Some(precondition_failed());
         }
         self.finish(e, &r);
         r
@@ -297,6 +313,38 @@ impl ObjectStore for AuditedStore {
         self.finish(e, &r);
         r
     }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
+        let mut e = self.object_event(EventName::DeleteObject, key);
+        e.request_extra.insert("If-Match".into(), json!(etag));
+        let r = self.inner.delete_if_match(key, etag).await;
+        if let Ok(false) = r {
+            e.error = Some(precondition_failed());
+        }
+        self.finish(e, &r);
+        r
+    }
+
+    /// One `CopyObject` record, under the target key, naming the source as S3 does
+    /// (`x-amz-copy-source`)
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let mut e = self.object_event(EventName::CopyObject, to);
+        e.request_extra.insert(
+            "x-amz-copy-source".into(),
+            json!(format!("{}/{from}", self.inner.bucket())),
+        );
+        let r = self.inner.copy(from, to).await;
+        self.finish(e, &r);
+        r
+    }
+}
+
+/// The error a conditional request that did not hold records, as S3 gives it.
+fn precondition_failed() -> (String, String) {
+    (
+        "PreconditionFailed".into(),
+        "At least one of the pre-conditions you specified did not hold".into(),
+    )
 }
 
 /// An event for a request refused before any store call (the ingress's 401/403/404/413/415...):

@@ -28,9 +28,9 @@ pub mod testsuite;
 pub use manifest::Manifest;
 pub use plan::{BatchItem, BatchPlan, PlannedFile};
 
-use crate::compact::lock::WRITE_LOCK;
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
+use crate::lock::WRITE_LOCK;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -101,7 +101,7 @@ impl Lake {
         };
         manifest::put(state, &m).await?;
         plan::write(self, &plan, &items).await?;
-        // FENCE: guard.ensure_held().await?;
+        guard.ensure_held().await?;
         m.committed = true;
         manifest::put(state, &m).await?;
         drop(guard);

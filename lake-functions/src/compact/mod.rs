@@ -57,20 +57,19 @@
 //! ([`run_every`]).
 
 pub mod adapt;
-pub mod lock;
 mod pending;
 pub mod plan;
 mod schedule;
 mod vacuum;
 mod writer;
 
-pub use lock::{COMPACTION_LOCK, LakeLock, LocalLakeLock, LockGuard, WRITE_LOCK};
 pub use plan::{DEFAULT_TARGET_SIZE, FileEntry, NoPlan, PartitionPlan, PlanConfig, plan_partition};
 pub use schedule::run_every;
 pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
 
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
+use crate::lock::{COMPACTION_LOCK, WRITE_LOCK};
 use crate::normalize::file_schema;
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -698,7 +697,8 @@ impl Compaction {
             written.bytes += f.size;
         }
 
-        // the commit
+        // the commit, only while the write lock is still ours (a lost lease stops here)
+        _write.ensure_held().await?;
         self.deps
             .catalog
             .update_partition(

@@ -3,8 +3,9 @@
 //! (`compaction/tombstones/<job>.json` in the state store); [`Compaction::vacuum`] deletes them
 //! once the grace period is over, never a file under a partition's current location.
 
-use super::{COMPACTION_LOCK, Compaction, Job};
+use super::{Compaction, Job};
 use crate::error::{LakeError, Result};
+use crate::lock::COMPACTION_LOCK;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
