@@ -431,3 +431,28 @@ fn root_references_every_template_and_nothing_is_hard_coded() {
         );
     }
 }
+
+#[test]
+fn landed_objects_outlive_the_dead_letter_queues_messages() {
+    let t = load_template(&root().join("templates/tarn.yaml"));
+    let days = &t["Parameters"]["IngressExpirationDays"];
+    let min_days = days["MinValue"]
+        .as_u64()
+        .expect("IngressExpirationDays has a MinValue");
+    assert!(days["Default"].as_u64().unwrap() >= min_days);
+    let resources = t["Resources"].as_object().unwrap();
+    let mut dlqs = 0;
+    for (name, r) in resources {
+        if r["Type"] == "AWS::SQS::Queue" && name.ends_with("DLQ") {
+            dlqs += 1;
+            let kept = r["Properties"]["MessageRetentionPeriod"]
+                .as_u64()
+                .unwrap_or(345_600);
+            assert!(
+                min_days * 86_400 > kept,
+                "{name} keeps messages {kept} s, longer than landed objects live ({min_days} days at least)"
+            );
+        }
+    }
+    assert!(dlqs >= 3, "{dlqs}");
+}
