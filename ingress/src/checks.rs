@@ -1,5 +1,5 @@
-//! The checks the handlers share, in the contract's order: the table name from the path, the
-//! token, the declared table.
+//! The checks the handlers share, in the order of docs/contract.md (`POST /table/{name}/object`):
+//! the table name from the path, the token, the declared table.
 
 use crate::auth::{AuthError, Claims};
 use crate::error::{IngressError, Result};

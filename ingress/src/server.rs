@@ -1,4 +1,4 @@
-//! The router: every route of the contract, the JSON fallbacks and the middleware, over one
+//! The router: every route of docs/contract.md (Ingress HTTP API), the JSON fallbacks and the middleware, over one
 //! [`IngressState`].
 
 use crate::state::{App, IngressState};
@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use tarn_core::audit::AuditSink;
 
-/// The ingress HTTP API (see the contract): every route, the JSON 404/405 fallbacks and
+/// The ingress HTTP API (docs/contract.md, Ingress HTTP API): every route, the JSON 404/405 fallbacks and
 /// per-request logging. Without an audit sink: see [`router_with_audit`].
 pub fn router(state: IngressState) -> Router {
     router_with_audit(state, None)

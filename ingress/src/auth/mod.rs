@@ -1,5 +1,5 @@
-//! Who is calling: the token verifier port, the claims it yields, and the group rules of the
-//! contract.
+//! Who is calling: the token verifier port, the claims it yields, and the group rules of
+//! docs/contract.md (Tokens and groups).
 //!
 //! - [`TokenVerifier`] is the port: [`JwksVerifier`] implements it against any [`JwksSource`]:
 //!   a fixed set ([`StaticJwks`]) or one fetched from a URL and cached ([`RemoteJwks`], a Cognito
