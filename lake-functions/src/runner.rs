@@ -224,14 +224,15 @@ impl Pipeline {
 
     /// Processes `keys` with bounded concurrency into `buffer` until it is full; documents whose
     /// processing failed transiently, or that were not reached, stay pending for the next round.
+    /// Returns whether it stopped because the buffer was full (so more may be waiting).
     async fn fill(
         &self,
         keys: Vec<(String, u64)>,
         buffer: &mut Buffer,
         claimed: &mut HashSet<String>,
-    ) {
+    ) -> bool {
         if buffer.full(&self.config) {
-            return;
+            return !keys.is_empty();
         }
         let mut done = futures::stream::iter(keys)
             .map(|(key, size)| async move {
@@ -250,10 +251,11 @@ impl Pipeline {
                 buffer.push(it, size);
                 if buffer.full(&self.config) {
                     // what is still being processed is dropped and listed again
-                    return;
+                    return true;
                 }
             }
         }
+        false
     }
 
     /// Commits `items` as a new batch, retrying transient failures with backoff (same batch id:
@@ -356,7 +358,7 @@ impl Pipeline {
                 })
             };
             let found = !keys.is_empty();
-            self.fill(keys, &mut buffer, &mut claimed).await;
+            let more = self.fill(keys, &mut buffer, &mut claimed).await;
             let due = buffer
                 .oldest
                 .is_some_and(|t| t.elapsed() >= self.config.flush_interval)
@@ -374,7 +376,8 @@ impl Pipeline {
             if stopping && buffer.items.is_empty() {
                 return Ok(report);
             }
-            if found && !due {
+            // more landed than one batch holds: go on at once
+            if (found && !due) || more {
                 continue;
             }
             let wait = match buffer.oldest {
