@@ -48,25 +48,16 @@ pub fn row_table(claimed: Option<&str>) -> String {
 /// not base64): what its metadata says, with no body. Its verdict is a quarantine.
 pub fn undecodable(id: &str, landed: &GetResult, now: DateTime<Utc>) -> (Document, Origin) {
     let m = &landed.info.metadata;
-    let doc = Document {
-        id: id.to_string(),
-        table: row_table(m.get(meta::TABLE).map(String::as_str)),
-        content_type: m.get(meta::CONTENT_TYPE).cloned().unwrap_or_default(),
-        producer: m
-            .get(meta::PRODUCER)
-            .cloned()
-            .unwrap_or_else(|| "unknown".into()),
-        received_at: m
-            .get(meta::REQUEST_TIME)
+    let doc = Document::new(
+        id,
+        row_table(m.get(meta::TABLE).map(String::as_str)),
+        m.get(meta::CONTENT_TYPE).cloned().unwrap_or_default(),
+        m.get(meta::PRODUCER).map_or("unknown", String::as_str),
+        m.get(meta::REQUEST_TIME)
             .and_then(|t| landed::parse_request_time(t))
             .unwrap_or(now),
-        body: bytes::Bytes::new(),
-        detected_type: None,
-        records: None,
-        scan_engine: None,
-        scan_result: None,
-        metadata_removed: vec![],
-    };
+        bytes::Bytes::new(),
+    );
     let origin = Origin {
         size_bytes: landed.info.size as i64,
         sha256: None,
@@ -83,19 +74,14 @@ pub fn lost(
     now: DateTime<Utc>,
     reason: String,
 ) -> BatchItem {
-    let doc = Document {
-        id: id.to_string(),
-        table: row_table(Some(table)),
-        content_type: String::new(),
-        producer: "unknown".into(),
-        received_at: now,
-        body: bytes::Bytes::new(),
-        detected_type: None,
-        records: None,
-        scan_engine: None,
-        scan_result: None,
-        metadata_removed: vec![],
-    };
+    let doc = Document::new(
+        id,
+        row_table(Some(table)),
+        "",
+        "unknown",
+        now,
+        bytes::Bytes::new(),
+    );
     let origin = Origin {
         size_bytes: 0,
         sha256: None,
@@ -223,19 +209,16 @@ mod tests {
     }
 
     fn doc(table: &str, content_type: &str, body: &[u8]) -> Document {
-        Document {
-            id: "7f1c2a9e-0000-4000-8000-000000000001".into(),
-            table: table.into(),
-            content_type: content_type.into(),
-            producer: "alice".into(),
-            received_at: "2024-05-06T07:08:09Z".parse().unwrap(),
-            body: bytes::Bytes::copy_from_slice(body),
-            detected_type: Some(content_type.into()),
-            records: None,
-            scan_engine: None,
-            scan_result: None,
-            metadata_removed: vec![],
-        }
+        let mut d = Document::new(
+            "7f1c2a9e-0000-4000-8000-000000000001",
+            table,
+            content_type,
+            "alice",
+            "2024-05-06T07:08:09Z".parse().unwrap(),
+            bytes::Bytes::copy_from_slice(body),
+        );
+        d.detected_type = Some(content_type.into());
+        d
     }
 
     #[test]

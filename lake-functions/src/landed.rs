@@ -55,19 +55,14 @@ pub async fn decode(kms: &dyn Kms, key: &str, object: &GetResult) -> Result<Docu
     let body = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim_ascii())
         .map_err(|e| bad(&format!("body is not base64: {e}")))?;
-    Ok(Document {
+    Ok(Document::new(
         id,
         table,
         content_type,
         producer,
         received_at,
-        body: body.into(),
-        detected_type: None,
-        records: None,
-        scan_engine: None,
-        scan_result: None,
-        metadata_removed: Vec::new(),
-    })
+        body.into(),
+    ))
 }
 
 #[cfg(test)]

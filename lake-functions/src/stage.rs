@@ -28,6 +28,32 @@ pub struct Document {
     pub metadata_removed: Vec<String>,
 }
 
+impl Document {
+    /// A document as it arrives at the first stage: nothing learned about it yet.
+    pub fn new(
+        id: impl Into<String>,
+        table: impl Into<String>,
+        content_type: impl Into<String>,
+        producer: impl Into<String>,
+        received_at: DateTime<Utc>,
+        body: Bytes,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            table: table.into(),
+            content_type: content_type.into(),
+            producer: producer.into(),
+            received_at,
+            body,
+            detected_type: None,
+            records: None,
+            scan_engine: None,
+            scan_result: None,
+            metadata_removed: Vec::new(),
+        }
+    }
+}
+
 /// What a stage decided. Serialized as `{"verdict": "reject", "reason": "..."}` where the Lambda
 /// functions carry it from one stage to the next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,19 +177,7 @@ mod tests {
     }
 
     fn doc() -> Document {
-        Document {
-            id: "d".into(),
-            table: "t".into(),
-            content_type: "application/json".into(),
-            producer: "p".into(),
-            received_at: Utc::now(),
-            body: bytes::Bytes::new(),
-            detected_type: None,
-            records: None,
-            scan_engine: None,
-            scan_result: None,
-            metadata_removed: vec![],
-        }
+        Document::new("d", "t", "application/json", "p", Utc::now(), Bytes::new())
     }
 
     fn policy(max_attempts: u32) -> RetryPolicy {
