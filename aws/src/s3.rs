@@ -13,6 +13,9 @@
 //! - bodies above [`MULTIPART_THRESHOLD`] go up as multipart uploads (aborted on failure);
 //!   conditional writes are always one PUT (S3 takes up to 5 GiB in one), so their atomicity is
 //!   S3's own;
+//! - `get_range` is `GetObject` with a `Range: bytes=first-last` header (`416 InvalidRange`: the
+//!   range starts at or past the end); a server that ignores the header (`200` with the whole
+//!   body, no `Content-Range`) is answered by slicing that body;
 //! - `list` pages through `ListObjectsV2`;
 //! - an optional key prefix lets one bucket hold several stores (the state under `state/`).
 
@@ -26,7 +29,9 @@ use aws_sdk_s3::types::{
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::Duration;
+use tarn_core::store::{check_range, range_past_end};
 use tarn_core::{Error, GetResult, Metadata, ObjectInfo, ObjectStore, Result, validate_key};
 
 /// What a put requires of the object already at its key.
@@ -475,6 +480,47 @@ impl ObjectStore for S3ObjectStore {
             },
             body,
         })
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        validate_key(key)?;
+        check_range(key, &range)?;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if not_found(&e) => {
+                return Err(Error::NotFound {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) if code(&e) == Some("InvalidRange") || status(&e) == Some(416) => {
+                return Err(range_past_end(key, &range));
+            }
+            Err(e) => return Err(self.svc("GetObject", key, describe(&e))),
+        };
+        let partial = out.content_range().is_some();
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.svc("GetObject", key, format!("reading the body: {e}")))?
+            .into_bytes();
+        if partial {
+            return Ok(body);
+        }
+        // the whole object: the server did not apply the range
+        let len = body.len() as u64;
+        if range.start >= len {
+            return Err(range_past_end(key, &range));
+        }
+        Ok(body.slice(range.start as usize..range.end.min(len) as usize))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {

@@ -66,9 +66,14 @@ async fn the_s3_lease_lock_is_exclusive_and_taken_over_when_expired() {
 }
 
 async fn land_and_commit(p: &Platform, f: &Functions, user: &str) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
     let body =
         format!(r#"{{"user_id":"{user}","action":"login","occurred_at":"2024-03-05T10:00:00Z"}}"#);
+    land_and_commit_body(p, f, &body).await
+}
+
+/// Lands `body` (an `events` document) as the ingress does and runs it through the stages.
+async fn land_and_commit_body(p: &Platform, f: &Functions, body: &str) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
     let m: Metadata = [
         ("table", "events"),
         ("content-type", "application/json"),
@@ -174,4 +179,85 @@ async fn compaction_runs_as_a_function_and_later_batches_follow_the_swapped_loca
         },
         "locks are released"
     );
+}
+
+#[tokio::test]
+async fn a_carried_file_is_copied_by_s3_and_stays_sse_kms_under_the_platform_key() {
+    let m = moto().await;
+    let p = platform(&m.url).await;
+    let f = Functions::new(&p.ports).unwrap();
+    f.normalize().setup_catalog().await.unwrap();
+    // one big file (a document of 3,000 events), then two small ones
+    let events: Vec<serde_json::Value> = (0..3000)
+        .map(|_| {
+            json!({"user_id": uuid::Uuid::new_v4().to_string(), "action": "purchase",
+                   "occurred_at": "2024-03-05T10:00:00Z"})
+        })
+        .collect();
+    land_and_commit_body(&p, &f, &serde_json::to_string(&events).unwrap()).await;
+    for u in ["u1", "u2"] {
+        land_and_commit(&p, &f, u).await;
+    }
+    let old_dir = "tables/events/dt=2024-03-05/";
+    let files = p.ports.lake.list(old_dir).await.unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let big = files.iter().max_by_key(|o| o.size).unwrap().clone();
+
+    let report = f
+        .compaction()
+        .handle(json!({"table": "events", "target_size": big.size}))
+        .await
+        .unwrap();
+    assert_eq!(report["partitions_compacted"], 1, "{report}");
+    assert_eq!(report["files_in"], 3, "{report}");
+    assert_eq!(
+        report["files_out"], 2,
+        "one merged file and the carried one: {report}"
+    );
+    assert_eq!(
+        report["rows"], 3002,
+        "the carried file's rows, from its footer: {report}"
+    );
+    let part = p
+        .ports
+        .catalog
+        .get_partitions("tarn", "events")
+        .await
+        .unwrap()
+        .remove(0);
+    let new_dir = part.location.strip_prefix("s3://tarn-lake/").unwrap();
+    let carried = format!("{new_dir}{}", big.key.rsplit('/').next().unwrap());
+    let outputs = p.ports.lake.list(new_dir).await.unwrap();
+    assert!(outputs.iter().any(|o| o.key == carried), "{outputs:?}");
+    assert_eq!(rows_under(&p, new_dir).await, 3002);
+
+    // the copy has the source's bytes and metadata
+    let (src, copy) = (
+        p.ports.lake.get(&big.key).await.unwrap(),
+        p.ports.lake.get(&carried).await.unwrap(),
+    );
+    assert!(copy.body == src.body);
+    assert_eq!(copy.info.metadata, src.info.metadata);
+    // every file of the compacted partition, the carried one too, is SSE-KMS under the platform
+    // key, as the files ingestion wrote
+    let s3 = s3(&m.url);
+    for key in outputs.iter().map(|o| &o.key).chain([&big.key]) {
+        let head = s3
+            .head_object()
+            .bucket("tarn-lake")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption().map(|s| s.as_str()),
+            Some("aws:kms"),
+            "{key}"
+        );
+        assert_eq!(
+            head.ssekms_key_id(),
+            Some(p.config.kms_key_id.as_str()),
+            "{key}"
+        );
+    }
 }

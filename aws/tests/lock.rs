@@ -183,6 +183,10 @@ impl ObjectStore for Cuttable {
         self.up()?;
         self.inner.get(key).await
     }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> tarn_core::Result<Bytes> {
+        self.up()?;
+        self.inner.get_range(key, range).await
+    }
     async fn head(&self, key: &str) -> tarn_core::Result<Option<ObjectInfo>> {
         self.up()?;
         self.inner.head(key).await

@@ -155,14 +155,98 @@ pub async fn object_store(store: &dyn ObjectStore) {
 
     etags_and_conditional_writes(store).await;
     server_side_copy(store).await;
+    ranged_reads(store).await;
 
-    // larger bodies survive byte for byte
+    // larger bodies survive byte for byte, and are read in part at any offset
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     store
         .put("big/object", Bytes::from(big.clone()), Metadata::new())
         .await
         .unwrap();
     assert!(store.get("big/object").await.unwrap().body == big);
+    let n = big.len() as u64;
+    for range in [n - 8..n, 0..4, 1_234_567..1_334_567, n - 65_536..n + 100] {
+        let got = store.get_range("big/object", range.clone()).await.unwrap();
+        let end = range.end.min(n) as usize;
+        assert!(
+            got[..] == big[range.start as usize..end],
+            "the bytes {range:?} of a large object"
+        );
+    }
+}
+
+/// `get_range` gives the bytes asked for, up to the object's end; refuses an empty range and one
+/// that starts at or past the end; `NotFound` for a missing key.
+async fn ranged_reads(store: &dyn ObjectStore) {
+    store
+        .put(
+            "range/a",
+            Bytes::from_static(b"0123456789"),
+            meta(&[("table", "events")]),
+        )
+        .await
+        .unwrap();
+    for (range, want) in [
+        (2..5, &b"234"[..]),
+        (0..1, b"0"),
+        (0..10, b"0123456789"),
+        (7..10, b"789"),
+        (9..10, b"9"),
+        // past the end: up to the end
+        (8..100, b"89"),
+        (0..u64::MAX, b"0123456789"),
+    ] {
+        let got = store
+            .get_range("range/a", range.clone())
+            .await
+            .unwrap_or_else(|e| panic!("get_range {range:?}: {e}"));
+        assert_eq!(&got[..], want, "the bytes {range:?}");
+    }
+    for range in [10..11, 10..100, 50..60, 3..3, 5..2] {
+        assert_eq!(
+            store
+                .get_range("range/a", range.clone())
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput,
+            "{range:?}: empty, or starting at or past the end"
+        );
+    }
+    assert_eq!(
+        store
+            .get_range("range/missing", 0..4)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.get_range("../escape", 0..4).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    // an empty object has no byte to give
+    store
+        .put("range/empty", Bytes::new(), Metadata::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_range("range/empty", 0..1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    // a read after an overwrite sees the new body
+    store
+        .put("range/a", Bytes::from_static(b"abcdef"), Metadata::new())
+        .await
+        .unwrap();
+    assert_eq!(&store.get_range("range/a", 4..10).await.unwrap()[..], b"ef");
+    for k in ["range/a", "range/empty"] {
+        store.delete(k).await.unwrap();
+    }
 }
 
 /// ETags change with every write; `put_if_match` and `delete_if_match` act only on the ETag

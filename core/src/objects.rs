@@ -119,6 +119,9 @@ mod tests {
         async fn get(&self, key: &str) -> Result<GetResult> {
             self.0.get(key).await
         }
+        async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+            self.0.get_range(key, range).await
+        }
         async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
             self.0.head(key).await
         }

@@ -80,6 +80,10 @@ impl ObjectStore for DyingStore {
         self.alive()?;
         self.inner.get(key).await
     }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        self.alive()?;
+        self.inner.get_range(key, range).await
+    }
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         self.alive()?;
         self.inner.head(key).await

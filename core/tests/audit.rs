@@ -294,6 +294,45 @@ async fn every_call_lands_as_a_cloudtrail_data_event() {
 }
 
 #[tokio::test]
+async fn a_ranged_read_is_a_get_object_record_with_its_range_and_the_bytes_it_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let kp = dir.path().join("keys/audit-signing.key");
+    let (t, sink) = trail_with(dir, &kp).await;
+    let sink = Arc::new(sink);
+    let store = AuditedStore::new(t.data.clone(), sink.clone(), "tarn-compaction")
+        .with_clock(t.clock.clone());
+    let key = "tables/events/dt=2024-05-06/a.parquet";
+    store
+        .put(key, Bytes::from_static(b"0123456789"), Metadata::new())
+        .await
+        .unwrap();
+    assert_eq!(&store.get_range(key, 6..20).await.unwrap()[..], b"6789");
+    assert!(
+        store
+            .get_range("tables/events/missing", 0..8)
+            .await
+            .is_err()
+    );
+    sink.flush().await.unwrap();
+    let records: Vec<Value> = all_gz_records(&t.audit)
+        .into_iter()
+        .flat_map(|(_, doc)| doc["Records"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(records.len(), 3);
+    let got = &records[1];
+    assert_eq!(got["eventName"], "GetObject");
+    assert_eq!(got["readOnly"], true);
+    assert_eq!(got["requestParameters"]["key"], key);
+    assert_eq!(got["requestParameters"]["Range"], "bytes=6-19");
+    assert_eq!(got["additionalEventData"]["bytesTransferredOut"], 4);
+    assert_eq!(got["additionalEventData"]["tarnTable"], "events");
+    let missing = &records[2];
+    assert_eq!(missing["requestParameters"]["Range"], "bytes=0-7");
+    assert_eq!(missing["errorCode"], "NoSuchKey");
+    assert_eq!(missing["additionalEventData"]["bytesTransferredOut"], 0);
+}
+
+#[tokio::test]
 async fn a_full_batch_is_written_without_waiting_for_the_interval() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Arc::new(LocalObjectStore::open("tarn-audit", dir.path().join("audit")).unwrap());
@@ -633,6 +672,9 @@ impl ObjectStore for Flaky {
     }
     async fn get(&self, key: &str) -> tarn_core::Result<tarn_core::GetResult> {
         self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> tarn_core::Result<Bytes> {
+        self.inner.get_range(key, range).await
     }
     async fn head(&self, key: &str) -> tarn_core::Result<Option<tarn_core::ObjectInfo>> {
         self.inner.head(key).await

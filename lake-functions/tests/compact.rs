@@ -3,12 +3,17 @@
 
 use serde_json::{Value, json};
 use sha2::Digest;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tarn_catalog::{Catalog, LocalCatalog, TableSpec};
-use tarn_core::{Kms, LocalKms, LocalObjectStore, ManualClock, ObjectStore, SystemClock};
+use tarn_core::{
+    GetResult, Kms, LocalKms, LocalObjectStore, ManualClock, Metadata, ObjectInfo, ObjectStore,
+    SystemClock,
+};
+use tarn_lake::compact::footer::FOOTER_PREFETCH;
 use tarn_lake::compact::{Compaction, CompactionReport, Progress, TOMBSTONES_PREFIX};
 use tarn_lake::lock::LocalLakeLock;
 use tarn_lake::validate::Validate;
@@ -441,6 +446,192 @@ async fn a_small_target_rolls_outputs_carries_big_files_and_settles() {
             .is_err()
     );
     assert!(Compaction::new(deps(&e)).partition("dt").is_err());
+}
+
+/// What a store gave and took, per key: whole bodies read (`get`), bytes read in ranges
+/// (`get_range`) and how many such reads, bodies written (`put*`), copies made (`copy`, by
+/// target).
+#[derive(Debug, Default)]
+struct Traffic {
+    got: BTreeMap<String, u64>,
+    ranged: BTreeMap<String, (u64, usize)>,
+    put: BTreeMap<String, u64>,
+    copied_to: BTreeMap<String, String>,
+}
+
+/// A store that records its [`Traffic`] and passes every call through.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ObjectStore>,
+    traffic: Arc<Mutex<Traffic>>,
+}
+
+impl Counting {
+    fn put_bytes(&self, key: &str, n: usize) {
+        *self
+            .traffic
+            .lock()
+            .unwrap()
+            .put
+            .entry(key.into())
+            .or_default() += n as u64;
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Counting {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+    fn url(&self, key: &str) -> String {
+        self.inner.url(key)
+    }
+    async fn put(&self, key: &str, body: bytes::Bytes, m: Metadata) -> tarn_core::Result<()> {
+        self.put_bytes(key, body.len());
+        self.inner.put(key, body, m).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        m: Metadata,
+    ) -> tarn_core::Result<bool> {
+        self.put_bytes(key, body.len());
+        self.inner.put_if_absent(key, body, m).await
+    }
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        m: Metadata,
+        etag: &str,
+    ) -> tarn_core::Result<bool> {
+        self.put_bytes(key, body.len());
+        self.inner.put_if_match(key, body, m, etag).await
+    }
+    async fn get(&self, key: &str) -> tarn_core::Result<GetResult> {
+        let r = self.inner.get(key).await;
+        if let Ok(g) = &r {
+            *self
+                .traffic
+                .lock()
+                .unwrap()
+                .got
+                .entry(key.into())
+                .or_default() += g.body.len() as u64;
+        }
+        r
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> tarn_core::Result<bytes::Bytes> {
+        let r = self.inner.get_range(key, range).await;
+        if let Ok(b) = &r {
+            let mut t = self.traffic.lock().unwrap();
+            let e = t.ranged.entry(key.into()).or_default();
+            e.0 += b.len() as u64;
+            e.1 += 1;
+        }
+        r
+    }
+    async fn head(&self, key: &str) -> tarn_core::Result<Option<ObjectInfo>> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> tarn_core::Result<Vec<ObjectInfo>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> tarn_core::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> tarn_core::Result<bool> {
+        self.inner.delete_if_match(key, etag).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> tarn_core::Result<()> {
+        self.traffic
+            .lock()
+            .unwrap()
+            .copied_to
+            .insert(to.into(), from.into());
+        self.inner.copy(from, to).await
+    }
+}
+
+#[tokio::test]
+async fn a_carried_file_is_copied_by_the_store_and_only_its_footer_passes_through_tarn() {
+    let e = env();
+    let p = pipeline(&e);
+    p.setup_catalog().await.unwrap();
+    // one big file: four documents of 2,000 records with distinct users, in one batch
+    for d in 0..4 {
+        let records: Vec<Value> = (0..2000)
+            .map(|i| json!({"user": uuid::Uuid::new_v4().to_string(), "n": d * 10_000 + i}))
+            .collect();
+        land(&e, 6, Value::Array(records)).await;
+    }
+    p.drain().await.unwrap();
+    // then three small ones
+    ingest(&e, &p, &[6], 3, 1).await;
+    let files: Vec<(String, u64)> = lake_objects(&e)
+        .await
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("tables/events/") && k.ends_with(".parquet"))
+        .collect();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let (big_key, big) = files.iter().max_by_key(|f| f.1).cloned().unwrap();
+    assert!(
+        big > 10 * FOOTER_PREFETCH,
+        "the carried file ({big} bytes) is much larger than a footer read"
+    );
+    let q = engine(&e);
+    let before = snapshot(&q).await;
+
+    let traffic = Arc::new(Mutex::new(Traffic::default()));
+    let t = traffic.clone();
+    let wrap = move |inner: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+        Arc::new(Counting {
+            inner,
+            traffic: t.clone(),
+        })
+    };
+    let report = Compaction::new(deps_with(&e, &wrap))
+        .table("events")
+        .target_size(big)
+        .execute()
+        .await
+        .unwrap();
+    let r = &report.partitions[0];
+    assert_eq!((r.files_in, r.files_out), (4, 2), "{report:?}");
+    assert_eq!(r.rows, 8000 + 3 * 2, "the carried file's rows are counted");
+    assert_eq!(snapshot(&q).await, before);
+
+    let part = &e.catalog.get_partitions(DB, "events").await.unwrap()[0];
+    let new_dir = part.location.strip_prefix(p.lake_root()).unwrap();
+    let carried = format!("{new_dir}{}", big_key.rsplit('/').next().unwrap());
+    let t = traffic.lock().unwrap();
+    // its body was never read nor written by tarn: the store copied it
+    assert_eq!(t.got.get(&big_key), None, "the carried file was read whole");
+    assert_eq!(t.put.get(&carried), None, "the carried file was uploaded");
+    assert_eq!(t.copied_to.get(&carried), Some(&big_key));
+    // one ranged read of its end gave its footer (tarn's metadata fits in the first read)
+    let (ranged, reads) = t.ranged[&big_key];
+    assert_eq!((ranged, reads), (FOOTER_PREFETCH, 1), "{:?}", t.ranged);
+    // before the port had `copy` and `get_range`, compaction read and wrote the whole file
+    println!(
+        "carried file of {big} bytes: {ranged} read in {reads} ranged read, 0 written \
+         (was {big} read, {big} written)"
+    );
+    // the merged files were read whole, as their rows are rewritten
+    for (k, size) in files.iter().filter(|f| f.0 != big_key) {
+        assert_eq!(t.got.get(k), Some(size), "{k}");
+    }
+    // the local store's copy is a hard link: one file, two names
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(e.lake.path_of(&carried)).unwrap().ino(),
+        std::fs::metadata(e.lake.path_of(&big_key)).unwrap().ino()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -272,6 +272,24 @@ impl ObjectStore for AuditedStore {
         r
     }
 
+    /// A `GetObject` record with its `Range` header (`bytes=first-last`, as S3 takes it) and the
+    /// bytes it gave
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let mut e = self.object_event(EventName::GetObject, key);
+        e.request_extra.insert(
+            "Range".into(),
+            json!(format!(
+                "bytes={}-{}",
+                range.start,
+                range.end.saturating_sub(1)
+            )),
+        );
+        let r = self.inner.get_range(key, range).await;
+        bytes(&mut e, 0, r.as_ref().map_or(0, |b| b.len() as u64));
+        self.finish(e, &r);
+        r
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let mut e = self.object_event(EventName::HeadObject, key);
         let r = self.inner.head(key).await;

@@ -2,13 +2,18 @@
 
 use super::commit::{Committer, Op};
 use super::xattr;
-use super::{GetResult, META_DIR, Metadata, ObjectInfo, ObjectStore, TMP_DIR, validate_key};
+use super::{
+    GetResult, META_DIR, Metadata, ObjectInfo, ObjectStore, TMP_DIR, check_range, range_past_end,
+    validate_key,
+};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::fs::{self, File};
 use std::io::{Read, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,7 +26,7 @@ use std::sync::Arc;
 /// (`user.tarn.etag`; without xattrs the ETag is made of the file's inode, modification time and
 /// size). Puts, deletes and copies are committed in groups by one thread ([`super::commit`]);
 /// `copy` hard-links the source's file (body and xattrs at once), and copies it where a link
-/// cannot be made.
+/// cannot be made; `get_range` reads only the range, at its offset in the file.
 #[derive(Debug, Clone)]
 pub struct LocalObjectStore {
     bucket: String,
@@ -229,6 +234,35 @@ impl LocalObjectStore {
             info,
             body: Bytes::from(body),
         })
+    }
+
+    /// The bytes `range` of `key`'s body, read at their offset (pread) from one open file.
+    fn get_range_sync(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let path = self.path_of(key);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+                ) =>
+            {
+                return Err(Error::NotFound { key: key.into() });
+            }
+            Err(e) => return Err(Error::io("reading object", &path)(e)),
+        };
+        let md = f.metadata().map_err(Error::io("reading object", &path))?;
+        if !md.is_file() {
+            return Err(Error::NotFound { key: key.into() });
+        }
+        if range.start >= md.len() {
+            return Err(range_past_end(key, &range));
+        }
+        let end = range.end.min(md.len());
+        let mut body = vec![0; (end - range.start) as usize];
+        f.read_exact_at(&mut body, range.start)
+            .map_err(Error::io("reading object", &path))?;
+        Ok(Bytes::from(body))
     }
 
     fn info(
@@ -469,6 +503,13 @@ impl ObjectStore for LocalObjectStore {
         validate_key(key)?;
         let key = key.to_string();
         self.blocking(move |s| s.get_sync(&key)).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        validate_key(key)?;
+        check_range(key, &range)?;
+        let key = key.to_string();
+        self.blocking(move |s| s.get_range_sync(&key, range)).await
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {

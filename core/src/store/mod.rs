@@ -16,6 +16,9 @@
 //! - `copy` copies an object's body and metadata to another key of the same store without the
 //!   bytes passing through the caller (S3 CopyObject, a hard link locally), replacing the
 //!   target; `Error::NotFound` when the source does not exist.
+//! - `get_range` reads part of an object's body (a Parquet footer without the rest): the bytes
+//!   `start..end`, fewer when the object ends before `end`; an empty range, or one that starts at
+//!   or past the object's end, is `Error::InvalidInput`; a missing key is `Error::NotFound`.
 //! - `list` returns every object under a prefix in lexicographic key order, without metadata
 //!   (as S3's ListObjectsV2); `head`/`get` return the user metadata given at `put`.
 //! - `delete` is idempotent: deleting a missing key succeeds.
@@ -36,6 +39,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 /// The local store's directory of metadata sidecars (for filesystems without user xattrs).
 const META_DIR: &str = ".tarn-meta";
@@ -83,6 +87,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     ) -> Result<bool>;
     /// `Error::NotFound` when the key does not exist.
     async fn get(&self, key: &str) -> Result<GetResult>;
+    /// The bytes `range` of the object at `key` (start included, end excluded; S3's `Range:
+    /// bytes=start-(end-1)`), without the rest of the body: up to the object's end when `range`
+    /// goes past it. `Error::InvalidInput` ([`check_range`]) when `range` is empty, checked before
+    /// the store is asked, or starts at or past the object's end ([`range_past_end`]);
+    /// `Error::NotFound` when the key does not exist.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     async fn delete(&self, key: &str) -> Result<()>;
@@ -141,6 +151,25 @@ pub fn validate_key(key: &str) -> Result<()> {
         return bad("nul or backslash");
     }
     Ok(())
+}
+
+/// Refuses an empty range (`get_range` reads at least one byte).
+pub fn check_range(key: &str, range: &Range<u64>) -> Result<()> {
+    if range.start >= range.end {
+        return Err(Error::InvalidInput(format!(
+            "range {}..{} of {key} is empty: ask for at least one byte",
+            range.start, range.end
+        )));
+    }
+    Ok(())
+}
+
+/// The error of a `get_range` whose range starts at or past the object's end.
+pub fn range_past_end(key: &str, range: &Range<u64>) -> Error {
+    Error::InvalidInput(format!(
+        "range {}..{} starts at or past the end of {key}: read within the object's size (head gives it)",
+        range.start, range.end
+    ))
 }
 
 #[cfg(test)]

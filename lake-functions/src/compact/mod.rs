@@ -28,7 +28,9 @@
 //! 1. list the visible files under the current location, [`plan::plan_partition`];
 //! 2. record the job (`compaction/jobs/<job>.json` in the state store);
 //! 3. stream the small files' rows, file by file, batch by batch, into an `ArrowWriter`, rolling
-//!    to a new output once the bytes written reach the target; copy the big files as they are;
+//!    to a new output once the bytes written reach the target; copy the big files as they are
+//!    (the store's own copy: their bytes never pass through tarn, only their footers, read for
+//!    their row counts);
 //! 4. under the lake's write lock (which every pipeline flush holds too): check the location has
 //!    not moved, list the old location again and copy files that arrived since step 1 ("late
 //!    files"), swap the partition's location in the catalog — the commit —, write a tombstone
@@ -52,11 +54,12 @@
 //! ## Files
 //! This module holds the [`Compaction`] builder and its run; [`plan`] decides what a partition
 //! needs, [`adapt`] reads older files into the table's current schema, `writer` rolls the merged
-//! output files, `pending` finds the files of uncommitted batches, `vacuum` keeps and deletes the
+//! output files, [`footer`] reads a carried file's metadata with ranged reads, `pending` finds the files of uncommitted batches, `vacuum` keeps and deletes the
 //! replaced files ([`Tombstone`]), `schedule` runs compaction periodically
 //! ([`run_every`]).
 
 pub mod adapt;
+pub mod footer;
 mod pending;
 pub mod plan;
 mod schedule;
@@ -615,7 +618,7 @@ impl Compaction {
             carried_rows: 0,
         };
         for f in &plan.carry {
-            let rows = self.copy_into(&f.key, old_key, new_key).await?;
+            let rows = self.copy_into(f, old_key, new_key).await?;
             written.files += 1;
             written.bytes += f.size;
             written.carried_rows += rows;
@@ -629,20 +632,21 @@ impl Compaction {
         Ok(Ok(written))
     }
 
-    /// Copies a file from under the old location to the same relative path under the new one
-    /// (a server-side copy on S3); returns its row count, from its footer.
-    async fn copy_into(&self, key: &str, old_key: &str, new_key: &str) -> Result<u64> {
-        let rel = key
+    /// Copies a file from under the old location to the same relative path under the new one,
+    /// with the store's own copy (S3 CopyObject, a hard link locally: body and metadata, never
+    /// through tarn); returns its row count, from its footer (read with ranged reads).
+    async fn copy_into(&self, f: &FileEntry, old_key: &str, new_key: &str) -> Result<u64> {
+        let rel = f
+            .key
             .strip_prefix(old_key)
-            .ok_or_else(|| LakeError::Pipeline(format!("{key} is not under {old_key}")))?;
-        let obj = self.deps.lake.get(key).await?;
-        let rows = ParquetRecordBatchReaderBuilder::try_new(obj.body.clone())?
-            .metadata()
+            .ok_or_else(|| LakeError::Pipeline(format!("{} is not under {old_key}", f.key)))?;
+        let rows = footer::read_metadata(self.deps.lake.as_ref(), &f.key, f.size)
+            .await?
             .file_metadata()
             .num_rows() as u64;
         self.deps
             .lake
-            .put(&format!("{new_key}{rel}"), obj.body, obj.info.metadata)
+            .copy(&f.key, &format!("{new_key}{rel}"))
             .await?;
         Ok(rows)
     }
@@ -692,7 +696,7 @@ impl Compaction {
             .collect();
         let mut written = written;
         for f in &late {
-            written.carried_rows += self.copy_into(&f.key, old_key, new_key).await?;
+            written.carried_rows += self.copy_into(f, old_key, new_key).await?;
             written.files += 1;
             written.bytes += f.size;
         }
