@@ -109,7 +109,7 @@ pub struct AuditFilterArgs {
     /// records about one table
     #[arg(long, value_name = "T")]
     pub table: Option<String>,
-    /// records of one call: GetObject, PutObject, HeadObject, ListObjects, DeleteObject
+    /// records of one call: GetObject, PutObject, HeadObject, ListObjects, DeleteObject, CopyObject
     #[arg(long, value_name = "NAME")]
     pub event: Option<String>,
     #[arg(long, value_enum, default_value_t)]
