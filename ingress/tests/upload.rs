@@ -76,6 +76,79 @@ async fn a_document_lands_sealed_with_its_metadata() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A token for a shared case's [`cases::Token`].
+fn case_token(h: &Harness, t: cases::Token) -> Option<String> {
+    match t {
+        cases::Token::None => None,
+        cases::Token::Garbage => Some("not.a.token".into()),
+        cases::Token::Expired => {
+            let mut claims = h.claims("alice", &["tarn-writers"]);
+            claims["exp"] = (h_now(h) - 3600).into();
+            Some(h.issuer.sign(&h.issuer.header(), &claims).unwrap())
+        }
+        // signed directly: the dev issuer refuses a group name with a comma, Cognito does not
+        cases::Token::Groups(groups) => {
+            let claims = h.claims("alice", groups);
+            Some(h.issuer.sign(&h.issuer.header(), &claims).unwrap())
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_shared_cases_get_the_contracts_answers() {
+    let h = Harness::start().await;
+    let mut landed = 0;
+    for c in cases::CASES {
+        let mut head = format!("POST /table/{}/object HTTP/1.1\r\nHost: x\r\n", c.wire);
+        if let Some(t) = case_token(&h, c.token) {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let mut req = head.into_bytes();
+        if let Some(ct) = c.content_type {
+            // raw bytes: a non-ascii value goes out as its utf-8
+            req.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", c.content_length).as_bytes());
+        if c.content_length <= 64 * 1024 {
+            let mut body = vec![b' '; c.content_length as usize];
+            if body.len() >= 2 {
+                body[..2].copy_from_slice(b"{}");
+            }
+            req.extend_from_slice(&body);
+        }
+        let mut s = TcpStream::connect(h.addr).await.unwrap();
+        s.write_all(&req).await.unwrap();
+        let r = read_one_reply(&mut s).await;
+        if c.status == 200 {
+            assert_eq!(r.status, 200, "{}: {}", c.what, r.text());
+            landed += 1;
+            let id = r.json()["data"]["id"].as_str().unwrap().to_string();
+            let m = h
+                .ingress
+                .head(&format!("id={id}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata;
+            assert_eq!(m["content-type"], cases::landed_type(c), "{}", c.what);
+            assert_eq!(m["table"], c.name, "{}", c.what);
+        } else {
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (c.status, c.code),
+                "{}: {}",
+                c.what,
+                r.text()
+            );
+        }
+    }
+    assert_eq!(
+        h.landed().await.len(),
+        landed,
+        "only the admitted cases landed"
+    );
+}
+
 #[tokio::test]
 async fn raw_tokens_binaries_and_ndjson_land_too() {
     let h = Harness::start().await;
