@@ -121,7 +121,7 @@ mod tests {
     fn tables() -> BTreeMap<String, TableSpec> {
         table_map([TableSpec::from_value(
             Path::new("schemas/events.json"),
-            json!({"title": "events", "type": "object", "properties": {},
+            json!({"title": "events", "type": "object", "properties": {"n": {"type": "integer"}},
                    "x-tarn": {"accept": ["application/json"], "max_bytes": 10}}),
         )
         .unwrap()])
