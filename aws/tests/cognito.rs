@@ -156,6 +156,11 @@ async fn the_authorizer_applies_the_table_and_group_rules_to_real_tokens() {
     assert_eq!(effect(&r), "Allow");
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["context"]["producer"], "alice");
+    // admitted: no refusal, and the put goes to the API's own account's bucket
+    assert_eq!(v["context"]["refusal_status"], "");
+    assert_eq!(v["context"]["bucket_owner"], "123456789012");
+    assert_eq!(v["context"]["content_type"], "application/json");
+    assert_eq!(v["context"]["groups"], r#"["tarn-writers-events"]"#);
     assert_eq!(
         v["policyDocument"]["Statement"][0]["Resource"][0],
         format!("arn:aws:execute-api:{REGION}:123456789012:abc123/prod/POST/table/events/object")

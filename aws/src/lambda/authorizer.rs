@@ -1,7 +1,9 @@
 //! The API Gateway Lambda authorizer: verifies the caller's Cognito token and decides each route
 //! by the same rules as the local ingress. Accepts REQUEST authorizer events (token in the
 //! `Authorization` header, route from `resource` and `pathParameters`, so a custom domain's base
-//! path changes nothing) and TOKEN ones (`authorizationToken`, route from the method ARN).
+//! path changes nothing) and TOKEN ones (`authorizationToken`, route from the method ARN; they
+//! carry no headers, so an upload through a TOKEN authorizer is refused as having no content
+//! type: the template's authorizer is a REQUEST one).
 //!
 //! Uploads (`POST /table/{name}/object`) are decided by [`tarn_ingress::admit_upload`], the
 //! function the local server calls, and answered so that API Gateway gives the contract's status
