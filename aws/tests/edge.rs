@@ -187,10 +187,17 @@ fn gateway() -> Gateway {
         params["integration.request.header.x-amz-expected-bucket-owner"],
         "context.authorizer.bucket_owner"
     );
-    assert_eq!(
-        params["integration.request.header.x-amz-meta-content-type"],
-        "context.authorizer.content_type"
-    );
+    for (header, key) in [
+        ("x-amz-meta-content-type", "content_type"),
+        ("x-amz-meta-table", "table"),
+        ("x-amz-meta-producer", "producer"),
+    ] {
+        assert_eq!(
+            params[format!("integration.request.header.{header}")],
+            format!("context.authorizer.{key}"),
+            "{header}"
+        );
+    }
     let declared: BTreeSet<String> = post["MethodResponses"]
         .as_array()
         .unwrap()
@@ -396,6 +403,7 @@ async fn the_shared_cases_get_the_contracts_answers_at_the_edge() {
             if c.status == 200 {
                 assert_eq!(ctx["content_type"], cases::landed_type(c), "{}", c.what);
                 assert_eq!(ctx["producer"], "alice");
+                assert_eq!(ctx["table"], c.name);
             }
         }
     }

@@ -17,9 +17,9 @@
 //!   owner: the S3 proxy sends it as `x-amz-expected-bucket-owner`, so S3 refuses the put (403,
 //!   nothing stored), and the integration response answers `refusal_status` with
 //!   `refusal_body`;
-//! - admitted → an Allow policy whose context gives the integration `producer`, the media type
-//!   to land (`content_type`, parameters and case dropped as locally) and `bucket_owner`, the
-//!   API's own account.
+//! - admitted → an Allow policy whose context gives the integration `table`, `producer`, the
+//!   media type to land (`content_type`, parameters and case dropped as locally) and
+//!   `bucket_owner`, the API's own account.
 //!
 //! Status and content routes: a content request needs `tarn-readers`/`tarn-readers-<table>`, a
 //! status request any valid token (the documents function checks the producer). Every Allow
@@ -292,6 +292,7 @@ impl Authorizer {
             Ok(a) => {
                 info!(%table, user = %a.caller.username, content_type = %a.content_type, "upload admitted");
                 let mut ctx = caller_context(&a.caller);
+                ctx["table"] = json!(a.spec.name);
                 ctx["content_type"] = json!(a.content_type);
                 ctx["bucket_owner"] = json!(account);
                 ctx["refusal_status"] = json!("");
@@ -309,6 +310,7 @@ impl Authorizer {
                     "username": "-",
                     "sub": "-",
                     "groups": "[]",
+                    "table": "-",
                     "content_type": "-",
                     "bucket_owner": other_account(account),
                     "refusal_status": kind.status().as_u16().to_string(),
