@@ -4,8 +4,8 @@
 //! API Gateway's authorizer ([`super::authorizer`]) has verified the token and lets through
 //! only what the route allows (content: a reader group; status: any valid token); it hands the
 //! caller's `username`, `sub` and `groups` (a JSON array) to this function in
-//! `requestContext.authorizer`. The
-//! answers come from the same [`Documents`] the local server uses, so both behave alike:
+//! `requestContext.authorizer`. The answers come from the same [`Documents`] the local server
+//! uses, so both behave alike:
 //! - status: the document's row, or `received` while it is in the pipeline; the producer or a
 //!   reader only;
 //! - content: a `307` to a presigned S3 URL that lives at most 5 minutes (objects in the lake are
