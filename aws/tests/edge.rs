@@ -390,6 +390,11 @@ async fn the_shared_cases_get_the_contracts_answers_at_the_edge() {
     assert_eq!(g.unauthorized.0, 401);
     assert_eq!(g.access_denied, (403, "forbidden".to_string()));
     assert_eq!(g.authorizer_failure, (503, "auth_unavailable".to_string()));
+    assert_eq!(
+        g.overrides,
+        BTreeSet::from(tarn_aws::lambda::authorizer::INTEGRATION_REFUSALS),
+        "the template answers exactly the refusals the authorizer lets through"
+    );
     for c in CASES {
         for base in ["", "/ingest"] {
             let (status, code, ctx) = run(&e, &g, c, base).await;

@@ -123,6 +123,10 @@ pub fn allowed(claims: &Claims, route: &Route) -> bool {
     }
 }
 
+/// The refusal statuses `PostObject`'s integration responses answer (templates/tarn.yaml):
+/// the authorizer lets these through to a put S3 refuses; it denies every other refusal.
+pub const INTEGRATION_REFUSALS: [u16; 4] = [400, 404, 413, 415];
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorizerError {
     /// API Gateway turns exactly this message into a 401
@@ -316,9 +320,15 @@ impl Authorizer {
                     "refusal_status": kind.status().as_u16().to_string(),
                     "refusal_body": error_body(e.code(), &e.to_string()).to_string(),
                 });
-                // forbidden is a Deny (API Gateway's 403); the rest reach the S3 proxy, which
-                // cannot land them, and answer with the refusal
-                Ok(response(kind != ErrorKind::Forbidden, "-", method_arn, ctx))
+                // the refusals the integration answers reach the S3 proxy, which cannot land
+                // them; anything else (forbidden) is a Deny, API Gateway's 403
+                let status = kind.status().as_u16();
+                Ok(response(
+                    INTEGRATION_REFUSALS.contains(&status),
+                    "-",
+                    method_arn,
+                    ctx,
+                ))
             }
         }
     }
