@@ -91,24 +91,44 @@ async fn real_pool_tokens_verify_through_the_fetched_jwks() {
     ));
 }
 
+/// The repository's tables (`schemas/`), as the authorizer's layer holds them.
+fn tables() -> std::collections::BTreeMap<String, tarn_catalog::TableSpec> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    tarn_ingress::table_map(tarn_catalog::load_schemas(&dir).unwrap())
+}
+
 fn request_event(method: &str, path: &str, token: Option<&str>) -> Value {
-    let mut headers = json!({"Host": "api.example.com"});
+    let mut headers = json!({"Host": "api.example.com", "Content-Type": "application/json"});
     if let Some(t) = token {
         headers["Authorization"] = json!(format!("Bearer {t}"));
     }
+    // the API's resource and its path parameters, as API Gateway names them
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (resource, params) = match segs.as_slice() {
+        ["table", name, "object"] => ("/table/{name}/object".to_string(), json!({"name": name})),
+        ["table", name, "object", id] => (
+            "/table/{name}/object/{id}".to_string(),
+            json!({"name": name, "id": id}),
+        ),
+        ["table", name, "object", id, "content"] => (
+            "/table/{name}/object/{id}/content".to_string(),
+            json!({"name": name, "id": id}),
+        ),
+        _ => (path.to_string(), json!({})),
+    };
     json!({
         "type": "REQUEST",
         "methodArn": format!("arn:aws:execute-api:{REGION}:123456789012:abc123/prod/{method}{path}"),
-        "resource": path,
+        "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {},
         "queryStringParameters": {},
         "multiValueQueryStringParameters": {},
-        "pathParameters": {},
+        "pathParameters": params,
         "stageVariables": {},
-        "requestContext": {"accountId": "123456789012", "apiId": "abc123", "httpMethod": method, "path": format!("/prod{path}"), "stage": "prod", "requestId": "r1", "resourcePath": path}
+        "requestContext": {"accountId": "123456789012", "apiId": "abc123", "httpMethod": method, "path": format!("/prod{path}"), "stage": "prod", "requestId": "r1", "resourcePath": resource}
     })
 }
 
@@ -126,7 +146,7 @@ async fn the_authorizer_applies_the_table_and_group_rules_to_real_tokens() {
     let pool = pool(&m.url).await;
     let (writer, _) = user_token(&m.url, &pool, "alice", &["tarn-writers-events"]).await;
     let (reader, _) = user_token(&m.url, &pool, "bob", &["tarn-readers"]).await;
-    let a = Authorizer::new(verifier(&m.url, &pool));
+    let a = Authorizer::new(verifier(&m.url, &pool), tables());
     let id = "0b7c4b0e-2f3b-4a4c-9a57-5b1e0f6d2c11";
 
     let r = a
@@ -136,6 +156,11 @@ async fn the_authorizer_applies_the_table_and_group_rules_to_real_tokens() {
     assert_eq!(effect(&r), "Allow");
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["context"]["producer"], "alice");
+    // admitted: no refusal, and the put goes to the API's own account's bucket
+    assert_eq!(v["context"]["refusal_status"], "");
+    assert_eq!(v["context"]["bucket_owner"], "123456789012");
+    assert_eq!(v["context"]["content_type"], "application/json");
+    assert_eq!(v["context"]["groups"], r#"["tarn-writers-events"]"#);
     assert_eq!(
         v["policyDocument"]["Statement"][0]["Resource"][0],
         format!("arn:aws:execute-api:{REGION}:123456789012:abc123/prod/POST/table/events/object")
@@ -308,7 +333,7 @@ async fn the_documents_function_serves_whom_the_authorizer_lets_through() {
     let (alice, _) = user_token(&m.url, &pool, "alice", &["tarn-writers-events"]).await;
     let (bob, _) = user_token(&m.url, &pool, "bob", &["tarn-readers"]).await;
     let (carol, _) = user_token(&m.url, &pool, "carol", &[]).await;
-    let a = Authorizer::new(verifier(&m.url, &pool));
+    let a = Authorizer::new(verifier(&m.url, &pool), tables());
 
     // alice's document, landed by the gateway (its producer is the authorizer's `producer`)
     let post = a

@@ -42,6 +42,9 @@ fn state_keys(p: &Platform, stage: &str, ids: &[String]) -> Vec<String> {
 /// API Gateway's proxy event for `GET /table/{name}/object/{id}{suffix}`, from a caller the
 /// authorizer let through (its context as the authorizer sets it).
 fn route_event(suffix: &str, table: &str, id: &str, user: &str, groups: &str) -> Value {
+    // the authorizer passes the groups as a JSON array
+    let groups: Vec<&str> = groups.split(',').filter(|g| !g.is_empty()).collect();
+    let groups = serde_json::to_string(&groups).unwrap();
     json!({
         "resource": format!("/table/{{name}}/object/{{id}}{suffix}"),
         "path": format!("/table/{table}/object/{id}{suffix}"),

@@ -6,17 +6,14 @@
 //! 3. every SDK call in aws/src is listed in aws/actions.toml, every Lambda function's role in
 //!    templates/tarn.yaml allows the actions its calls need, and no role has a wildcard action.
 
+#[path = "common/template.rs"]
+mod template;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use template::{load_template, root};
 
 #[test]
 fn glue_tables_template_is_current() {
@@ -85,40 +82,6 @@ fn cfn_lint_passes_on_every_template() {
     // cfn-lint's exit code: bit 2 = errors, 4 = warnings, 8 = informational
     let code = out.status.code().unwrap_or(-1);
     assert!(code == 0, "cfn-lint found problems (exit {code}):\n{text}");
-}
-
-/// A template as JSON, through cfn-lint's own YAML loader (short-form intrinsics included).
-fn load_template(path: &Path) -> Value {
-    let root = root();
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        let st = Command::new(root.join("scripts/cfn-lint.sh"))
-            .arg("--version")
-            .current_dir(&root)
-            .status();
-        assert!(
-            st.is_ok() && python.exists(),
-            "no .venv with cfn-lint: run ./scripts/test"
-        );
-    }
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import json, sys\nfrom cfnlint.decode import decode\n\
-             t, errs = decode(sys.argv[1])\n\
-             assert not errs, errs\n\
-             print(json.dumps(t))",
-        ])
-        .arg(path)
-        .output()
-        .expect("running .venv/bin/python");
-    assert!(
-        out.status.success(),
-        "loading {}: {}\n(run ./scripts/test to install cfn-lint)",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Operation names per SDK service, from the SDK crates' `src/operation/` (versions in Cargo.lock).

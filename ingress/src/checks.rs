@@ -1,12 +1,11 @@
-//! The checks the handlers share, in the order of docs/contract.md (`POST /table/{name}/object`):
-//! the table name from the path, the token, the declared table.
+//! The checks the read handlers share, in the order of docs/contract.md: the table name from the
+//! path and the token (uploads go through [`crate::admission::admit_upload`]).
 
 use crate::auth::{AuthError, Claims};
 use crate::error::{IngressError, Result};
 use crate::state::App;
 use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, header};
-use tarn_catalog::TableSpec;
 use tarn_catalog::schemas::is_valid_table_name;
 use tarn_core::audit::{Actor, set_request_actor};
 
@@ -45,14 +44,4 @@ pub(crate) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Claim
         issuer: claims.iss.clone(),
     });
     Ok(claims)
-}
-
-/// The declared table `name`.
-pub(crate) fn table<'a>(app: &'a App, name: &str) -> Result<&'a TableSpec> {
-    app.s
-        .tables
-        .get(name)
-        .ok_or_else(|| IngressError::UnknownTable {
-            table: name.to_string(),
-        })
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`auth`]: the [`TokenVerifier`] port, [`JwksVerifier`] (RS256 against a JWKS, Cognito's
 //!   claims) and [`DevIssuer`], the local dev token issuer.
+//! - [`admit_upload`] decides whether an upload may land from its head (table, token, content
+//!   type and length): the local server and the AWS authorizer both call it.
 //! - [`router`] builds the HTTP API (docs/contract.md, Ingress HTTP API) from an
 //!   [`IngressState`]; [`serve`] runs it (HTTP/1.1) under the limits of a [`ServeConfig`]:
 //!   header-read and body timeouts, a cap on connections, and a graceful shutdown bounded in time.
@@ -16,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod admission;
 pub mod auth;
 mod checks;
 pub mod documents;
@@ -29,6 +32,7 @@ mod state;
 mod timed_body;
 mod upload;
 
+pub use admission::{Admitted, UploadHead, admit_upload, media_type};
 pub use auth::{
     AuthError, AuthErrorKind, Claims, DEV_CLIENT_ID, DEV_ISSUER, DevIssuer, Jwks, JwksSource,
     JwksVerifier, StaticJwks, TokenVerifier, VerifierConfig,

@@ -1,6 +1,8 @@
-//! `POST /table/{name}/object`: checks, streaming with the table's size limit, landing.
+//! `POST /table/{name}/object`: the checks of [`admit_upload`], streaming with the table's size
+//! limit, landing.
 
-use crate::checks::{authenticate, table, table_name};
+use crate::admission::{Admitted, UploadHead, admit_upload};
+use crate::checks::authenticate;
 use crate::error::{IngressError, Result};
 use crate::state::{App, IngressState};
 use crate::timed_body::BodyTimeout;
@@ -14,6 +16,7 @@ use chrono::SecondsFormat;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tarn_catalog::TableSpec;
+use tarn_catalog::schemas::is_valid_table_name;
 
 pub(crate) async fn post_document(
     State(app): State<App>,
@@ -27,24 +30,25 @@ pub(crate) async fn post_document(
         .clone()
         .try_acquire_owned()
         .map_err(|_| IngressError::Overloaded)?;
-    let name = table_name(name.map(|Path(n)| n))?;
-    let claims = authenticate(&app, &headers).await?;
-    let spec = table(&app, &name)?;
-    if !claims.can_write(&name) {
-        return Err(IngressError::Forbidden(format!(
-            "user {} may not write table {name}: needs group tarn-writers or tarn-writers-{name}",
-            claims.username
-        )));
-    }
-    let content_type = media_type(&headers)?.ok_or(IngressError::MissingContentType)?;
-    if !spec.accepts(&content_type) {
-        return Err(IngressError::UnsupportedContentType {
-            table: name.clone(),
-            content_type,
-            accepted: spec.accept.join(", "),
-        });
-    }
-    let declared = content_length(&headers)?;
+    // a path segment that does not decode is no table name
+    let name = name.map(|Path(n)| n).unwrap_or_default();
+    let head = UploadHead {
+        table: &name,
+        content_type: headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        content_length: headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes()),
+    };
+    // the name is checked before the token: no token check (RSA) for a path that names no table
+    let caller = if is_valid_table_name(&name) {
+        authenticate(&app, &headers).await
+    } else {
+        Err(IngressError::InvalidTableName)
+    };
+    let Admitted {
+        spec,
+        caller: claims,
+        content_type,
+        content_length: declared,
+    } = admit_upload(&app.s.tables, &head, caller)?;
     let document = read_limited(body, spec, declared).await?;
     let id = land(&app.s, spec, &claims.username, &content_type, &document).await?;
     tracing::info!(table = %name, id = %id, producer = %claims.username, content_type = %content_type, bytes = document.len(), "document landed");
@@ -54,47 +58,15 @@ pub(crate) async fn post_document(
     Ok(Json(json!({"success": true, "data": {"id": id}})))
 }
 
-/// The media type of `Content-Type`, lowercase, without parameters (`; charset=utf-8`).
-/// `None` when the header is missing or empty.
-pub(crate) fn media_type(headers: &HeaderMap) -> Result<Option<String>> {
-    let Some(v) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(None);
-    };
-    let v = v
-        .to_str()
-        .map_err(|_| IngressError::BadBody("content-type is not ascii".into()))?;
-    let media = v
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    Ok(Some(media).filter(|m| !m.is_empty()))
-}
-
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>> {
-    match headers.get(header::CONTENT_LENGTH) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Some)
-            .ok_or_else(|| IngressError::BadBody("content-length is not a number".into())),
-    }
-}
-
-/// Reads the body chunk by chunk, refusing it as soon as it exceeds the table's `max_bytes`
-/// (at once when `Content-Length` says so). Never holds more than `max_bytes`.
+/// Reads the body chunk by chunk, refusing it as soon as it exceeds the table's `max_bytes` (a
+/// declared `Content-Length` over it was refused by [`admit_upload`]). Never holds more than
+/// `max_bytes`.
 async fn read_limited(body: Body, spec: &TableSpec, declared: Option<u64>) -> Result<Bytes> {
     let max = spec.max_bytes;
     let too_large = || IngressError::TooLarge {
         table: spec.name.clone(),
         max_bytes: max,
     };
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max) as usize);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -142,26 +114,4 @@ pub async fn land(
         document,
     )
     .await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn media_types_drop_parameters_and_case() {
-        let mut h = HeaderMap::new();
-        assert_eq!(media_type(&h).unwrap(), None);
-        for (v, want) in [
-            ("application/json", Some("application/json")),
-            ("Application/JSON; charset=utf-8", Some("application/json")),
-            (" image/png ;x=y", Some("image/png")),
-            ("", None),
-            ("; charset=utf-8", None),
-        ] {
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
-            assert_eq!(media_type(&h).unwrap().as_deref(), want, "{v}");
-        }
-    }
 }

@@ -1,21 +1,44 @@
-//! The API Gateway Lambda authorizer: verifies the caller's Cognito token and allows or denies
-//! the route by the same table/group rules as the local ingress ([`Claims::can_write`],
-//! [`Claims::can_read`]). Accepts REQUEST authorizer events (token in the `Authorization`
-//! header) and TOKEN ones (`authorizationToken`).
+//! The API Gateway Lambda authorizer: verifies the caller's Cognito token and decides each route
+//! by the same rules as the local ingress. Accepts REQUEST authorizer events (token in the
+//! `Authorization` header, route from `resource` and `pathParameters`, so a custom domain's base
+//! path changes nothing) and TOKEN ones (`authorizationToken`, route from the method ARN; they
+//! carry no headers, so an upload through a TOKEN authorizer is refused as having no content
+//! type: the template's authorizer is a REQUEST one).
 //!
-//! - no token, or a token that fails verification → `Err("Unauthorized")`, which API Gateway
-//!   answers with 401;
-//! - a valid token not allowed the route → a Deny policy (403);
-//! - allowed → an Allow policy for the method ARN, with `producer`, `sub`, `username` and
-//!   `groups` in the context for the integration (the S3 proxy writes `producer` as metadata).
+//! Uploads (`POST /table/{name}/object`) are decided by [`tarn_ingress::admit_upload`], the
+//! function the local server calls, and answered so that API Gateway gives the contract's status
+//! and JSON error before anything lands (templates/tarn.yaml, `PostObject`):
+//! - 401 (no token, a token that fails verification) → `Err("Unauthorized")`, API Gateway's 401;
+//! - 503 (the pool's keys cannot be fetched) → an error, API Gateway's `AUTHORIZER_FAILURE`;
+//! - 403 (the groups do not allow writing the table) → a Deny policy, API Gateway's
+//!   `ACCESS_DENIED`;
+//! - 400, 404, 413, 415 → an Allow policy whose context carries the refusal (`refusal_status`,
+//!   `refusal_body`, the contract's JSON error) and a `bucket_owner` that is not the bucket's
+//!   owner: the S3 proxy sends it as `x-amz-expected-bucket-owner`, so S3 refuses the put (403,
+//!   nothing stored), and the integration response answers `refusal_status` with
+//!   `refusal_body`;
+//! - admitted → an Allow policy whose context gives the integration `table`, `producer`, the
+//!   media type to land (`content_type`, parameters and case dropped as locally) and
+//!   `bucket_owner`, the API's own account.
+//!
+//! Status and content routes: a content request needs `tarn-readers`/`tarn-readers-<table>`, a
+//! status request any valid token (the documents function checks the producer). Every Allow
+//! names the caller (`username`, `sub`, `groups` as a JSON array: a Cognito group name may hold
+//! a comma) for the integration.
 
 use aws_lambda_events::event::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse,
 };
 use aws_lambda_events::event::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use tarn_ingress::{AuthErrorKind, Claims, TokenVerifier};
+use tarn_catalog::TableSpec;
+use tarn_ingress::error::error_body;
+use tarn_ingress::{
+    AuthError, AuthErrorKind, Claims, ErrorKind, IngressError, TokenVerifier, UploadHead,
+    admit_upload,
+};
 use tracing::{info, warn};
 
 /// What a route needs.
@@ -30,7 +53,8 @@ pub enum Route {
     Other,
 }
 
-/// The route of an HTTP method and a resource path (`/table/events/object`).
+/// The route of an HTTP method and a request path (`/table/events/object`), as a TOKEN event's
+/// method ARN gives it.
 pub fn route(method: &str, path: &str) -> Route {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.to_ascii_uppercase().as_str(), segs.as_slice()) {
@@ -39,6 +63,28 @@ pub fn route(method: &str, path: &str) -> Route {
         ("GET", ["table", name, "object", _id]) => Route::Status(name.to_string()),
         _ => Route::Other,
     }
+}
+
+/// The route of a REST API event: its method, its `resource` (the API's resource path,
+/// `/table/{name}/object`, whatever base path a custom domain maps) and `pathParameters.name`
+/// (decoded by API Gateway). `None` when the event has no `resource`.
+pub fn route_of_event(event: &Value) -> Option<Route> {
+    let resource = event.get("resource")?.as_str()?;
+    let method = event
+        .get("httpMethod")
+        .and_then(Value::as_str)
+        .or_else(|| event.pointer("/requestContext/httpMethod")?.as_str())?
+        .to_ascii_uppercase();
+    let name = event
+        .pointer("/pathParameters/name")
+        .and_then(Value::as_str)
+        .map(String::from);
+    Some(match (method.as_str(), resource, name) {
+        ("POST", "/table/{name}/object", Some(n)) => Route::Write(n),
+        ("GET", "/table/{name}/object/{id}", Some(n)) => Route::Status(n),
+        ("GET", "/table/{name}/object/{id}/content", Some(n)) => Route::ReadContent(n),
+        _ => Route::Other,
+    })
 }
 
 /// Method and path from a method ARN: `arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path...>`.
@@ -52,7 +98,22 @@ pub fn parse_method_arn(arn: &str) -> Option<(String, String)> {
     ))
 }
 
-/// Whether `claims` may use `route`.
+/// The account of a method ARN: the API's, which owns the ingress bucket.
+pub fn account_of_method_arn(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+/// An account that is not `account`: the `bucket_owner` of a refused upload, so that S3
+/// refuses its put.
+pub fn other_account(account: &str) -> &'static str {
+    if account == "000000000000" {
+        "111111111111"
+    } else {
+        "000000000000"
+    }
+}
+
+/// Whether `claims` may use a status or content route.
 pub fn allowed(claims: &Claims, route: &Route) -> bool {
     match route {
         Route::Write(t) => claims.can_write(t),
@@ -61,6 +122,10 @@ pub fn allowed(claims: &Claims, route: &Route) -> bool {
         Route::Other => false,
     }
 }
+
+/// The refusal statuses `PostObject`'s integration responses answer (templates/tarn.yaml):
+/// the authorizer lets these through to a put S3 refuses; it denies every other refusal.
+pub const INTEGRATION_REFUSALS: [u16; 4] = [400, 404, 413, 415];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorizerError {
@@ -76,14 +141,15 @@ pub enum AuthorizerError {
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     verifier: Arc<dyn TokenVerifier>,
+    tables: Arc<BTreeMap<String, TableSpec>>,
 }
 
-fn header(headers: Option<&Value>, name: &str) -> Option<String> {
+fn header<'a>(headers: Option<&'a Value>, name: &str) -> Option<&'a str> {
     headers?
         .as_object()?
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_str().map(String::from))
+        .and_then(|(_, v)| v.as_str())
 }
 
 fn policy(effect: IamPolicyEffect, resource: &str) -> ApiGatewayCustomAuthorizerPolicy {
@@ -97,9 +163,59 @@ fn policy(effect: IamPolicyEffect, resource: &str) -> ApiGatewayCustomAuthorizer
     p
 }
 
+fn response(
+    allow: bool,
+    principal: &str,
+    method_arn: &str,
+    context: Value,
+) -> ApiGatewayCustomAuthorizerResponse {
+    let mut resp = ApiGatewayCustomAuthorizerResponse::default();
+    resp.principal_id = Some(principal.to_string());
+    resp.policy_document = policy(
+        if allow {
+            IamPolicyEffect::Allow
+        } else {
+            IamPolicyEffect::Deny
+        },
+        method_arn,
+    );
+    resp.context = context;
+    resp
+}
+
+/// The caller as the integration reads it (`producer` is what the S3 proxy lands as metadata).
+fn caller_context(claims: &Claims) -> Value {
+    json!({
+        "producer": claims.username,
+        "username": claims.username,
+        "sub": claims.sub,
+        "groups": serde_json::to_string(&claims.groups).unwrap_or_else(|_| "[]".into()),
+    })
+}
+
+/// The request's token: `Authorization`, raw or `Bearer <jwt>`.
+fn bare_token(raw: Option<&str>) -> Option<&str> {
+    let raw = raw?.trim();
+    let bare = match raw.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ if raw.eq_ignore_ascii_case("bearer") => "",
+        _ => raw,
+    };
+    Some(bare).filter(|b| !b.is_empty())
+}
+
 impl Authorizer {
-    pub fn new(verifier: Arc<dyn TokenVerifier>) -> Self {
-        Self { verifier }
+    /// An authorizer verifying tokens with `verifier`, uploads against the declared `tables`.
+    pub fn new(verifier: Arc<dyn TokenVerifier>, tables: BTreeMap<String, TableSpec>) -> Self {
+        Self {
+            verifier,
+            tables: Arc::new(tables),
+        }
+    }
+
+    async fn verify(&self, token: Option<&str>) -> Result<Claims, IngressError> {
+        let token = bare_token(token).ok_or(AuthError::Missing)?;
+        Ok(self.verifier.verify(token).await?)
     }
 
     pub async fn handle(
@@ -111,35 +227,28 @@ impl Authorizer {
             .and_then(Value::as_str)
             .ok_or_else(|| AuthorizerError::BadEvent("no methodArn".into()))?
             .to_string();
-        let (token, method, path) = match event.get("type").and_then(Value::as_str) {
+        let (token, route) = match event.get("type").and_then(Value::as_str) {
             Some("TOKEN") => {
                 let (m, p) = parse_method_arn(&method_arn)
                     .ok_or_else(|| AuthorizerError::BadEvent("unreadable methodArn".into()))?;
                 (
-                    event
-                        .get("authorizationToken")
-                        .and_then(Value::as_str)
-                        .map(String::from),
-                    m,
-                    p,
+                    event.get("authorizationToken").and_then(Value::as_str),
+                    route(&m, &p),
                 )
             }
             Some("REQUEST") | None => {
-                let from_arn = parse_method_arn(&method_arn);
-                let method = event
-                    .get("httpMethod")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-                    .or_else(|| from_arn.as_ref().map(|a| a.0.clone()));
-                let path = event
-                    .get("path")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-                    .or_else(|| from_arn.as_ref().map(|a| a.1.clone()));
-                let (Some(m), Some(p)) = (method, path) else {
-                    return Err(AuthorizerError::BadEvent("no httpMethod/path".into()));
+                let r = match route_of_event(&event) {
+                    Some(r) => r,
+                    None => {
+                        let (m, p) = parse_method_arn(&method_arn).ok_or_else(|| {
+                            AuthorizerError::BadEvent(
+                                "no resource and no readable methodArn".into(),
+                            )
+                        })?;
+                        route(&m, &p)
+                    }
                 };
-                (header(event.get("headers"), "authorization"), m, p)
+                (header(event.get("headers"), "authorization"), r)
             }
             Some(other) => {
                 return Err(AuthorizerError::BadEvent(format!(
@@ -147,48 +256,96 @@ impl Authorizer {
                 )));
             }
         };
-        let raw = token.unwrap_or_default();
-        let raw = raw.trim();
-        let bare = raw
-            .strip_prefix("Bearer ")
-            .or_else(|| raw.strip_prefix("bearer "))
-            .unwrap_or(raw)
-            .trim();
-        if bare.is_empty() {
-            info!(%method, %path, "no token");
-            return Err(AuthorizerError::Unauthorized);
+        if let Route::Write(table) = &route {
+            return self.upload(&event, &method_arn, table, token).await;
         }
-        let claims = match self.verifier.verify(bare).await {
-            Ok(c) => c,
-            Err(e) if e.kind() == AuthErrorKind::Unavailable => {
-                warn!(error = %e, "cannot verify tokens now");
-                return Err(AuthorizerError::Unavailable);
+        let claims = self.verify(token).await.map_err(|e| refused_token(&e))?;
+        let ok = allowed(&claims, &route);
+        info!(?route, user = %claims.username, allowed = ok, "authorized");
+        Ok(response(
+            ok,
+            &claims.sub,
+            &method_arn,
+            caller_context(&claims),
+        ))
+    }
+
+    /// `POST /table/{name}/object`: the contract's answer of [`admit_upload`], in the form API
+    /// Gateway turns into it (see the module's documentation).
+    async fn upload(
+        &self,
+        event: &Value,
+        method_arn: &str,
+        table: &str,
+        token: Option<&str>,
+    ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
+        let headers = event.get("headers");
+        let head = UploadHead {
+            table,
+            content_type: header(headers, "content-type").map(str::as_bytes),
+            content_length: header(headers, "content-length").map(str::as_bytes),
+        };
+        let caller = if tarn_catalog::schemas::is_valid_table_name(table) {
+            self.verify(token).await
+        } else {
+            Err(IngressError::InvalidTableName)
+        };
+        let account = account_of_method_arn(method_arn)
+            .ok_or_else(|| AuthorizerError::BadEvent("no account in methodArn".into()))?;
+        match admit_upload(&self.tables, &head, caller) {
+            Ok(a) => {
+                info!(%table, user = %a.caller.username, content_type = %a.content_type, "upload admitted");
+                let mut ctx = caller_context(&a.caller);
+                ctx["table"] = json!(a.spec.name);
+                ctx["content_type"] = json!(a.content_type);
+                ctx["bucket_owner"] = json!(account);
+                ctx["refusal_status"] = json!("");
+                ctx["refusal_body"] = json!("");
+                Ok(response(true, &a.caller.sub, method_arn, ctx))
             }
             Err(e) => {
-                info!(%method, %path, reason = %e, "token refused");
-                return Err(AuthorizerError::Unauthorized);
+                let kind = e.kind();
+                if kind == ErrorKind::Unauthorized || kind == ErrorKind::Unavailable {
+                    return Err(refused_token(&e));
+                }
+                info!(%table, code = e.code(), reason = %e, "upload refused");
+                let ctx = json!({
+                    "producer": "-",
+                    "username": "-",
+                    "sub": "-",
+                    "groups": "[]",
+                    "table": "-",
+                    "content_type": "-",
+                    "bucket_owner": other_account(account),
+                    "refusal_status": kind.status().as_u16().to_string(),
+                    "refusal_body": error_body(e.code(), &e.to_string()).to_string(),
+                });
+                // the refusals the integration answers reach the S3 proxy, which cannot land
+                // them; anything else (forbidden) is a Deny, API Gateway's 403
+                let status = kind.status().as_u16();
+                Ok(response(
+                    INTEGRATION_REFUSALS.contains(&status),
+                    "-",
+                    method_arn,
+                    ctx,
+                ))
             }
-        };
-        let r = route(&method, &path);
-        let ok = allowed(&claims, &r);
-        info!(%method, %path, user = %claims.username, allowed = ok, "authorized");
-        let mut resp = ApiGatewayCustomAuthorizerResponse::default();
-        resp.principal_id = Some(claims.sub.clone());
-        resp.policy_document = policy(
-            if ok {
-                IamPolicyEffect::Allow
-            } else {
-                IamPolicyEffect::Deny
-            },
-            &method_arn,
-        );
-        resp.context = json!({
-            "producer": claims.username,
-            "username": claims.username,
-            "sub": claims.sub,
-            "groups": claims.groups.join(","),
-        });
-        Ok(resp)
+        }
+    }
+}
+
+/// A token that is missing or fails verification is API Gateway's 401; keys that cannot be
+/// fetched are a failure of the authorizer (API Gateway's 503 gateway response).
+fn refused_token(e: &IngressError) -> AuthorizerError {
+    match e {
+        IngressError::Auth(a) if a.kind() == AuthErrorKind::Unavailable => {
+            warn!(error = %e, "cannot verify tokens now");
+            AuthorizerError::Unavailable
+        }
+        _ => {
+            info!(reason = %e, "token refused");
+            AuthorizerError::Unauthorized
+        }
     }
 }
 
@@ -217,5 +374,42 @@ mod tests {
             ),
             Some(("POST".into(), "/table/events/object".into()))
         );
+        assert_eq!(
+            account_of_method_arn(
+                "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/table/events/object"
+            ),
+            Some("123456789012")
+        );
+        assert_ne!(other_account("000000000000"), "000000000000");
+        assert_ne!(other_account("123456789012"), "123456789012");
+    }
+
+    #[test]
+    fn routes_come_from_the_resource_not_the_path() {
+        // a custom domain's base path (`/ingest`) is in `path`, never in `resource`
+        let e = json!({
+            "resource": "/table/{name}/object", "path": "/ingest/table/events/object",
+            "httpMethod": "POST", "pathParameters": {"name": "events"},
+        });
+        assert_eq!(route_of_event(&e), Some(Route::Write("events".into())));
+        let e = json!({
+            "resource": "/table/{name}/object/{id}/content", "path": "/v2/table/a%20b/object/x/content",
+            "httpMethod": "GET", "pathParameters": {"name": "a b", "id": "x"},
+        });
+        assert_eq!(route_of_event(&e), Some(Route::ReadContent("a b".into())));
+        let e = json!({"resource": "/health", "httpMethod": "GET", "pathParameters": null});
+        assert_eq!(route_of_event(&e), Some(Route::Other));
+        assert_eq!(route_of_event(&json!({"httpMethod": "GET"})), None);
+    }
+
+    #[test]
+    fn tokens_raw_or_bearer() {
+        assert_eq!(bare_token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bare_token(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bare_token(Some("abc")), Some("abc"));
+        assert_eq!(bare_token(Some("Bearer ")), None);
+        assert_eq!(bare_token(Some("Bearer")), None);
+        assert_eq!(bare_token(Some("")), None);
+        assert_eq!(bare_token(None), None);
     }
 }

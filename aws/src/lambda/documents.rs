@@ -3,8 +3,9 @@
 //!
 //! API Gateway's authorizer ([`super::authorizer`]) has verified the token and lets through
 //! only what the route allows (content: a reader group; status: any valid token); it hands the
-//! caller's `username`, `sub` and `groups` to this function in `requestContext.authorizer`. The
-//! answers come from the same [`Documents`] the local server uses, so both behave alike:
+//! caller's `username`, `sub` and `groups` (a JSON array) to this function in
+//! `requestContext.authorizer`. The answers come from the same [`Documents`] the local server
+//! uses, so both behave alike:
 //! - status: the document's row, or `received` while it is in the pipeline; the producer or a
 //!   reader only;
 //! - content: a `307` to a presigned S3 URL that lives at most 5 minutes (objects in the lake are
@@ -58,13 +59,14 @@ pub fn caller(event: &Value) -> Option<Claims> {
     if username.is_empty() {
         return None;
     }
-    let groups = field("groups")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(String::from)
-        .collect();
+    // a JSON array: a Cognito group name may hold a comma; anything else is no group at all
+    let groups = match field("groups") {
+        None => Vec::new(),
+        Some(g) => serde_json::from_str::<Vec<String>>(&g).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the authorizer's groups are not a JSON array of strings");
+            Vec::new()
+        }),
+    };
     Some(Claims {
         sub: field("sub")
             .or_else(|| field("principalId"))
@@ -235,20 +237,34 @@ mod tests {
             "/table/{name}/object/{id}",
             "events",
             "x",
-            json!({"principalId": "s-1", "producer": "alice", "username": "alice", "sub": "s-1", "groups": "tarn-readers-events, tarn-writers"}),
+            json!({"principalId": "s-1", "producer": "alice", "username": "alice", "sub": "s-1", "groups": r#"["tarn-readers-events","tarn-writers"]"#}),
         );
         let c = caller(&e).unwrap();
         assert_eq!(c.username, "alice");
         assert_eq!(c.sub, "s-1");
         assert_eq!(c.groups, vec!["tarn-readers-events", "tarn-writers"]);
         assert!(c.can_read("events") && !c.can_read("photos"));
-        // no groups at all
+        // a comma is part of a group's name, not a separator
         let e = event(
             "/r",
             "events",
             "x",
-            json!({"username": "bob", "groups": ""}),
+            json!({"username": "eve", "groups": r#"["x,tarn-readers-events"]"#}),
         );
+        let c = caller(&e).unwrap();
+        assert_eq!(c.groups, vec!["x,tarn-readers-events"]);
+        assert!(!c.can_read("events"));
+        // no groups at all, and groups that are not a JSON array (the old comma list): none
+        for groups in ["[]", "", "tarn-readers-events,tarn-writers"] {
+            let e = event(
+                "/r",
+                "events",
+                "x",
+                json!({"username": "bob", "groups": groups}),
+            );
+            assert!(caller(&e).unwrap().groups.is_empty(), "{groups}");
+        }
+        let e = event("/r", "events", "x", json!({"username": "bob"}));
         assert!(caller(&e).unwrap().groups.is_empty());
         // no authorizer: nobody
         assert!(caller(&event("/r", "events", "x", json!({}))).is_none());

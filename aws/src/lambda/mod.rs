@@ -256,7 +256,17 @@ pub async fn run_authorizer() -> Result<(), BoxError> {
     init_tracing();
     let config = AwsConfig::load_default()?;
     let ports = AwsPorts::connect(&config).await;
-    let a = Arc::new(authorizer::Authorizer::new(ports.verifier.clone()));
+    // uploads are decided against the declared tables (the schemas layer)
+    let tables = load_schemas(&config.schemas_dir).map_err(|e| {
+        format!(
+            "loading the table schemas from {}: {e}",
+            config.schemas_dir.display()
+        )
+    })?;
+    let a = Arc::new(authorizer::Authorizer::new(
+        ports.verifier.clone(),
+        tarn_ingress::table_map(tables),
+    ));
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         let a = a.clone();
         async move { a.handle(ev.payload).await.map_err(BoxError::from) }

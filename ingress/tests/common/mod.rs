@@ -1,13 +1,15 @@
 //! A real ingress on an ephemeral 127.0.0.1 port, over real local stores and KMS in a tempdir.
 #![allow(dead_code)]
 
+pub mod cases;
+
+pub use cases::{BINARY_TABLE, JSON_TABLE, specs};
+
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tarn_catalog::TableSpec;
 use tarn_core::{Clock, LocalKms, LocalObjectStore, ManualClock};
 use tarn_ingress::{DevIssuer, IngressState, ServeConfig, router, serve_with, table_map};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -15,31 +17,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
-/// JSON table, 1000 bytes at most.
-pub const JSON_TABLE: &str = "events";
-/// Binary table (png, jpeg), 2000 bytes at most.
-pub const BINARY_TABLE: &str = "photos";
 /// The harness clock's time, as `request-time` renders it.
 pub const NOW: &str = "2030-01-02T03:04:05.678Z";
-
-pub fn specs() -> Vec<TableSpec> {
-    vec![
-        TableSpec::from_value(
-            Path::new("schemas/events.json"),
-            json!({
-                "title": "events", "type": "object",
-                "properties": {"kind": {"type": "string"}, "n": {"type": "integer"}},
-                "x-tarn": {"accept": ["application/json", "application/x-ndjson"], "max_bytes": 1000}
-            }),
-        )
-        .unwrap(),
-        TableSpec::from_value(
-            Path::new("schemas/photos.json"),
-            json!({"title": "photos", "x-tarn": {"accept": ["image/png", "image/jpeg"], "max_bytes": 2000}}),
-        )
-        .unwrap(),
-    ]
-}
 
 pub struct Options {
     pub max_in_flight: usize,
