@@ -1,6 +1,7 @@
 //! The audit trail on CloudTrail: [`check_trail`] confirms that the trail logs S3 data events
 //! (reads and writes) for every platform bucket, that it is logging, that log file validation is
-//! on, and that it delivers to the audit bucket — and names whatever is missing.
+//! on, and that it delivers to the audit bucket — and names whatever is missing. An advanced
+//! selector may leave out the prefixes it is told may go (the lake lock's leases), nothing else.
 
 use crate::s3::describe;
 use aws_sdk_cloudtrail::Client;
@@ -58,7 +59,7 @@ fn basic(sel: &EventSelector, bucket: &str, cov: &mut Coverage) {
     }
 }
 
-fn advanced(sel: &AdvancedEventSelector, bucket: &str, cov: &mut Coverage) {
+fn advanced(sel: &AdvancedEventSelector, bucket: &str, may_skip: &[String], cov: &mut Coverage) {
     let mut data = false;
     let mut s3_objects = false;
     let mut arn_ok = true;
@@ -74,11 +75,14 @@ fn advanced(sel: &AdvancedEventSelector, bucket: &str, cov: &mut Coverage) {
                         || p == format!("arn:aws:s3:::{bucket}/")
                         || p == format!("arn:aws:s3:::{bucket}")
                 });
-                let excluded = f
-                    .not_starts_with()
-                    .iter()
-                    .chain(f.not_equals())
-                    .any(|p| p.starts_with(&format!("arn:aws:s3:::{bucket}")));
+                let ours = |p: &String| p.starts_with(&format!("arn:aws:s3:::{bucket}"));
+                let excluded = f.not_equals().iter().any(ours)
+                    || f.not_starts_with().iter().filter(|p| ours(p)).any(|p| {
+                        !may_skip.iter().any(|m| {
+                            m.starts_with(&format!("{bucket}/"))
+                                && *p == format!("arn:aws:s3:::{m}")
+                        })
+                    });
                 let only_filters = f.starts_with().is_empty() && f.equals().is_empty();
                 arn_ok = !excluded && (prefix_ok || only_filters);
             }
@@ -111,13 +115,15 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     }
 }
 
-/// Checks `trail` against the platform's `buckets` and `audit_bucket`. `Err` only when CloudTrail
-/// cannot be asked; a missing trail is a finding.
+/// Checks `trail` against the platform's `buckets` and `audit_bucket`; `may_skip` are the
+/// `bucket/prefix/` whose data events an advanced selector may leave out (`NotStartsWith`). `Err`
+/// only when CloudTrail cannot be asked; a missing trail is a finding.
 pub async fn check_trail(
     client: &Client,
     trail: &str,
     buckets: &[&str],
     audit_bucket: &str,
+    may_skip: &[String],
 ) -> Result<TrailReport, String> {
     let mut missing = Vec::new();
     let t = match client.get_trail().name(trail).send().await {
@@ -165,7 +171,7 @@ pub async fn check_trail(
             basic(s, bucket, &mut cov);
         }
         for s in sel.advanced_event_selectors() {
-            advanced(s, bucket, &mut cov);
+            advanced(s, bucket, may_skip, &mut cov);
         }
         match (cov.read, cov.write) {
             (true, true) => {}

@@ -49,8 +49,11 @@ struct Lease {
     expires_at: DateTime<Utc>,
 }
 
+/// Where the leases are, under the state store's prefix.
+pub const LOCKS_PREFIX: &str = "locks/";
+
 fn lock_key(name: &str) -> String {
-    format!("locks/{name}.json")
+    format!("{LOCKS_PREFIX}{name}.json")
 }
 
 fn lease_body(owner: &str, ttl: Duration) -> Bytes {

@@ -103,7 +103,20 @@ impl AwsPorts {
         if !buckets.contains(&c.state_bucket.as_str()) {
             buckets.push(&c.state_bucket);
         }
-        crate::cloudtrail::check_trail(&self.cloudtrail, &c.trail_name, &buckets, &c.audit_bucket)
-            .await
+        // waiters poll the leases twice a second: the template leaves them out of the trail
+        let locks = format!(
+            "{}/{}{}",
+            c.state_bucket,
+            c.state_prefix,
+            crate::lock::LOCKS_PREFIX
+        );
+        crate::cloudtrail::check_trail(
+            &self.cloudtrail,
+            &c.trail_name,
+            &buckets,
+            &c.audit_bucket,
+            &[locks],
+        )
+        .await
     }
 }

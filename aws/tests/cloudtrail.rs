@@ -126,6 +126,61 @@ async fn check_trail_reports_what_is_missing() {
     let r = p.ports.check_trail().await.unwrap();
     assert!(r.ok(), "{r:?}");
 
+    // as templates/tarn.yaml does: the lock's leases left out (the state store's locks/), and
+    // nothing else may be
+    let except = |excluded: &str| {
+        let mut arn = field(
+            "resources.ARN",
+            &[],
+            &[
+                "arn:aws:s3:::tarn-ingress/",
+                "arn:aws:s3:::tarn-lake/",
+                "arn:aws:s3:::tarn-quarantine/",
+            ],
+        );
+        arn.not_starts_with = Some(vec![excluded.to_string()]);
+        AdvancedEventSelector::builder()
+            .name("s3 data but one prefix")
+            .field_selectors(field("eventCategory", &["Data"], &[]))
+            .field_selectors(field("resources.type", &["AWS::S3::Object"], &[]))
+            .field_selectors(arn)
+            .build()
+            .unwrap()
+    };
+    ct.put_event_selectors()
+        .trail_name("tarn")
+        .advanced_event_selectors(except("arn:aws:s3:::tarn-lake/state/locks/"))
+        .send()
+        .await
+        .unwrap();
+    let r = p.ports.check_trail().await.unwrap();
+    assert!(r.ok(), "the lock's leases may be left out: {r:?}");
+    for other in [
+        "arn:aws:s3:::tarn-lake/state/",
+        "arn:aws:s3:::tarn-lake/objects/",
+        "arn:aws:s3:::tarn-ingress/state/locks/",
+    ] {
+        ct.put_event_selectors()
+            .trail_name("tarn")
+            .advanced_event_selectors(except(other))
+            .send()
+            .await
+            .unwrap();
+        let r = p.ports.check_trail().await.unwrap();
+        let bucket = other
+            .trim_start_matches("arn:aws:s3:::")
+            .split('/')
+            .next()
+            .unwrap();
+        assert_eq!(
+            r.missing,
+            vec![format!(
+                "no S3 data events are logged for bucket {bucket} (need AWS::S3::Object, arn:aws:s3:::{bucket}/, read and write)"
+            )],
+            "leaving out {other}"
+        );
+    }
+
     // delivering elsewhere is a finding
     create_bucket(&m.url, "elsewhere").await;
     ct.update_trail()

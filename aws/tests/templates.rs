@@ -2,9 +2,13 @@
 //! 1. `templates/glue-tables.yaml` is what `tarn_aws::cfn::glue_tables_template` renders from
 //!    `schemas/` (regenerate with `TARN_BLESS=1 cargo test -p tarn-aws --test templates`, or
 //!    `tarn templates`);
-//! 2. cfn-lint (scripts/cfn-lint.sh) passes on every template;
+//! 2. cfn-lint passes on every template in three regions ([`LINT_REGIONS`]);
 //! 3. every SDK call in aws/src is listed in aws/actions.toml, every Lambda function's role in
-//!    templates/tarn.yaml allows the actions its calls need, and no role has a wildcard action.
+//!    templates/tarn.yaml allows the actions its calls need, and no role has a wildcard action;
+//! 4. operable by default (issue 12): every function, stage queue, dead-letter queue and the API
+//!    have an alarm on the alarm topic; stateful resources are retained on stack deletion; the
+//!    API Gateway account log role is opt-in; `cloudtrail_logs` projects its partitions; the
+//!    state store's old versions expire within a day; the trail leaves out the lock's leases.
 
 #[path = "common/template.rs"]
 mod template;
@@ -52,7 +56,30 @@ fn templates() -> Vec<PathBuf> {
     v
 }
 
-/// Runs cfn-lint through scripts/cfn-lint.sh (which installs it into .venv when missing).
+/// The regions cfn-lint checks every template against (resource types, properties and values
+/// available there): a US, a European and an Asia-Pacific one. scripts/cfn-lint.sh lints the same.
+const LINT_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
+
+/// .venv/bin/cfn-lint, installed by scripts/cfn-lint.sh when missing.
+fn cfn_lint() -> PathBuf {
+    let root = root();
+    let lint = root.join(".venv/bin/cfn-lint");
+    if !lint.exists() {
+        let out = Command::new(root.join("scripts/cfn-lint.sh"))
+            .arg(root.join("templates/glue-tables.yaml"))
+            .current_dir(&root)
+            .output();
+        assert!(
+            lint.exists(),
+            "cfn-lint is not installed and could not be (pip into .venv by scripts/cfn-lint.sh): \
+             run ./scripts/test\n{out:?}"
+        );
+    }
+    lint
+}
+
+/// cfn-lint reports nothing (no error, no warning, no informational finding) on every template,
+/// in each of [`LINT_REGIONS`].
 #[test]
 fn cfn_lint_passes_on_every_template() {
     let root = root();
@@ -61,27 +88,31 @@ fn cfn_lint_passes_on_every_template() {
         files.len() >= 2,
         "templates/ should hold tarn.yaml and glue-tables.yaml"
     );
-    let out = Command::new(root.join("scripts/cfn-lint.sh"))
+    let out = Command::new(cfn_lint())
+        .arg("--regions")
+        .args(LINT_REGIONS)
+        .arg("--")
         .args(&files)
         .current_dir(&root)
         .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run scripts/cfn-lint.sh ({e}): run ./scripts/test, which sets up the tools"
-            )
-        });
+        .expect("running .venv/bin/cfn-lint");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        root.join(".venv/bin/cfn-lint").exists(),
-        "cfn-lint is not installed and could not be (pip into .venv): run ./scripts/test\n{text}"
-    );
     // cfn-lint's exit code: bit 2 = errors, 4 = warnings, 8 = informational
     let code = out.status.code().unwrap_or(-1);
-    assert!(code == 0, "cfn-lint found problems (exit {code}):\n{text}");
+    assert!(
+        code == 0,
+        "cfn-lint found problems in {LINT_REGIONS:?} (exit {code}):\n{text}"
+    );
+    // the script people run by hand lints the same regions
+    let script = std::fs::read_to_string(root.join("scripts/cfn-lint.sh")).unwrap();
+    assert!(
+        script.contains(&format!("--regions {}", LINT_REGIONS.join(" "))),
+        "scripts/cfn-lint.sh should lint {LINT_REGIONS:?} as CI does"
+    );
 }
 
 /// Operation names per SDK service, from the SDK crates' `src/operation/` (versions in Cargo.lock).
@@ -418,4 +449,392 @@ fn landed_objects_outlive_the_dead_letter_queues_messages() {
         }
     }
     assert!(dlqs >= 3, "{dlqs}");
+}
+
+// ---------------------------------------------------------------- operable by default (issue 12)
+
+fn tarn_template() -> Value {
+    load_template(&root().join("templates/tarn.yaml"))
+}
+
+/// The logical id a `!GetAtt Id.Attr` (either form) names, when it names `attr`.
+fn get_att_of(v: &Value, attr: &str) -> Option<String> {
+    match &v["Fn::GetAtt"] {
+        Value::Array(a) if a.len() == 2 && a[1] == attr => a[0].as_str().map(String::from),
+        Value::String(s) => s.strip_suffix(&format!(".{attr}")).map(String::from),
+        _ => None,
+    }
+}
+
+/// Every alarm notifies the alarm topic: `AlarmTopicArn`, or the topic the stack creates when
+/// that is empty.
+fn alarm_topic() -> Value {
+    serde_json::json!([{"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}])
+}
+
+#[test]
+fn every_function_queue_dead_letter_queue_and_the_api_have_an_alarm() {
+    let t = tarn_template();
+    let resources = t["Resources"].as_object().unwrap();
+    let alarms: Vec<(&String, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .collect();
+    for (id, a) in &alarms {
+        assert_eq!(
+            a["Properties"]["AlarmActions"],
+            alarm_topic(),
+            "{id} does not notify the alarm topic"
+        );
+    }
+    // the alarm on `metric` whose dimension `name` is `value`
+    let alarm_on = |namespace: &str, metric: &str, name: &str, value: &dyn Fn(&Value) -> bool| {
+        alarms
+            .iter()
+            .filter(|(_, a)| {
+                let p = &a["Properties"];
+                p["Namespace"] == namespace
+                    && p["MetricName"] == metric
+                    && as_list(&p["Dimensions"])
+                        .iter()
+                        .any(|d| d["Name"] == name && value(&d["Value"]))
+            })
+            .map(|(id, a)| ((*id).clone(), (*a).clone()))
+            .collect::<Vec<_>>()
+    };
+    let one = |what: String, found: Vec<(String, Value)>, owner: &Value| {
+        assert_eq!(found.len(), 1, "{what}: {} alarms", found.len());
+        let (id, a) = &found[0];
+        assert_eq!(
+            a.get("Condition"),
+            owner.get("Condition"),
+            "{id} should exist exactly when what it watches does ({what})"
+        );
+        let p = &a["Properties"];
+        assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold", "{id}");
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{id}");
+        p.clone()
+    };
+
+    // every function: failed invocations
+    let mut functions = 0;
+    for (id, r) in resources {
+        if r["Type"] == "AWS::Serverless::Function" || r["Type"] == "AWS::Lambda::Function" {
+            functions += 1;
+            let p = one(
+                format!("errors of {id}"),
+                alarm_on("AWS/Lambda", "Errors", "FunctionName", &|v| {
+                    v["Ref"] == id.as_str()
+                }),
+                r,
+            );
+            assert_eq!(p["Statistic"], "Sum", "{id}");
+            assert_eq!(p["Threshold"], 0, "{id}");
+        }
+    }
+    assert!(functions >= 7, "{functions} functions");
+
+    // every stage queue: the age of its oldest message; every dead-letter queue: what it holds
+    let mut dlqs = BTreeSet::new();
+    for (id, r) in resources {
+        if r["Type"] != "AWS::SQS::Queue" {
+            continue;
+        }
+        let redrive = &r["Properties"]["RedrivePolicy"];
+        if redrive.is_null() {
+            continue;
+        }
+        let dlq = get_att_of(&redrive["deadLetterTargetArn"], "Arn")
+            .unwrap_or_else(|| panic!("{id}: deadLetterTargetArn is not !GetAtt <queue>.Arn"));
+        dlqs.insert(dlq);
+        let p = one(
+            format!("age of the oldest message of {id}"),
+            alarm_on(
+                "AWS/SQS",
+                "ApproximateAgeOfOldestMessage",
+                "QueueName",
+                &|v| get_att_of(v, "QueueName").as_deref() == Some(id.as_str()),
+            ),
+            r,
+        );
+        assert_eq!(p["Statistic"], "Maximum", "{id}");
+        assert_eq!(
+            p["Threshold"],
+            serde_json::json!({"Ref": "QueueAgeAlarmSeconds"}),
+            "{id}"
+        );
+    }
+    assert!(dlqs.len() >= 3, "{dlqs:?}");
+    for dlq in &dlqs {
+        let p = one(
+            format!("messages in the dead-letter queue {dlq}"),
+            alarm_on(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                &|v| get_att_of(v, "QueueName").as_deref() == Some(dlq.as_str()),
+            ),
+            &resources[dlq],
+        );
+        assert_eq!(p["Threshold"], 0, "{dlq}");
+    }
+
+    // the API: 5xx answers of each stage (API Gateway names REST APIs' metrics by name)
+    let mut stages = 0;
+    for (id, r) in resources {
+        if r["Type"] != "AWS::ApiGateway::Stage" {
+            continue;
+        }
+        stages += 1;
+        let api = r["Properties"]["RestApiId"]["Ref"].as_str().unwrap();
+        let api_name = &resources[api]["Properties"]["Name"];
+        let found: Vec<_> = alarm_on("AWS/ApiGateway", "5XXError", "Stage", &|v| {
+            v["Ref"] == id.as_str()
+        })
+        .into_iter()
+        .filter(|(_, a)| {
+            as_list(&a["Properties"]["Dimensions"])
+                .iter()
+                .any(|d| d["Name"] == "ApiName" && d["Value"] == *api_name)
+        })
+        .collect();
+        let p = one(format!("5xx of {api} stage {id}"), found, r);
+        assert_eq!(p["Statistic"], "Sum", "{id}");
+    }
+    assert!(stages >= 1);
+
+    // the topic the stack creates is encrypted with the platform key, which lets CloudWatch
+    // publish to it
+    let topic = &resources["AlarmTopic"];
+    assert_eq!(topic["Condition"], "CreateAlarmTopic");
+    assert!(
+        get_att_of(&topic["Properties"]["KmsMasterKeyId"], "Arn").as_deref() == Some("Key"),
+        "{topic}"
+    );
+    let key_policy = &resources["Key"]["Properties"]["KeyPolicy"];
+    assert!(
+        as_list(&key_policy["Statement"]).iter().any(|s| {
+            s["Effect"] == "Allow"
+                && s["Principal"]["Service"] == "cloudwatch.amazonaws.com"
+                && as_list(&s["Action"]).contains(&Value::from("kms:GenerateDataKey*"))
+                && as_list(&s["Action"]).contains(&Value::from("kms:Decrypt"))
+        }),
+        "the key policy does not let CloudWatch publish to the encrypted alarm topic"
+    );
+    assert_eq!(
+        t["Conditions"]["CreateAlarmTopic"],
+        serde_json::json!({"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]})
+    );
+}
+
+#[test]
+fn stateful_resources_are_kept_when_the_stack_is_deleted() {
+    let t = tarn_template();
+    let mut kept = BTreeSet::new();
+    for (id, r) in t["Resources"].as_object().unwrap() {
+        let ty = r["Type"].as_str().unwrap_or_default();
+        if matches!(
+            ty,
+            "AWS::S3::Bucket"
+                | "AWS::S3::BucketPolicy"
+                | "AWS::KMS::Key"
+                | "AWS::Cognito::UserPool"
+                | "AWS::Cognito::UserPoolGroup"
+        ) {
+            assert_eq!(r["DeletionPolicy"], "Retain", "{id} ({ty})");
+            assert_eq!(r["UpdateReplacePolicy"], "Retain", "{id} ({ty})");
+            kept.insert(ty.to_string());
+        }
+    }
+    for ty in ["AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Cognito::UserPool"] {
+        assert!(kept.contains(ty), "no {ty} in the template");
+    }
+}
+
+#[test]
+fn the_api_gateway_account_log_role_is_set_only_when_asked() {
+    let t = tarn_template();
+    let param = &t["Parameters"]["SetApiGatewayAccountLogRole"];
+    assert_eq!(param["Default"], "false");
+    assert_eq!(
+        t["Conditions"]["SetApiAccount"],
+        serde_json::json!({"Fn::Equals": [{"Ref": "SetApiGatewayAccountLogRole"}, "true"]})
+    );
+    let resources = t["Resources"].as_object().unwrap();
+    let mut accounts = 0;
+    for (id, r) in resources {
+        if r["Type"] != "AWS::ApiGateway::Account" {
+            continue;
+        }
+        accounts += 1;
+        assert_eq!(r["Condition"], "SetApiAccount", "{id}");
+        let role = get_att_of(&r["Properties"]["CloudWatchRoleArn"], "Arn").unwrap();
+        assert_eq!(resources[&role]["Condition"], "SetApiAccount", "{role}");
+        // a region-wide setting other APIs rely on: kept, with its role, when the stack goes
+        for x in [id, &role] {
+            assert_eq!(resources[x]["DeletionPolicy"], "Retain", "{x}");
+            assert_eq!(resources[x]["UpdateReplacePolicy"], "Retain", "{x}");
+        }
+    }
+    assert_eq!(accounts, 1);
+}
+
+/// The Athena table has the local engine's columns and partition keys (so the queries in
+/// queries/ run unchanged on both), and projects its partitions from the log files' keys.
+#[test]
+fn cloudtrail_logs_projects_its_partitions_as_the_local_engine_names_them() {
+    let t = tarn_template();
+    let table = t["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Glue::Table"
+                && r["Properties"]["TableInput"]["Name"] == tarn_query::audit::CLOUDTRAIL_TABLE
+        })
+        .expect("the template defines cloudtrail_logs");
+    let input = &table["Properties"]["TableInput"];
+    let local = tarn_query::audit::cloudtrail_schema();
+    let local: Vec<&str> = local.fields().iter().map(|f| f.name().as_str()).collect();
+    let partition_keys = as_list(&input["PartitionKeys"]);
+    let keys: Vec<&str> = partition_keys
+        .iter()
+        .map(|k| {
+            assert_eq!(k["Type"], "string", "{k}");
+            k["Name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(keys, ["region", "year", "month", "day"]);
+    let columns: Vec<&str> = input["StorageDescriptor"]["Columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap())
+        .collect();
+    let both: Vec<&str> = columns.iter().chain(&keys).copied().collect();
+    assert_eq!(
+        both, local,
+        "the Athena table and the local cloudtrail_logs differ"
+    );
+
+    let p = &input["Parameters"];
+    assert_eq!(p["projection.enabled"], "true");
+    assert_eq!(p["projection.region.type"], "enum");
+    assert!(!p["projection.region.values"].is_null());
+    for (k, range) in [
+        ("year", None),
+        ("month", Some("1,12")),
+        ("day", Some("1,31")),
+    ] {
+        assert_eq!(p[format!("projection.{k}.type")], "integer", "{k}");
+        let r = p[format!("projection.{k}.range")].as_str().unwrap();
+        if let Some(range) = range {
+            assert_eq!(r, range, "{k}");
+            // CloudTrail writes 01..12 and 01..31
+            assert_eq!(p[format!("projection.{k}.digits")], "2", "{k}");
+        }
+    }
+    let location = input["StorageDescriptor"]["Location"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    assert!(location.ends_with("/CloudTrail/"), "{location}");
+    assert_eq!(
+        p["storage.location.template"]["Fn::Sub"],
+        format!("{location}${{!region}}/${{!year}}/${{!month}}/${{!day}}/"),
+        "partitions must follow AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/"
+    );
+}
+
+/// The state store's prefix and bucket, as the functions get them.
+fn state_prefix(t: &Value) -> String {
+    let vars = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(
+        vars.get("TARN_AWS_STATE_BUCKET").is_none(),
+        "the state store is expected in the lake bucket"
+    );
+    vars["TARN_AWS_STATE_PREFIX"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_state_stores_old_versions_expire_within_a_day() {
+    let t = tarn_template();
+    let prefix = state_prefix(&t);
+    let lake = &t["Resources"]["LakeBucket"]["Properties"];
+    assert_eq!(lake["VersioningConfiguration"]["Status"], "Enabled");
+    let rule = as_list(&lake["LifecycleConfiguration"]["Rules"])
+        .into_iter()
+        .find(|r| r["Prefix"] == prefix.as_str() || r["Filter"]["Prefix"] == prefix.as_str())
+        .unwrap_or_else(|| panic!("no lifecycle rule on {prefix} in the lake bucket"));
+    assert_eq!(rule["Status"], "Enabled");
+    assert_eq!(rule["NoncurrentVersionExpiration"]["NoncurrentDays"], 1);
+    assert_eq!(rule["ExpiredObjectDeleteMarker"], true);
+}
+
+#[test]
+fn the_trail_logs_every_platform_bucket_but_the_lock_leases() {
+    let t = tarn_template();
+    let lock_prefix = format!("{}{}", state_prefix(&t), tarn_aws::lock::LOCKS_PREFIX);
+    let trail = t["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["Type"] == "AWS::CloudTrail::Trail")
+        .expect("a trail");
+    let p = &trail["Properties"];
+    assert!(
+        p.get("EventSelectors").is_none(),
+        "basic selectors cannot leave a prefix out"
+    );
+    let selectors = as_list(&p["AdvancedEventSelectors"]);
+    let field = |s: &Value, name: &str| -> Value {
+        as_list(&s["FieldSelectors"])
+            .into_iter()
+            .find(|f| f["Field"] == name)
+            .unwrap_or(Value::Null)
+    };
+    assert!(
+        selectors.iter().any(|s| field(s, "eventCategory")["Equals"]
+            == serde_json::json!(["Management"])
+            && as_list(&s["FieldSelectors"]).len() == 1),
+        "every management event is logged"
+    );
+    let data: Vec<&Value> = selectors
+        .iter()
+        .filter(|s| field(s, "eventCategory")["Equals"] == serde_json::json!(["Data"]))
+        .collect();
+    assert_eq!(data.len(), 1, "{data:?}");
+    let s = data[0];
+    assert_eq!(
+        field(s, "resources.type")["Equals"],
+        serde_json::json!(["AWS::S3::Object"])
+    );
+    for narrowing in ["readOnly", "eventName", "eventSource"] {
+        assert!(
+            field(s, narrowing).is_null(),
+            "{narrowing} narrows the data events"
+        );
+    }
+    let arn = field(s, "resources.ARN");
+    let starts: BTreeSet<String> = as_list(&arn["StartsWith"])
+        .iter()
+        .map(|v| v["Fn::Sub"].as_str().unwrap().to_string())
+        .collect();
+    let expected: BTreeSet<String> = [
+        "IngressBucket",
+        "LakeBucket",
+        "QuarantineBucket",
+        "AthenaResultsBucket",
+    ]
+    .iter()
+    .map(|b| format!("${{{b}.Arn}}/"))
+    .collect();
+    assert_eq!(starts, expected);
+    assert_eq!(
+        arn["NotStartsWith"],
+        serde_json::json!([{"Fn::Sub": format!("${{LakeBucket.Arn}}/{lock_prefix}")}]),
+        "only the lock's leases are left out"
+    );
+    for other in ["Equals", "EndsWith", "NotEquals", "NotEndsWith"] {
+        assert!(arn.get(other).is_none(), "resources.ARN {other}");
+    }
 }
