@@ -86,8 +86,6 @@ pub struct IngressSection {
     pub max_in_flight: usize,
 }
 
-/// The stages tarn knows, in the order they make sense.
-
 impl Default for Config {
     fn default() -> Self {
         Self {

@@ -202,7 +202,13 @@ async fn ranged_reads(store: &dyn ObjectStore) {
             .unwrap_or_else(|e| panic!("get_range {range:?}: {e}"));
         assert_eq!(&got[..], want, "the bytes {range:?}");
     }
-    for range in [10..11, 10..100, 50..60, 3..3, std::ops::Range { start: 5, end: 2 }] {
+    for range in [
+        10..11,
+        10..100,
+        50..60,
+        3..3,
+        std::ops::Range { start: 5, end: 2 },
+    ] {
         assert_eq!(
             store
                 .get_range("range/a", range.clone())

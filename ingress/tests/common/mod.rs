@@ -3,6 +3,7 @@
 
 pub mod cases;
 
+#[allow(unused_imports)]
 pub use cases::{BINARY_TABLE, JSON_TABLE, specs};
 
 use chrono::{TimeZone, Utc};

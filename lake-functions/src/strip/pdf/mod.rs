@@ -606,7 +606,7 @@ fn read_xref_stream<'a>(
     let mut data_rows = data.chunks_exact(row_len);
     for (first, count) in index {
         for num in first..first + count {
-            if (num - first) as u64 % ROWS_PER_CHECK == 0 {
+            if ((num - first) as u64).is_multiple_of(ROWS_PER_CHECK) {
                 deadline.check(F)?;
             }
             let Some(r) = data_rows.next() else {
@@ -859,7 +859,7 @@ impl<'a> Reader<'a, '_> {
             pairs.push((num, offset));
         }
         for (i, (num, offset)) in pairs.into_iter().enumerate() {
-            if i as u64 % ROWS_PER_CHECK == 0 {
+            if (i as u64).is_multiple_of(ROWS_PER_CHECK) {
                 self.deadline.check(F)?;
             }
             let Ok(num) = u32::try_from(num) else {
