@@ -28,7 +28,8 @@
 //! 1. list the visible files under the current location, [`plan::plan_partition`];
 //! 2. record the job (`compaction/jobs/<job>.json` in the state store);
 //! 3. stream the small files' rows, file by file, batch by batch, into an `ArrowWriter`, rolling
-//!    to a new output once the bytes written reach the target; copy the big files as they are;
+//!    to a new output once the bytes written reach the target (sorted by the table's `sort`
+//!    columns, in runs, when it declares them); copy the big files as they are;
 //! 4. under the lake's write lock (which every pipeline flush holds too): check the location has
 //!    not moved, list the old location again and copy files that arrived since step 1 ("late
 //!    files"), swap the partition's location in the catalog — the commit —, write a tombstone
@@ -70,7 +71,7 @@ pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::lock::{COMPACTION_LOCK, WRITE_LOCK};
-use crate::normalize::file_schema;
+use crate::normalize::{bloom_columns, file_schema};
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pending::pending_batch;
@@ -80,7 +81,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarn_catalog::{ErrorKind as CatalogErrorKind, Partition, TableDef};
 use tracing::{info, warn};
-use writer::{Outputs, Written};
+use writer::{FileLayout, Outputs, Written};
 
 /// Where job records live in the state store.
 pub const JOBS_PREFIX: &str = "compaction/jobs/";
@@ -575,11 +576,17 @@ impl Compaction {
         id: &str,
     ) -> Result<std::result::Result<Written, String>> {
         let schema = file_schema(def);
+        let spec = self.deps.layout.specs.get(&def.name);
+        let layout = FileLayout {
+            sort: spec.map(|s| s.sort.clone()).unwrap_or_default(),
+            bloom: bloom_columns(spec, &def.name),
+        };
         let mut out = Outputs::new(
             self.deps.lake.clone(),
             schema.clone(),
             self.plan.target_size,
             format!("{new_key}c-{}", &id[..8]),
+            layout,
         );
         for f in &plan.merge {
             let body = self.deps.lake.get(&f.key).await?.body;
