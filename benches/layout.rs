@@ -3,6 +3,7 @@
 //!   cargo bench --bench layout                 (optimized)
 //!   cargo bench --bench layout --profile dev   (unoptimized: slower, the same bytes)
 //!
+//! `BENCH_DIR` keeps the two lakes in that directory (default: a temp dir, removed);
 //! `BENCH_RECORDS` sets the number of sensor records (300,000), sent as 100-record documents
 //! received over 7 days, each record taken up to 2 days before its document was received.
 //! The same documents go into two lakes, each committed by tarn's batch commit in batches of 100
@@ -266,12 +267,12 @@ async fn main() -> Result<()> {
         .unwrap_or(300_000);
     let docs = (records / PER_DOC as u64).max(1);
     let tmp = tempfile::tempdir()?;
-    let before = lake(
-        &tmp.path().join("before"),
-        spec(json!({"partition": "day"})),
-    )?;
+    let root = std::env::var_os("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let before = lake(&root.join("before"), spec(json!({"partition": "day"})))?;
     let after = lake(
-        &tmp.path().join("after"),
+        &root.join("after"),
         spec(
             json!({"partition": {"field": "taken_at", "granularity": "day"},
             "sort": ["device_id", "taken_at"], "bloom": ["reading_id"]}),
