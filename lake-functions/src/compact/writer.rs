@@ -55,6 +55,8 @@ pub(super) struct Outputs {
     /// the rows of the run being gathered, with sort columns
     run: Vec<RecordBatch>,
     run_bytes: usize,
+    /// a run is sorted and written once it holds this many bytes ([`SORT_RUN_BYTES`])
+    run_limit: usize,
     pub(super) files: usize,
     pub(super) bytes: u64,
     pub(super) rows: u64,
@@ -77,6 +79,7 @@ impl Outputs {
             writer: None,
             run: Vec::new(),
             run_bytes: 0,
+            run_limit: SORT_RUN_BYTES,
             files: 0,
             bytes: 0,
             rows: 0,
@@ -103,7 +106,7 @@ impl Outputs {
         }
         self.run_bytes += batch.get_array_memory_size();
         self.run.push(batch.clone());
-        if self.run_bytes >= SORT_RUN_BYTES {
+        if self.run_bytes >= self.run_limit {
             self.write_run().await?;
         }
         Ok(())
@@ -184,5 +187,98 @@ impl Outputs {
     pub(super) async fn finish(&mut self) -> Result<()> {
         self.write_run().await?;
         self.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// (device, n) of every row of every output file, per row group.
+    async fn row_groups(lake: &dyn ObjectStore) -> Vec<Vec<(Option<String>, i64)>> {
+        let mut out = Vec::new();
+        for o in lake.list("t/").await.unwrap() {
+            let body = lake.get(&o.key).await.unwrap().body;
+            let b = ParquetRecordBatchReaderBuilder::try_new(body).unwrap();
+            for rg in 0..b.metadata().num_row_groups() {
+                let body = lake.get(&o.key).await.unwrap().body;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+                    .unwrap()
+                    .with_row_groups(vec![rg])
+                    .build()
+                    .unwrap();
+                let mut rows = Vec::new();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    let d = batch.column(0).as_string::<i32>();
+                    let n = batch.column(1).as_primitive::<Int64Type>();
+                    for i in 0..batch.num_rows() {
+                        rows.push(((!d.is_null(i)).then(|| d.value(i).to_string()), n.value(i)));
+                    }
+                }
+                out.push(rows);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn rows_are_sorted_in_runs_each_its_own_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake: Arc<dyn ObjectStore> =
+            Arc::new(tarn_core::LocalObjectStore::open("lake", dir.path()).unwrap());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("device", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let mut out = Outputs::new(
+            lake.clone(),
+            schema.clone(),
+            1 << 30,
+            "t/c".into(),
+            FileLayout {
+                sort: vec!["device".into(), "n".into()],
+                bloom: vec![],
+            },
+        );
+        let batch = |start: i64| {
+            let n: Vec<i64> = (start..start + 100).rev().collect();
+            let d: Vec<Option<String>> = n
+                .iter()
+                .map(|n| (n % 10 != 0).then(|| format!("d{}", n % 3)))
+                .collect();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(d)),
+                    Arc::new(Int64Array::from(n)),
+                ],
+            )
+            .unwrap()
+        };
+        // runs of two batches: the third batch is a run of its own, written by finish
+        out.run_limit = 2 * batch(0).get_array_memory_size();
+        for start in [0, 100, 200] {
+            out.write(&batch(start)).await.unwrap();
+        }
+        out.finish().await.unwrap();
+        assert_eq!((out.files, out.rows), (1, 300));
+
+        let groups = row_groups(lake.as_ref()).await;
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [200, 100]);
+        let key = |r: &(Option<String>, i64)| (r.0.is_none(), r.0.clone(), r.1);
+        for g in &groups {
+            assert!(g.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "{g:?}");
+        }
+        // every row once
+        let mut all: Vec<i64> = groups.iter().flatten().map(|r| r.1).collect();
+        all.sort();
+        assert_eq!(all, (0..300).collect::<Vec<_>>());
+        // nulls last: each run ends with its rows without a device
+        assert_eq!(groups[1].last().unwrap().0, None);
+        assert_eq!(groups[1][0], (Some("d0".into()), 201));
     }
 }
