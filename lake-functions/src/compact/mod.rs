@@ -28,8 +28,7 @@
 //! 1. list the visible files under the current location, [`plan::plan_partition`];
 //! 2. record the job (`compaction/jobs/<job>.json` in the state store);
 //! 3. stream the small files' rows, file by file, batch by batch, into an `ArrowWriter`, rolling
-//!    to a new output once the bytes written reach the target (sorted by the table's `sort`
-//!    columns, in runs, when it declares them); copy the big files as they are;
+//!    to a new output once the bytes written reach the target; copy the big files as they are;
 //! 4. under the lake's write lock (which every pipeline flush holds too): check the location has
 //!    not moved, list the old location again and copy files that arrived since step 1 ("late
 //!    files"), swap the partition's location in the catalog — the commit —, write a tombstone
@@ -49,6 +48,11 @@
 //! committed after it goes to the new location. A batch that crashed before its commit (its
 //! manifest still says uncommitted) makes compaction skip the partition until the pipeline's
 //! recovery has finished it.
+//!
+//! ## Sorting
+//! A table that declares `sort` columns gets its merged rows sorted by them (ascending, nulls
+//! last) in runs of up to `writer::SORT_RUN_BYTES`, each run its own row groups; the files that
+//! are carried over keep their order.
 //!
 //! ## Files
 //! This module holds the [`Compaction`] builder and its run; [`plan`] decides what a partition
