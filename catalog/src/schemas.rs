@@ -1,5 +1,5 @@
 //! Table definitions from `schemas/<table>.json`: a JSON Schema (draft 2020-12) whose `title` is
-//! the table name, with an `x-tarn` block (`accept`, `max_bytes`, `partition`).
+//! the table name, with an `x-tarn` block (`accept`, `max_bytes`, `partition`, `sort`, `bloom`).
 
 use crate::error::{CatalogError, Result};
 use crate::model::{Column, TableDef};
@@ -31,6 +31,19 @@ pub enum Granularity {
     Month,
 }
 
+/// The `dt=` value of the records of a table partitioned by a record field whose value is
+/// missing, null, or outside the window around the received time ([`FIELD_WINDOW_DAYS_BEFORE`],
+/// [`FIELD_WINDOW_DAYS_AFTER`]). Not Hive's `__HIVE_DEFAULT_PARTITION__`, which Hive and Athena
+/// read as a null `dt`: this one is an ordinary string value, so `WHERE dt = '__default__'`
+/// finds these records on every engine.
+pub const DEFAULT_PARTITION: &str = "__default__";
+/// A record field value more than this many days before its document's received time goes to
+/// [`DEFAULT_PARTITION`].
+pub const FIELD_WINDOW_DAYS_BEFORE: i64 = 30;
+/// A record field value more than this many days after its document's received time goes to
+/// [`DEFAULT_PARTITION`].
+pub const FIELD_WINDOW_DAYS_AFTER: i64 = 1;
+
 impl Granularity {
     /// The `dt=` value of a received time.
     pub fn partition_value(self, at: DateTime<Utc>) -> String {
@@ -38,6 +51,33 @@ impl Granularity {
             Granularity::Hour => at.format("%Y-%m-%d-%H").to_string(),
             Granularity::Day => at.format("%Y-%m-%d").to_string(),
             Granularity::Month => at.format("%Y-%m").to_string(),
+        }
+    }
+
+    /// The `dt=` value of a record whose partition field holds `value` (`None`: missing or
+    /// null), in a document received at `received`: the value's own partition when it lies in
+    /// the window around `received`, else [`DEFAULT_PARTITION`].
+    pub fn field_partition_value(
+        self,
+        value: Option<DateTime<Utc>>,
+        received: DateTime<Utc>,
+    ) -> String {
+        match value {
+            Some(v)
+                if v >= received - chrono::TimeDelta::days(FIELD_WINDOW_DAYS_BEFORE)
+                    && v <= received + chrono::TimeDelta::days(FIELD_WINDOW_DAYS_AFTER) =>
+            {
+                self.partition_value(v)
+            }
+            _ => DEFAULT_PARTITION.to_string(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+            Granularity::Month => "month",
         }
     }
 }
@@ -59,7 +99,15 @@ pub struct TableSpec {
     pub kind: TableKind,
     pub accept: Vec<String>,
     pub max_bytes: u64,
+    /// the granularity of the `dt=` partition
     pub partition: Granularity,
+    /// the record field (a `timestamp` or `date` column) whose value decides a record's
+    /// partition; `None`: the document's received time does
+    pub partition_field: Option<String>,
+    /// the columns compaction sorts a partition's merged rows by, in order
+    pub sort: Vec<String>,
+    /// the columns whose Parquet files carry bloom filters (point lookups)
+    pub bloom: Vec<String>,
     /// the whole JSON Schema document
     pub schema: Value,
     /// the schema's own properties as columns (JSON tables), before the system columns
@@ -73,10 +121,73 @@ struct XTarn {
     #[serde(default)]
     accept: Vec<String>,
     max_bytes: Option<u64>,
+    /// `"hour"`, `"day"`, `"month"` or `{"field": ..., "granularity": ...}`, checked by
+    /// [`parse_partition`]
+    partition: Option<Value>,
     #[serde(default)]
-    partition: Granularity,
+    sort: Vec<String>,
+    #[serde(default)]
+    bloom: Vec<String>,
 }
 
+/// `x-tarn.partition`: a granularity of the received time, or a record field and granularity.
+fn parse_partition(
+    v: Option<&Value>,
+) -> std::result::Result<(Granularity, Option<String>), String> {
+    let granularity = |g: &Value| {
+        serde_json::from_value::<Granularity>(g.clone()).map_err(|_| {
+            format!("x-tarn.partition granularity {g} must be \"hour\", \"day\" or \"month\"")
+        })
+    };
+    match v {
+        None => Ok((Granularity::Day, None)),
+        Some(g @ Value::String(_)) => Ok((granularity(g)?, None)),
+        Some(Value::Object(m)) => {
+            if let Some(k) = m.keys().find(|k| *k != "field" && *k != "granularity") {
+                return Err(format!(
+                    "x-tarn.partition: unknown key {k:?}; use {{\"field\": \"<property>\", \"granularity\": \"day\"}}"
+                ));
+            }
+            let field = m.get("field").and_then(Value::as_str).ok_or(
+                "x-tarn.partition needs \"field\": the name of a date-time or date property",
+            )?;
+            let g = match m.get("granularity") {
+                Some(g) => granularity(g)?,
+                None => Granularity::Day,
+            };
+            Ok((g, Some(field.to_string())))
+        }
+        Some(other) => Err(format!(
+            "x-tarn.partition {other} must be \"hour\", \"day\", \"month\" or {{\"field\": \"<property>\", \"granularity\": \"day\"}}"
+        )),
+    }
+}
+
+/// Checks the columns `key` (`sort` or `bloom`) names: each a column of the table holding single
+/// values (not a struct or an array), named once.
+fn check_layout_columns(
+    key: &str,
+    names: &[String],
+    columns: &[Column],
+) -> std::result::Result<(), String> {
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(format!("x-tarn.{key} names {n:?} twice"));
+        }
+        let ty = columns
+            .iter()
+            .find(|c| &c.name == n)
+            .map(|c| c.data_type.as_str())
+            .or_else(|| SYSTEM_COLUMNS.iter().find(|(s, _)| s == n).map(|(_, t)| *t))
+            .ok_or_else(|| format!("x-tarn.{key}: {n:?} is not a property of the table"))?;
+        if ty.starts_with("struct<") || ty.starts_with("array<") {
+            return Err(format!(
+                "x-tarn.{key}: {n:?} is a {ty}; name a column of single values (string, number, date, ...)"
+            ));
+        }
+    }
+    Ok(())
+}
 pub fn is_valid_table_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
@@ -120,9 +231,12 @@ impl TableSpec {
             None => XTarn {
                 accept: vec![],
                 max_bytes: None,
-                partition: Granularity::Day,
+                partition: None,
+                sort: vec![],
+                bloom: vec![],
             },
         };
+        let (partition, partition_field) = parse_partition(x.partition.as_ref()).map_err(bad)?;
         let accept = if x.accept.is_empty() {
             vec!["application/json".to_string()]
         } else {
@@ -171,16 +285,54 @@ impl TableSpec {
                 columns.push(Column::new(prop, ty));
             }
         }
+        if kind == TableKind::Binary
+            && (partition_field.is_some() || !x.sort.is_empty() || !x.bloom.is_empty())
+        {
+            return Err(bad(
+                "a binary table has no record columns: x-tarn.partition can only be \"hour\", \"day\" or \"month\", and sort and bloom must be left out".into(),
+            ));
+        }
+        if let Some(f) = &partition_field {
+            match columns.iter().find(|c| &c.name == f) {
+                Some(c) if c.data_type == "timestamp" || c.data_type == "date" => {}
+                Some(c) => {
+                    return Err(bad(format!(
+                        "x-tarn.partition.field {f:?} is a {}; partition by a string property with \"format\": \"date-time\" or \"date\"",
+                        c.data_type
+                    )));
+                }
+                None => {
+                    return Err(bad(format!(
+                        "x-tarn.partition.field {f:?} is not a property of the table"
+                    )));
+                }
+            }
+        }
+        check_layout_columns("sort", &x.sort, &columns).map_err(bad)?;
+        check_layout_columns("bloom", &x.bloom, &columns).map_err(bad)?;
         Ok(Self {
             name: name.to_string(),
             kind,
             accept,
             max_bytes,
-            partition: x.partition,
+            partition,
+            partition_field,
+            sort: x.sort,
+            bloom: x.bloom,
             schema,
             columns,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The `tarn.partition` table parameter: the granularity (`day`), and the field when a
+    /// record field decides the partition (`day of taken_at`). A change of it is a change of
+    /// partitioning ([`crate::evolution`]).
+    pub fn partition_parameter(&self) -> String {
+        match &self.partition_field {
+            None => self.partition.name().to_string(),
+            Some(f) => format!("{} of {f}", self.partition.name()),
+        }
     }
 
     pub fn accepts(&self, content_type: &str) -> bool {
@@ -205,10 +357,7 @@ impl TableSpec {
             format: "parquet".into(),
             parameters: BTreeMap::from([
                 ("classification".into(), "parquet".into()),
-                (
-                    "tarn.partition".into(),
-                    format!("{:?}", self.partition).to_lowercase(),
-                ),
+                ("tarn.partition".into(), self.partition_parameter()),
             ]),
         })
     }
@@ -333,6 +482,126 @@ mod tests {
         assert_eq!(Granularity::Hour.partition_value(at), "2024-03-05-07");
         assert_eq!(Granularity::Day.partition_value(at), "2024-03-05");
         assert_eq!(Granularity::Month.partition_value(at), "2024-03");
+    }
+
+    fn sensors(x_tarn: Value) -> Result<TableSpec> {
+        spec(json!({"title": "t", "type": "object", "properties": {
+            "device_id": {"type": "string"}, "reading_id": {"type": "string"},
+            "taken_at": {"type": "string", "format": "date-time"},
+            "day": {"type": "string", "format": "date"}, "n": {"type": "integer"},
+            "ctx": {"type": "object", "properties": {"a": {"type": "string"}}}},
+            "x-tarn": x_tarn}))
+    }
+
+    #[test]
+    fn layout_declarations_parse() {
+        let t = sensors(
+            json!({"partition": {"field": "taken_at", "granularity": "hour"},
+            "sort": ["device_id", "taken_at"], "bloom": ["reading_id", "_id"]}),
+        )
+        .unwrap();
+        assert_eq!(t.partition, Granularity::Hour);
+        assert_eq!(t.partition_field.as_deref(), Some("taken_at"));
+        assert_eq!(t.sort, ["device_id", "taken_at"]);
+        assert_eq!(t.bloom, ["reading_id", "_id"]);
+        assert_eq!(t.partition_parameter(), "hour of taken_at");
+        let def = t.table_def("file:///lake/").unwrap();
+        assert_eq!(def.parameters["tarn.partition"], "hour of taken_at");
+        assert_eq!(def.partition_keys, [Column::new("dt", "string")]);
+
+        // the granularity defaults to day; a date property works too
+        let t = sensors(json!({"partition": {"field": "day"}})).unwrap();
+        assert_eq!(
+            (t.partition, t.partition_field.as_deref()),
+            (Granularity::Day, Some("day"))
+        );
+        // the string forms keep meaning the received time
+        let t = sensors(json!({"partition": "month"})).unwrap();
+        assert_eq!(
+            (t.partition, t.partition_field.as_deref()),
+            (Granularity::Month, None)
+        );
+        assert_eq!(t.partition_parameter(), "month");
+        assert!(t.sort.is_empty() && t.bloom.is_empty());
+        let t = sensors(json!({})).unwrap();
+        assert_eq!(t.partition_parameter(), "day");
+    }
+
+    #[test]
+    fn bad_layout_declarations_say_what_to_fix() {
+        let cases = [
+            (json!({"partition": {"field": "nosuch"}}), "not a property"),
+            (json!({"partition": {"field": "n"}}), "is a bigint"),
+            (
+                json!({"partition": {"granularity": "day"}}),
+                "needs \"field\"",
+            ),
+            (
+                json!({"partition": {"field": "taken_at", "granularity": "week"}}),
+                "\"week\" must be",
+            ),
+            (
+                json!({"partition": {"field": "taken_at", "by": "x"}}),
+                "unknown key \"by\"",
+            ),
+            (json!({"partition": "week"}), "must be \"hour\""),
+            (json!({"partition": 3}), "must be \"hour\""),
+            (
+                json!({"sort": ["nosuch"]}),
+                "x-tarn.sort: \"nosuch\" is not a property",
+            ),
+            (json!({"sort": ["n", "n"]}), "names \"n\" twice"),
+            (
+                json!({"bloom": ["ctx"]}),
+                "x-tarn.bloom: \"ctx\" is a struct<a:string>",
+            ),
+            (json!({"bloom": "reading_id"}), "x-tarn"),
+        ];
+        for (x, want) in cases {
+            let err = sensors(x.clone()).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidSchema, "{x}");
+            assert!(err.to_string().contains(want), "{x}: {err}");
+        }
+        let err = spec(json!({"title": "t", "x-tarn": {"accept": ["image/png"],
+            "partition": {"field": "taken_at"}}}))
+        .unwrap_err();
+        assert!(err.to_string().contains("binary table"), "{err}");
+    }
+
+    #[test]
+    fn field_partition_values_and_the_window() {
+        let received: DateTime<Utc> = "2024-05-06T07:08:09Z".parse().unwrap();
+        let at = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
+        let day = Granularity::Day;
+        assert_eq!(
+            day.field_partition_value(at("2024-05-01T23:00:00Z"), received),
+            "2024-05-01"
+        );
+        // the window's edges are inside: 30 days before, 1 day after
+        assert_eq!(
+            day.field_partition_value(at("2024-04-06T07:08:09Z"), received),
+            "2024-04-06"
+        );
+        assert_eq!(
+            day.field_partition_value(at("2024-05-07T07:08:09Z"), received),
+            "2024-05-07"
+        );
+        for outside in [
+            "2024-04-06T07:08:08Z",
+            "2024-05-07T07:08:10Z",
+            "1970-01-01T00:00:00Z",
+        ] {
+            assert_eq!(
+                day.field_partition_value(at(outside), received),
+                DEFAULT_PARTITION,
+                "{outside}"
+            );
+        }
+        assert_eq!(day.field_partition_value(None, received), DEFAULT_PARTITION);
+        assert_eq!(
+            Granularity::Hour.field_partition_value(at("2024-05-06T01:59:59Z"), received),
+            "2024-05-06-01"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::commit::BatchItem;
 use crate::lake::LakeLayout;
 use crate::landed;
-use crate::normalize::records_batch;
+use crate::normalize::{records_batch, split_by_partition};
 use crate::stage::{Document, Verdict};
 use crate::validate::parse_records;
 use chrono::{DateTime, Utc};
@@ -90,7 +90,7 @@ pub fn lost(
     (row.status, row.reason) = (Status::Lost, Some(reason));
     BatchItem {
         row,
-        data: None,
+        data: vec![],
         object: None,
         landed: None,
     }
@@ -136,7 +136,7 @@ pub fn batch_item(
     let mut row = row(layout, &doc, &origin, now);
     let mut item = BatchItem {
         row: row.clone(),
-        data: None,
+        data: vec![],
         object: None,
         landed: None,
     };
@@ -153,10 +153,17 @@ pub fn batch_item(
                     None => parse_records(&doc.content_type, &doc.body),
                 };
                 let (_, schema) = &layout.defs[&doc.table];
-                match records.and_then(|r| records_batch(schema, &doc, &r)) {
-                    Ok(batch) => {
-                        row.records = Some(batch.num_rows() as i64);
-                        item.data = Some(batch);
+                let spec = &layout.specs[&doc.table];
+                // the records go to their partitions (by the received time or a record field);
+                // the row stays in the received time's
+                match records.and_then(|r| {
+                    let batch = records_batch(schema, &doc, &r)?;
+                    let rows = batch.num_rows() as i64;
+                    Ok((rows, split_by_partition(spec, batch, doc.received_at)?))
+                }) {
+                    Ok((rows, data)) => {
+                        row.records = Some(rows);
+                        item.data = data;
                         Verdict::Continue
                     }
                     Err(reason) => Verdict::Reject(reason),
@@ -177,7 +184,7 @@ pub fn batch_item(
     };
     if let Some((status, reason)) = failed {
         (row.status, row.reason, row.records, row.object_key) = (status, Some(reason), None, None);
-        (item.data, item.object) = (None, None);
+        (item.data, item.object) = (vec![], None);
     }
     item.row = row;
     item
@@ -196,6 +203,10 @@ mod tests {
                 "x-tarn": {"accept": ["application/json"]}}),
             serde_json::json!({"title": "photos",
                 "x-tarn": {"accept": ["image/png"]}}),
+            serde_json::json!({"title": "readings", "type": "object",
+                "properties": {"n": {"type": "integer"},
+                    "taken_at": {"type": "string", "format": "date-time"}},
+                "x-tarn": {"partition": {"field": "taken_at", "granularity": "day"}}}),
         ]
         .into_iter()
         .map(|s| {
@@ -234,9 +245,58 @@ mod tests {
         );
         assert_eq!(it.row.status, Status::Stored);
         assert_eq!(it.row.records, Some(2));
-        assert_eq!(it.data.as_ref().unwrap().num_rows(), 2);
+        assert_eq!(it.data.len(), 1);
+        assert_eq!(
+            (it.data[0].0.as_str(), it.data[0].1.num_rows()),
+            ("2024-05-06", 2)
+        );
         assert_eq!(it.row.dt, "2024-05-06");
         assert!(!it.needs_landed());
+    }
+
+    #[test]
+    fn records_are_split_by_their_partition_field_and_the_row_stays_at_the_received_time() {
+        let l = layout();
+        // received 2024-05-06T07:08:09Z: the window is 2024-04-06T07:08:09Z to 2024-05-07T07:08:09Z
+        let body = br#"[{"n": 1, "taken_at": "2024-05-05T23:59:59Z"},
+            {"n": 2, "taken_at": "2024-05-06T00:00:00Z"},
+            {"n": 3},
+            {"n": 4, "taken_at": "2024-05-05T10:00:00Z"},
+            {"n": 5, "taken_at": "2023-01-01T00:00:00Z"},
+            {"n": 6, "taken_at": "2024-05-09T00:00:00Z"},
+            {"n": 7, "taken_at": null}]"#;
+        let it = batch_item(
+            &l,
+            doc("readings", "application/json", body),
+            Origin::of(body),
+            Verdict::Continue,
+            Utc::now(),
+        );
+        assert_eq!(it.row.status, Status::Stored, "{:?}", it.row.reason);
+        assert_eq!(
+            (it.row.dt.as_str(), it.row.records),
+            ("2024-05-06", Some(7))
+        );
+        let split: Vec<(&str, Vec<i64>)> = it
+            .data
+            .iter()
+            .map(|(dt, b)| {
+                let n = b.column_by_name("n").unwrap();
+                let n = n
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap();
+                (dt.as_str(), n.values().to_vec())
+            })
+            .collect();
+        assert_eq!(
+            split,
+            [
+                ("2024-05-05", vec![1, 4]),
+                ("2024-05-06", vec![2]),
+                (tarn_catalog::schemas::DEFAULT_PARTITION, vec![3, 5, 6, 7]),
+            ]
+        );
     }
 
     #[test]

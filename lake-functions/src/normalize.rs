@@ -1,19 +1,24 @@
 //! The normalize step: records to Arrow, typed by the table's catalog columns (which come from
-//! its JSON Schema), plus tarn's system columns; document rows to Arrow; Arrow to Parquet.
+//! its JSON Schema), plus tarn's system columns; a document's records split by partition; document
+//! rows to Arrow; Arrow to Parquet, with the statistics, page indexes and bloom filters readers
+//! skip data with.
 
 use crate::error::Result;
 use crate::stage::Document;
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{DataType, Date32Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::json::ReaderBuilder;
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use tarn_catalog::TableDef;
+use tarn_catalog::schemas::DOCUMENTS_TABLE;
 use tarn_catalog::types::arrow_schema;
+use tarn_catalog::{TableDef, TableSpec};
 use tarn_core::DocumentRow;
 
 /// The Arrow schema of a table's files: its columns, without the partition keys (those live in
@@ -83,6 +88,55 @@ pub fn records_batch(
     Ok(batch)
 }
 
+/// A document's records (`batch`, as [`records_batch`] made it) by the `dt=` value of their
+/// partition, in value order: the one partition of `received` when the table is partitioned by
+/// the received time, else each record's by its partition field
+/// ([`tarn_catalog::Granularity::field_partition_value`]: missing, null or out-of-window values go
+/// to the default partition).
+pub fn split_by_partition(
+    spec: &TableSpec,
+    batch: RecordBatch,
+    received: DateTime<Utc>,
+) -> Result<Vec<(String, RecordBatch)>, String> {
+    let Some(field) = &spec.partition_field else {
+        return Ok(vec![(spec.partition.partition_value(received), batch)]);
+    };
+    let column = batch
+        .column_by_name(field)
+        .ok_or_else(|| format!("the partition field {field} is not a column of the batch"))?;
+    let value_at = |i: usize| -> Option<DateTime<Utc>> {
+        if column.is_null(i) {
+            return None;
+        }
+        match column.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => DateTime::from_timestamp_micros(
+                column.as_primitive::<TimestampMicrosecondType>().value(i),
+            ),
+            DataType::Date32 => DateTime::from_timestamp(
+                i64::from(column.as_primitive::<Date32Type>().value(i)) * 86_400,
+                0,
+            ),
+            _ => None,
+        }
+    };
+    let mut rows: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        let dt = spec.partition.field_partition_value(value_at(i), received);
+        rows.entry(dt).or_default().push(i as u32);
+    }
+    if rows.len() == 1 {
+        let dt = rows.into_keys().next().expect("one partition");
+        return Ok(vec![(dt, batch)]);
+    }
+    rows.into_iter()
+        .map(|(dt, idx)| {
+            arrow::compute::take_record_batch(&batch, &UInt32Array::from(idx))
+                .map(|b| (dt, b))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
 /// Document rows as a batch of the `documents` table's file schema.
 pub fn documents_batch(schema: &SchemaRef, rows: &[DocumentRow]) -> Result<RecordBatch> {
     let mut decoder = ReaderBuilder::new(schema.clone())
@@ -112,9 +166,50 @@ pub fn documents_batch(schema: &SchemaRef, rows: &[DocumentRow]) -> Result<Recor
         .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
 }
 
-/// The batches as one Parquet file (zstd).
-pub fn write_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let props = WriterProperties::builder()
+/// The false-positive probability of tarn's bloom filters: a point lookup reads about 1 in 100
+/// row groups that do not hold its value. Each filter is sized for its row group's rows and folded
+/// down to the smallest size that keeps this probability.
+pub const BLOOM_FPP: f64 = 0.01;
+
+/// The most rows in one data page: the unit a page index lets a reader skip. Small enough that a
+/// lookup on a sorted column reads little more than its rows, big enough that page headers and
+/// index entries stay a fraction of a percent of a file.
+pub const PAGE_ROWS: usize = 8192;
+
+/// The columns of `table` whose files carry bloom filters: `documents.id` always, a JSON table's
+/// declared `bloom` columns.
+pub fn bloom_columns(spec: Option<&TableSpec>, table: &str) -> Vec<String> {
+    if table == DOCUMENTS_TABLE {
+        return vec!["id".into()];
+    }
+    spec.map(|s| s.bloom.clone()).unwrap_or_default()
+}
+
+/// What every Parquet file tarn writes carries, for readers to skip what a query does not need:
+/// min/max statistics per row group and per page (the page-level setting writes the column and
+/// offset indexes) with pages of at most [`PAGE_ROWS`] rows, and bloom filters on the `bloom`
+/// columns.
+pub fn writer_properties(bloom: &[String]) -> WriterPropertiesBuilder {
+    let mut b = WriterProperties::builder()
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_row_count_limit(PAGE_ROWS);
+    for c in bloom {
+        let path = ColumnPath::from(c.as_str());
+        b = b
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path, BLOOM_FPP);
+    }
+    b
+}
+
+/// The batches as one Parquet file (zstd), with bloom filters on the `bloom` columns
+/// ([`writer_properties`]).
+pub fn write_parquet(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    bloom: &[String],
+) -> Result<Vec<u8>> {
+    let props = writer_properties(bloom)
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
         .set_created_by("tarn".into())
         .build();
@@ -187,13 +282,119 @@ mod tests {
         assert_eq!(ts.value(0), doc.received_at.timestamp_micros());
         assert!(col("n").is_null(1));
 
-        let bytes = write_parquet(&schema, std::slice::from_ref(&batch)).unwrap();
+        let bytes = write_parquet(&schema, std::slice::from_ref(&batch), &[]).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
             .unwrap()
             .build()
             .unwrap();
         let back: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().unwrap();
         assert_eq!(back[0], batch);
+    }
+
+    fn doc_at(received: &str) -> Document {
+        Document {
+            id: "22222222-2222-2222-2222-222222222222".into(),
+            table: "t".into(),
+            content_type: "application/json".into(),
+            producer: "p".into(),
+            received_at: received.parse().unwrap(),
+            body: Default::default(),
+            detected_type: None,
+            records: None,
+            scan_engine: None,
+            scan_result: None,
+            metadata_removed: vec![],
+        }
+    }
+
+    #[test]
+    fn records_split_by_a_date_field_and_by_the_received_time() {
+        let spec = |x: Value| {
+            TableSpec::from_value(
+                Path::new("t.json"),
+                json!({"title": "t", "type": "object", "properties": {
+                    "day": {"type": "string", "format": "date"}, "n": {"type": "integer"}},
+                    "x-tarn": x}),
+            )
+            .unwrap()
+        };
+        let by_day = spec(json!({"partition": {"field": "day", "granularity": "month"}}));
+        let schema = file_schema(&by_day.table_def("file:///lake/").unwrap());
+        let doc = doc_at("2024-05-06T07:08:09Z");
+        let records = [
+            json!({"day": "2024-04-30", "n": 1}),
+            json!({"day": "2024-05-01", "n": 2}),
+            json!({"day": "2024-03-01", "n": 3}),
+            json!({"n": 4}),
+        ];
+        let batch = records_batch(&schema, &doc, &records).unwrap();
+        let split = split_by_partition(&by_day, batch.clone(), doc.received_at).unwrap();
+        let ns = |b: &RecordBatch| {
+            b.column_by_name("n")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        };
+        let got: Vec<(&str, Vec<i64>)> = split.iter().map(|(d, b)| (d.as_str(), ns(b))).collect();
+        assert_eq!(
+            got,
+            [
+                ("2024-04", vec![1]),
+                ("2024-05", vec![2]),
+                ("__default__", vec![3, 4])
+            ]
+        );
+        // the received time: one partition, the batch as it is
+        let by_received = spec(json!({"partition": "hour"}));
+        let split = split_by_partition(&by_received, batch.clone(), doc.received_at).unwrap();
+        assert_eq!(split, [("2024-05-06-07".to_string(), batch)]);
+    }
+
+    #[test]
+    fn files_carry_page_indexes_and_bloom_filters_on_the_named_columns() {
+        use parquet::arrow::arrow_reader::ArrowReaderOptions;
+        use parquet::file::metadata::PageIndexPolicy;
+        let def = events();
+        let schema = file_schema(&def);
+        let records: Vec<Value> = (0..20_000)
+            .map(|i| json!({"user": format!("u{i}"), "n": i}))
+            .collect();
+        let batch = records_batch(&schema, &doc_at("2024-05-06T07:08:09Z"), &records).unwrap();
+        let bytes = write_parquet(&schema, &[batch], &["user".to_string()]).unwrap();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let b = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            bytes::Bytes::from(bytes),
+            options,
+        )
+        .unwrap();
+        let meta = b.metadata().clone();
+        assert_eq!(meta.num_row_groups(), 1);
+        let n = schema.index_of("n").unwrap();
+        // page statistics: a column index per column chunk, pages of at most PAGE_ROWS rows
+        let pages = &meta.offset_index().unwrap()[0][n];
+        assert_eq!(
+            pages.page_locations().len(),
+            20_000usize.div_ceil(PAGE_ROWS)
+        );
+        assert!(meta.column_index().unwrap()[0].len() == meta.row_group(0).num_columns());
+        let descr = meta.file_metadata().schema_descr();
+        let user = (0..descr.num_columns())
+            .find(|&c| descr.column(c).path().string() == "user")
+            .unwrap();
+        let sbbf = b
+            .get_row_group_column_bloom_filter(0, user)
+            .unwrap()
+            .expect("a bloom filter on user");
+        assert!(sbbf.check(&"u12345") && sbbf.check(&"u0"));
+        let misses = (0..1000)
+            .filter(|i| sbbf.check(&format!("absent-{i}").as_str()))
+            .count();
+        assert!(misses < 50, "{misses} false positives in 1000");
+        for c in (0..descr.num_columns()).filter(|&c| c != user) {
+            assert!(b.get_row_group_column_bloom_filter(0, c).unwrap().is_none());
+        }
+        assert_eq!(bloom_columns(None, DOCUMENTS_TABLE), ["id"]);
     }
 
     #[test]

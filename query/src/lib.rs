@@ -14,12 +14,14 @@ pub mod audit;
 pub mod error;
 pub mod files;
 pub mod local;
+pub mod metrics;
 pub mod result;
 pub mod stats;
 pub mod table;
 
 pub use error::{ErrorKind, QueryError, Result};
 pub use local::{DEFAULT_CATALOG, LocalQueryEngine};
+pub use metrics::ScanMetrics;
 pub use result::{OutputFormat, QueryResult, ResultColumn, arrow_to_hive};
 pub use stats::{TableStats, table_stats, table_stats_with};
 pub use table::CatalogTable;

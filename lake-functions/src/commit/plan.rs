@@ -6,7 +6,7 @@
 
 use crate::error::Result;
 use crate::lake::Lake;
-use crate::normalize::{documents_batch, write_parquet};
+use crate::normalize::{bloom_columns, documents_batch, write_parquet};
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -21,8 +21,9 @@ use tracing::warn;
 pub struct BatchItem {
     /// its `documents` row (and status record)
     pub row: DocumentRow,
-    /// JSON documents: their rows, for `tables/<table>/dt=<dt>/`
-    pub data: Option<RecordBatch>,
+    /// JSON documents: their rows by the `dt=` value of their partition, for
+    /// `tables/<table>/dt=<dt>/` (several when the table is partitioned by a record field)
+    pub data: Vec<(String, RecordBatch)>,
     /// binary documents: the sanitized bytes, for `objects/<table>/dt=<dt>/<id>`
     pub object: Option<Bytes>,
     /// rejected or quarantined: the landed object, copied to quarantine as it is
@@ -82,8 +83,8 @@ pub async fn plan(lake: &Lake, stem: &str, items: &mut [BatchItem]) -> Result<Ba
     let file_name = format!("part-{stem}.parquet");
     let mut data: BTreeMap<(String, Vec<String>), Vec<RecordBatch>> = BTreeMap::new();
     for it in items.iter_mut() {
-        if let Some(b) = it.data.take() {
-            data.entry((it.row.table_name.clone(), vec![it.row.dt.clone()]))
+        for (dt, b) in std::mem::take(&mut it.data) {
+            data.entry((it.row.table_name.clone(), vec![dt]))
                 .or_default()
                 .push(b);
         }
@@ -173,11 +174,16 @@ pub async fn write(lake: &Lake, plan: &BatchPlan, items: &[BatchItem]) -> Result
     let mut partitions: BTreeMap<&str, Vec<Partition>> = BTreeMap::new();
     for f in &plan.files {
         let (def, schema) = &lake.layout.defs[&f.table];
+        let bloom = bloom_columns(lake.layout.specs.get(&f.table), &f.table);
         let body = if f.table == DOCUMENTS_TABLE {
             documents_batch(schema, &plan.doc_rows[&f.values])
-                .and_then(|b| write_parquet(schema, &[b]))?
+                .and_then(|b| write_parquet(schema, &[b], &bloom))?
         } else {
-            write_parquet(schema, &plan.data[&(f.table.clone(), f.values.clone())])?
+            write_parquet(
+                schema,
+                &plan.data[&(f.table.clone(), f.values.clone())],
+                &bloom,
+            )?
         };
         lake.lake
             .put(&f.key, body.into(), Default::default())

@@ -51,6 +51,11 @@
 //! manifest still says uncommitted) makes compaction skip the partition until the pipeline's
 //! recovery has finished it.
 //!
+//! ## Sorting
+//! A table that declares `sort` columns gets its merged rows sorted by them (ascending, nulls
+//! last) in runs of up to `writer::SORT_RUN_BYTES`, each run its own row groups; the files that
+//! are carried over keep their order.
+//!
 //! ## Files
 //! This module holds the [`Compaction`] builder and its run; [`plan`] decides what a partition
 //! needs, [`adapt`] reads older files into the table's current schema, `writer` rolls the merged
@@ -73,7 +78,7 @@ pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
 use crate::lock::{COMPACTION_LOCK, WRITE_LOCK};
-use crate::normalize::file_schema;
+use crate::normalize::{bloom_columns, file_schema};
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pending::pending_batch;
@@ -83,7 +88,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarn_catalog::{ErrorKind as CatalogErrorKind, Partition, TableDef};
 use tracing::{info, warn};
-use writer::{Outputs, Written};
+use writer::{FileLayout, Outputs, Written};
 
 /// Where job records live in the state store.
 pub const JOBS_PREFIX: &str = "compaction/jobs/";
@@ -578,11 +583,17 @@ impl Compaction {
         id: &str,
     ) -> Result<std::result::Result<Written, String>> {
         let schema = file_schema(def);
+        let spec = self.deps.layout.specs.get(&def.name);
+        let layout = FileLayout {
+            sort: spec.map(|s| s.sort.clone()).unwrap_or_default(),
+            bloom: bloom_columns(spec, &def.name),
+        };
         let mut out = Outputs::new(
             self.deps.lake.clone(),
             schema.clone(),
             self.plan.target_size,
             format!("{new_key}c-{}", &id[..8]),
+            layout,
         );
         for f in &plan.merge {
             let body = self.deps.lake.get(&f.key).await?.body;
