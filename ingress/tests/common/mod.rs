@@ -108,6 +108,7 @@ impl Harness {
             clock: clock.clone(),
             notify: Some(notify.clone()),
             max_in_flight: opts.max_in_flight,
+            serve_unscanned: false,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
