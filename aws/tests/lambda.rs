@@ -1067,3 +1067,116 @@ async fn the_scan_function_without_definitions_retries_the_whole_batch() {
         );
     }
 }
+
+/// The updater on a moto mirror, with a stand-in freshclam (ClamAV's mirrors are not reachable
+/// from tests): it starts from the mirror's databases and freshclam's state, writes back what
+/// freshclam changed and deletes what it replaced; it does not run again within the minimum
+/// interval; a failing freshclam leaves the mirror as it was.
+#[tokio::test]
+async fn the_updater_refreshes_the_mirror_with_freshclam() {
+    let m = moto().await;
+    create_bucket(&m.url, "tarn-clamav").await;
+    let p = platform_with(
+        &m.url,
+        &[("TARN_AWS_CLAMAV_DEFINITIONS", "s3://tarn-clamav/clamav/")],
+    )
+    .await;
+    let mirror = p.ports.lake.client().clone();
+    let put = |key: &'static str, body: &'static str| {
+        let mirror = mirror.clone();
+        async move {
+            mirror
+                .put_object()
+                .bucket("tarn-clamav")
+                .key(format!("clamav/{key}"))
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put("main.cvd", "ClamAV-VDB:d:62:1:90:main").await;
+    put("daily.cvd", "ClamAV-VDB:d:100:1:90:daily").await;
+    put("freshclam.dat", "state 1").await;
+    let keys = || async {
+        let mut k: Vec<String> = mirror
+            .list_objects_v2()
+            .bucket("tarn-clamav")
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap().trim_start_matches("clamav/").to_string())
+            .collect();
+        k.sort();
+        k
+    };
+
+    let work = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = work.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\nfor a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; --config-file=*) c=${{a#--config-file=}};; esac; done\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    // freshclam applies a diff: daily.cvd becomes a newer daily.cld, its state changes
+    let applies_a_diff = script(
+        "freshclam-diff",
+        "grep -q '^ScriptedUpdates yes$' \"$c\" || exit 56\n\
+         test -f \"$d/daily.cvd\" && test -f \"$d/main.cvd\" && grep -q 'state 1' \"$d/freshclam.dat\" || exit 57\n\
+         printf 'ClamAV-VDB:d:101:1:90:daily' > \"$d/daily.cld\"; rm \"$d/daily.cvd\"; echo 'state 2' > \"$d/freshclam.dat\"\n\
+         echo 'daily.cld updated (version: 101)'; exit 0",
+    );
+    let mut f = Functions::new(&p.ports).unwrap();
+    f.clamav_dir = work.path().join("clamav");
+    let mut updater = f.updater().unwrap();
+    updater.freshclam = applies_a_diff;
+    let r = updater.run().await.unwrap();
+    assert!(r.ran);
+    assert_eq!(r.freshclam_exit, Some(0));
+    let mut uploaded = r.uploaded.clone();
+    uploaded.sort();
+    assert_eq!(
+        uploaded,
+        ["daily.cld", "freshclam.dat"],
+        "main.cvd did not change"
+    );
+    assert_eq!(r.deleted, ["daily.cvd"]);
+    assert_eq!(
+        keys().await,
+        ["daily.cld", "freshclam.dat", "main.cvd", "tarn-update.json"]
+    );
+
+    // within the minimum interval: freshclam does not run
+    let r = updater.run().await.unwrap();
+    assert!(!r.ran, "{r:?}");
+
+    // up to date (exit 1): nothing written
+    updater.min_interval = Duration::ZERO;
+    updater.freshclam = script(
+        "freshclam-current",
+        "echo 'daily.cld database is up-to-date'; exit 1",
+    );
+    let r = updater.run().await.unwrap();
+    assert!(
+        r.ran && r.uploaded.is_empty() && r.deleted.is_empty(),
+        "{r:?}"
+    );
+
+    // a failure (a mirror's cool-down, no network): an error, the mirror as it was
+    updater.freshclam = script(
+        "freshclam-fails",
+        "rm -f \"$d\"/*.c?d; echo 'ERROR: cannot download daily.cvd from database.clamav.net'; exit 52",
+    );
+    let e = updater.run().await.unwrap_err();
+    assert!(
+        e.contains("freshclam failed") && e.contains("cannot download"),
+        "{e}"
+    );
+    assert_eq!(
+        keys().await,
+        ["daily.cld", "freshclam.dat", "main.cvd", "tarn-update.json"]
+    );
+}

@@ -143,7 +143,11 @@ impl Updater {
                     self.freshclam.display()
                 )
             })?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         for line in text.lines() {
             info!(freshclam = %line);
         }
