@@ -174,16 +174,11 @@ impl Functions {
     /// The scan stage's function: clamd at `clamd_addr`, or its own clamd on the definitions
     /// mirror when `clamd_addr` is unset.
     pub fn scan(&self) -> Result<scan::ScanFunction, BoxError> {
-        let mut stage = self.stage("scan")?;
-        let clamd = match &self.config.clamd_addr {
-            Some(_) => None,
-            None => {
-                let (scanner, clamd) = self.scanner()?;
-                stage = self.stage_with("scan", Some(scanner))?;
-                clamd
-            }
-        };
-        Ok(scan::ScanFunction { stage, clamd })
+        let (scanner, clamd) = self.scanner()?;
+        Ok(scan::ScanFunction {
+            stage: self.stage_with("scan", Some(scanner))?,
+            clamd,
+        })
     }
 
     /// The refresher of the definitions mirror.
