@@ -1180,3 +1180,58 @@ async fn the_updater_refreshes_the_mirror_with_freshclam() {
         ["daily.cld", "freshclam.dat", "main.cvd", "tarn-update.json"]
     );
 }
+
+/// A warm scan function looks at the mirror again (here at once, the function waits 15
+/// minutes) and, when the definitions changed, writes the new file and reloads clamd: content
+/// clean before the update is infected after it, with no second cold start.
+#[tokio::test]
+async fn a_warm_scan_function_reloads_clamd_on_new_definitions() {
+    use bytes::Bytes;
+    use sha2::Digest;
+    use tarn_aws::lambda::scan::MirroredClamd;
+    use tarn_lake::scan::{ScanVerdict, Scanner};
+    let root = tempfile::tempdir().unwrap();
+    let mirror = std::sync::Arc::new(
+        tarn_core::LocalObjectStore::open("tarn-clamav", root.path().join("mirror")).unwrap(),
+    );
+    for name in ["tarn-test.hdb", "tarn-test.ndb"] {
+        let body = std::fs::read(repo_root().join("testdata/clamav").join(name)).unwrap();
+        mirror
+            .put(name, Bytes::from(body), Metadata::new())
+            .await
+            .unwrap();
+    }
+    let clamd =
+        MirroredClamd::new(mirror.clone(), root.path().join("clamav")).with_refresh(Duration::ZERO);
+    let probe = b"a document that a later signature names".to_vec();
+    assert_eq!(clamd.scan(&probe).await.unwrap(), ScanVerdict::Clean);
+    let cold = clamd.cold_start().unwrap();
+
+    let sig = format!(
+        "{}:{}:Tarn-Reload-Probe\n",
+        hex::encode(sha2::Sha256::digest(&probe)),
+        probe.len()
+    );
+    mirror
+        .put("tarn-reload.hdb", Bytes::from(sig), Metadata::new())
+        .await
+        .unwrap();
+    clamd.ensure_ready().await.unwrap();
+    assert!(root.path().join("clamav/db/tarn-reload.hdb").exists());
+    // clamd loads the new database beside the old one, then switches
+    let began = std::time::Instant::now();
+    loop {
+        match clamd.scan(&probe).await.unwrap() {
+            ScanVerdict::Infected(s) => {
+                assert_eq!(s, "Tarn-Reload-Probe.UNOFFICIAL");
+                break;
+            }
+            other => assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "still {other:?} a minute after the reload"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(clamd.cold_start(), Some(cold), "reloaded, not restarted");
+}
