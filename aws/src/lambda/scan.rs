@@ -233,6 +233,9 @@ impl MirroredClamd {
         }
         let began = Instant::now();
         let db = self.dir.join("db");
+        // a process restarted in the same execution environment finds /tmp as it was: start
+        // from the mirror alone, so no database it no longer has is loaded
+        let _ = std::fs::remove_dir_all(&db);
         let mut known = BTreeMap::new();
         let fetched = sync_definitions(self.mirror.as_ref(), &db, &mut known).await?;
         let fetch = began.elapsed();
