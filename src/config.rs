@@ -45,6 +45,9 @@ pub struct ScanSection {
     /// clamd's address: `tcp://127.0.0.1:3310` or `unix:///run/clamav/clamd.ctl`; without it,
     /// tarn starts a clamd of its own when one is installed, else uses its built-in engine
     pub clamd: Option<String>,
+    /// serve `GET .../content` of documents stored without a virus scan (`scan_result`
+    /// `skipped`: `pipeline.stages` without `scan`); refused (409 `not_scanned`) by default
+    pub serve_unscanned: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

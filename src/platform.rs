@@ -221,6 +221,7 @@ impl Platform {
             clock: self.clock.clone(),
             notify,
             max_in_flight: self.config.ingress.max_in_flight,
+            serve_unscanned: self.config.scan.serve_unscanned,
         }
     }
 

@@ -54,9 +54,54 @@ pub struct AwsConfig {
     pub stages: Vec<String>,
     /// the table schemas (`schemas/` by default)
     pub schemas_dir: PathBuf,
-    /// clamd for the scan stage (`tcp://host:port` or `unix:///path`); required when `stages`
-    /// has `scan`
+    /// clamd for the scan stage (`tcp://host:port` or `unix:///path`); the scan stage needs it
+    /// or `clamav_definitions`
     pub clamd_addr: Option<String>,
+    /// the private mirror of ClamAV's definitions, `s3://bucket/prefix/`: without `clamd_addr`,
+    /// the scan function fetches them into `/tmp` and starts clamd itself; the updater function
+    /// refreshes them there
+    pub clamav_definitions: Option<S3Location>,
+    /// serve `GET .../content` of documents stored without a virus scan (`ScanMode:
+    /// none-serve-unscanned`); refused (409 `not_scanned`) by default
+    pub serve_unscanned: bool,
+}
+
+/// A bucket and a key prefix (empty, or ending in `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// `s3://bucket/prefix/` (the prefix may be empty: `s3://bucket/`).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .trim()
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("{url:?} is not an s3://bucket/prefix/ URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        check_bucket(bucket).map_err(|p| format!("bucket {bucket:?} {p}"))?;
+        let mut prefix = prefix.to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        if prefix.starts_with('/') || prefix.contains("//") {
+            return Err(format!(
+                "{url:?}: the prefix must be relative, like clamav/"
+            ));
+        }
+        Ok(Self {
+            bucket: bucket.to_string(),
+            prefix,
+        })
+    }
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
 }
 
 /// The raw form: every setting optional, as a file or the environment gives it.
@@ -84,6 +129,8 @@ pub struct RawAwsConfig {
     pub stages: Option<Vec<String>>,
     pub schemas_dir: Option<PathBuf>,
     pub clamd_addr: Option<String>,
+    pub clamav_definitions: Option<String>,
+    pub serve_unscanned: Option<bool>,
 }
 
 fn env_name(setting: &str) -> String {
@@ -144,7 +191,8 @@ impl RawAwsConfig {
             cognito_pool_id,
             cognito_issuer,
             cognito_jwks_url,
-            clamd_addr
+            clamd_addr,
+            clamav_definitions
         );
         if self.region.is_none() {
             self.region = lookup("AWS_REGION")
@@ -154,17 +202,18 @@ impl RawAwsConfig {
         if self.endpoint_url.is_none() {
             self.endpoint_url = lookup("AWS_ENDPOINT_URL").filter(|v| !v.is_empty());
         }
+        let boolean = |setting: &'static str, v: String| -> Result<bool, ConfigError> {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => Ok(true),
+                "0" | "false" | "no" => Ok(false),
+                other => Err(err(setting, format!("{other:?} is not true or false"))),
+            }
+        };
         if let Some(v) = get("force_path_style") {
-            self.force_path_style = Some(match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                other => {
-                    return Err(err(
-                        "force_path_style",
-                        format!("{other:?} is not true or false"),
-                    ));
-                }
-            });
+            self.force_path_style = Some(boolean("force_path_style", v)?);
+        }
+        if let Some(v) = get("serve_unscanned") {
+            self.serve_unscanned = Some(boolean("serve_unscanned", v)?);
         }
         if let Some(v) = get("cognito_client_ids") {
             self.cognito_client_ids = Some(list(&v));
@@ -349,6 +398,10 @@ impl RawAwsConfig {
             .unwrap_or_else(|| vec!["validate".into(), "strip".into()]);
         tarn_lake::registry::check_stage_names(&stages).map_err(|e| err("stages", e))?;
         let clamd_addr = self.clamd_addr.filter(|s| !s.trim().is_empty());
+        let clamav_definitions = match self.clamav_definitions.filter(|s| !s.trim().is_empty()) {
+            Some(u) => Some(S3Location::parse(&u).map_err(|p| err("clamav_definitions", p))?),
+            None => None,
+        };
         match &clamd_addr {
             Some(a) if !(a.starts_with("tcp://") || a.starts_with("unix://")) => {
                 return Err(err(
@@ -356,16 +409,18 @@ impl RawAwsConfig {
                     format!("{a:?} is not tcp://host:port or unix:///path"),
                 ));
             }
-            None if stages.iter().any(|s| s == "scan") => {
+            None if stages.iter().any(|s| s == "scan") && clamav_definitions.is_none() => {
                 return Err(err(
                     "clamd_addr",
-                    "missing: the scan stage needs clamd (tcp://host:port or unix:///path)",
+                    "missing: the scan stage needs clamd (tcp://host:port or unix:///path), or the definitions mirror TARN_AWS_CLAMAV_DEFINITIONS (s3://bucket/prefix/) to start its own",
                 ));
             }
             _ => {}
         }
         Ok(AwsConfig {
             clamd_addr,
+            clamav_definitions,
+            serve_unscanned: self.serve_unscanned.unwrap_or(false),
             region,
             endpoint_url,
             force_path_style: self.force_path_style.unwrap_or(false),
@@ -531,12 +586,41 @@ mod tests {
             ("TARN_AWS_STAGES", "strip,validate"),
             ("TARN_AWS_INGRESS_BUCKET", "tarn-lake"),
             ("TARN_AWS_STATE_PREFIX", "tables/"),
+            ("TARN_AWS_CLAMAV_DEFINITIONS", "https://x/y"),
+            ("TARN_AWS_CLAMAV_DEFINITIONS", "s3://Bad_Bucket/clamav/"),
+            ("TARN_AWS_SERVE_UNSCANNED", "perhaps"),
         ] {
             let mut env = full();
             env.insert(key.into(), value.into());
             let e = load(&env).unwrap_err();
             assert_eq!(e.env, key, "{e}");
         }
+    }
+
+    #[test]
+    fn the_scan_stage_needs_clamd_or_a_definitions_mirror() {
+        let mut env = full();
+        env.insert("TARN_AWS_STAGES".into(), "validate,scan,strip".into());
+        let e = load(&env).unwrap_err();
+        assert_eq!(e.env, "TARN_AWS_CLAMD_ADDR", "{e}");
+        assert!(e.to_string().contains("TARN_AWS_CLAMAV_DEFINITIONS"), "{e}");
+        env.insert(
+            "TARN_AWS_CLAMAV_DEFINITIONS".into(),
+            "s3://tarn-clamav/clamav".into(),
+        );
+        let c = load(&env).unwrap();
+        assert_eq!(c.clamd_addr, None);
+        let d = c.clamav_definitions.unwrap();
+        assert_eq!(
+            (d.bucket.as_str(), d.prefix.as_str()),
+            ("tarn-clamav", "clamav/")
+        );
+        assert_eq!(d.to_string(), "s3://tarn-clamav/clamav/");
+        assert!(!c.serve_unscanned);
+        env.insert("TARN_AWS_SERVE_UNSCANNED".into(), "true".into());
+        assert!(load(&env).unwrap().serve_unscanned);
+        let root = S3Location::parse("s3://tarn-clamav").unwrap();
+        assert_eq!(root.prefix, "");
     }
 
     #[test]

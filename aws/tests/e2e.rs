@@ -109,6 +109,7 @@ async fn the_local_ingress_on_the_aws_backend_feeds_the_lambda_stages() {
         clock: Arc::new(SystemClock),
         notify: None,
         max_in_flight: 8,
+        serve_unscanned: false,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -310,6 +310,34 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
             "tarn-readers-photos",
         ))
         .await;
+    // no scan stage ran: the document is `skipped`, and its content refused unless the
+    // deployment says to serve unscanned documents
+    assert_eq!(r["statusCode"], 409, "{r}");
+    let refused: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(refused["error"]["code"], "not_scanned", "{r}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a virus scan"),
+        "{r}"
+    );
+    assert_eq!(
+        status(&p, &photo).await.scan_result.as_deref(),
+        Some("skipped")
+    );
+    let mut unscanned = f.clone();
+    unscanned.config.serve_unscanned = true;
+    let r = unscanned
+        .documents()
+        .handle(route_event(
+            "/content",
+            "photos",
+            &photo,
+            "rita",
+            "tarn-readers-photos",
+        ))
+        .await;
     assert_eq!(r["statusCode"], 307, "{r}");
     let url = r["headers"]["Location"].as_str().unwrap().to_string();
     assert!(
@@ -763,4 +791,450 @@ async fn the_scan_function_quarantines_eicar_and_passes_clean_files_on() {
     let rg = status(&p, &good).await;
     assert_eq!(rg.status, Status::Stored);
     assert!(rg.scan_engine.is_some(), "{rg:?}");
+}
+
+/// The definitions mirror of the managed-clamd tests: tarn's test signatures (testdata/clamav)
+/// under `clamav/` in a bucket of its own, with an updater state file that is not a database.
+async fn definitions_mirror(url: &str) {
+    create_bucket(url, "tarn-clamav").await;
+    let s3 = s3(url);
+    for name in ["tarn-test.hdb", "tarn-test.ndb"] {
+        let body = std::fs::read(repo_root().join("testdata/clamav").join(name)).unwrap();
+        s3.put_object()
+            .bucket("tarn-clamav")
+            .key(format!("clamav/{name}"))
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.put_object()
+        .bucket("tarn-clamav")
+        .key("clamav/freshclam.dat")
+        .body(b"not a database".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The table schemas plus `archives`, a binary table that accepts zip files.
+fn schemas_with_archives() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(repo_root().join("schemas")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("archives.json"),
+        r#"{"title": "archives", "x-tarn": {"accept": ["application/zip"], "max_bytes": 10485760}}"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// The scan function with no clamd address: it fetches the definitions from the S3 mirror into
+/// its directory, starts clamd on a unix socket there and keeps it warm; EICAR and EICAR in a
+/// zip are quarantined, a clean file is stored and served, end to end through the handlers with
+/// real SQS event JSON. Prints the cold start (fetch + clamd start) and a warm batch's time.
+#[tokio::test]
+async fn the_scan_function_runs_its_own_clamd_on_the_definitions_mirror() {
+    use tarn_lake::scan::conformance::{eicar, stored_zip};
+    let m = moto().await;
+    definitions_mirror(&m.url).await;
+    let schemas = schemas_with_archives();
+    let p = platform_with(
+        &m.url,
+        &[
+            ("TARN_AWS_STAGES", "validate,scan,strip"),
+            ("TARN_AWS_CLAMAV_DEFINITIONS", "s3://tarn-clamav/clamav/"),
+            ("TARN_AWS_SCHEMAS_DIR", schemas.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(p.config.clamd_addr, None);
+    let work = tempfile::tempdir().unwrap();
+    let mut f = Functions::new(&p.ports).unwrap();
+    f.clamav_dir = work.path().join("clamav");
+    f.normalize().setup_catalog().await.unwrap();
+    let validate = f.stage("validate").unwrap();
+    let scan = f.scan().unwrap();
+    let clamd = scan.clamd.clone().expect("no clamd address: its own clamd");
+
+    let virus = land(&p, "files", "text/plain", &eicar()).await;
+    let zipped = land(
+        &p,
+        "archives",
+        "application/zip",
+        &stored_zip(&[("readme.txt", b"hello"), ("e.com", &eicar())]),
+    )
+    .await;
+    let clean = land(&p, "files", "text/plain", b"a,b\n1,2\n").await;
+    let ids = vec![virus.clone(), zipped.clone(), clean.clone()];
+    let r = validate
+        .handle(event(
+            "tarn-ingress",
+            &ids.iter().map(|i| ingress_key(i)).collect::<Vec<_>>(),
+            vec![],
+        ))
+        .await;
+    assert!(failures(&r).is_empty(), "{r:?}");
+
+    // cold: the definitions come from the mirror, clamd starts
+    assert!(
+        clamd.cold_start().is_none(),
+        "clamd starts on the first batch, not before"
+    );
+    let began = std::time::Instant::now();
+    let r = scan
+        .handle(event("tarn-lake", &state_keys(&p, "scan", &ids), vec![]))
+        .await;
+    let cold_batch = began.elapsed();
+    assert!(failures(&r).is_empty(), "{r:?}");
+    let cold = clamd.cold_start().expect("clamd started");
+    assert_eq!(
+        (cold.fetched.files, cold.fetched.removed),
+        (2, 0),
+        "the two signature files, not freshclam.dat: {cold:?}"
+    );
+    let db = f.clamav_dir.join("db");
+    assert!(db.join("tarn-test.hdb").exists() && !db.join("freshclam.dat").exists());
+    let sock = f.clamav_dir.join("clamd/clamd.sock");
+    assert!(
+        sock.exists(),
+        "clamd listens on its unix socket in its directory"
+    );
+    let conf = std::fs::read_to_string(f.clamav_dir.join("clamd/clamd.conf")).unwrap();
+    assert!(
+        conf.contains("AlertExceedsMax yes") && conf.contains("AlertEncrypted yes"),
+        "{conf}"
+    );
+
+    // warm: the same clamd scans the next batch
+    let more = land(&p, "files", "text/plain", b"x,y\n3,4\n").await;
+    let r = validate
+        .handle(event("tarn-ingress", &[ingress_key(&more)], vec![]))
+        .await;
+    assert!(failures(&r).is_empty());
+    let began = std::time::Instant::now();
+    let r = scan
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "scan", std::slice::from_ref(&more)),
+            vec![],
+        ))
+        .await;
+    let warm_batch = began.elapsed();
+    assert!(failures(&r).is_empty(), "{r:?}");
+    assert_eq!(
+        clamd.cold_start(),
+        Some(cold.clone()),
+        "no second cold start"
+    );
+    eprintln!(
+        "managed clamd: cold start {:?} (definitions fetch {:?}, {} files, {} bytes; clamd start {:?}); cold batch of 3 documents {:?}; warm batch of 1 document {:?}",
+        cold.fetch + cold.start,
+        cold.fetch,
+        cold.fetched.files,
+        cold.fetched.bytes,
+        cold.start,
+        cold_batch,
+        warm_batch
+    );
+
+    // the infected two skip strip; the clean ones go on
+    for id in [&virus, &zipped] {
+        assert!(
+            p.ports
+                .state
+                .head(&handoff_key("normalize", id))
+                .await
+                .unwrap()
+                .is_some(),
+            "{id} goes straight to normalize"
+        );
+    }
+    let passed = vec![clean.clone(), more.clone()];
+    let r = f
+        .stage("strip")
+        .unwrap()
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "strip", &passed),
+            vec![],
+        ))
+        .await;
+    assert!(failures(&r).is_empty());
+    let all = vec![virus.clone(), zipped.clone(), clean.clone(), more.clone()];
+    let r = f
+        .normalize()
+        .handle(event(
+            "tarn-lake",
+            &state_keys(&p, "normalize", &all),
+            vec![],
+        ))
+        .await;
+    assert!(failures(&r).is_empty(), "{r:?}");
+
+    for (id, table) in [(&virus, "files"), (&zipped, "archives")] {
+        let row = status(&p, id).await;
+        assert_eq!(row.status, Status::Quarantined, "{row:?}");
+        assert_eq!(
+            row.scan_result.as_deref(),
+            Some("Eicar-Test-Signature.UNOFFICIAL"),
+            "{row:?}"
+        );
+        assert!(
+            row.scan_engine
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("clamav "),
+            "{row:?}"
+        );
+        assert!(
+            p.ports
+                .quarantine
+                .head(&format!("{table}/{id}"))
+                .await
+                .unwrap()
+                .is_some(),
+            "{table}/{id} is in quarantine"
+        );
+    }
+    let row = status(&p, &clean).await;
+    assert_eq!(row.status, Status::Stored, "{row:?}");
+    assert_eq!(row.scan_result.as_deref(), Some("clean"));
+    // scanned clean: its content is served
+    let r = f
+        .documents()
+        .handle(route_event(
+            "/content",
+            "files",
+            &clean,
+            "rita",
+            "tarn-readers",
+        ))
+        .await;
+    assert_eq!(r["statusCode"], 307, "{r}");
+}
+
+/// Without definitions in the mirror the scan function's clamd cannot start: the whole batch
+/// is reported failed (SQS delivers it again), nothing is handed on or quarantined.
+#[tokio::test]
+async fn the_scan_function_without_definitions_retries_the_whole_batch() {
+    let m = moto().await;
+    create_bucket(&m.url, "tarn-clamav").await;
+    let p = platform_with(
+        &m.url,
+        &[
+            ("TARN_AWS_STAGES", "validate,scan,strip"),
+            ("TARN_AWS_CLAMAV_DEFINITIONS", "s3://tarn-clamav/clamav/"),
+        ],
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let mut f = Functions::new(&p.ports).unwrap();
+    f.clamav_dir = work.path().join("clamav");
+    let id = land(&p, "files", "text/plain", b"a,b\n").await;
+    let r = f
+        .stage("validate")
+        .unwrap()
+        .handle(event("tarn-ingress", &[ingress_key(&id)], vec![]))
+        .await;
+    assert!(failures(&r).is_empty());
+    let keys = state_keys(&p, "scan", std::slice::from_ref(&id));
+    let ev = event("tarn-lake", &keys, vec![]);
+    let expected: Vec<String> = ev
+        .records
+        .iter()
+        .map(|m| m.message_id.clone().unwrap())
+        .collect();
+    let r = f.scan().unwrap().handle(ev).await;
+    assert_eq!(failures(&r), expected);
+    assert!(
+        p.ports
+            .state
+            .head(&handoff_key("scan", &id))
+            .await
+            .unwrap()
+            .is_some(),
+        "the hand-off waits for the retry"
+    );
+    for next in ["strip", "normalize"] {
+        assert!(
+            p.ports
+                .state
+                .head(&handoff_key(next, &id))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+/// The updater on a moto mirror, with a stand-in freshclam (ClamAV's mirrors are not reachable
+/// from tests): it starts from the mirror's databases and freshclam's state, writes back what
+/// freshclam changed and deletes what it replaced; it does not run again within the minimum
+/// interval; a failing freshclam leaves the mirror as it was.
+#[tokio::test]
+async fn the_updater_refreshes_the_mirror_with_freshclam() {
+    let m = moto().await;
+    create_bucket(&m.url, "tarn-clamav").await;
+    let p = platform_with(
+        &m.url,
+        &[("TARN_AWS_CLAMAV_DEFINITIONS", "s3://tarn-clamav/clamav/")],
+    )
+    .await;
+    let mirror = p.ports.lake.client().clone();
+    let put = |key: &'static str, body: &'static str| {
+        let mirror = mirror.clone();
+        async move {
+            mirror
+                .put_object()
+                .bucket("tarn-clamav")
+                .key(format!("clamav/{key}"))
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put("main.cvd", "ClamAV-VDB:d:62:1:90:main").await;
+    put("daily.cvd", "ClamAV-VDB:d:100:1:90:daily").await;
+    put("freshclam.dat", "state 1").await;
+    let keys = || async {
+        let mut k: Vec<String> = mirror
+            .list_objects_v2()
+            .bucket("tarn-clamav")
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap().trim_start_matches("clamav/").to_string())
+            .collect();
+        k.sort();
+        k
+    };
+
+    let work = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = work.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\nfor a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; --config-file=*) c=${{a#--config-file=}};; esac; done\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    // freshclam applies a diff: daily.cvd becomes a newer daily.cld, its state changes
+    let applies_a_diff = script(
+        "freshclam-diff",
+        "grep -q '^ScriptedUpdates yes$' \"$c\" || exit 56\n\
+         test -f \"$d/daily.cvd\" && test -f \"$d/main.cvd\" && grep -q 'state 1' \"$d/freshclam.dat\" || exit 57\n\
+         printf 'ClamAV-VDB:d:101:1:90:daily' > \"$d/daily.cld\"; rm \"$d/daily.cvd\"; echo 'state 2' > \"$d/freshclam.dat\"\n\
+         echo 'daily.cld updated (version: 101)'; exit 0",
+    );
+    let mut f = Functions::new(&p.ports).unwrap();
+    f.clamav_dir = work.path().join("clamav");
+    let mut updater = f.updater().unwrap();
+    updater.freshclam = applies_a_diff;
+    let r = updater.run().await.unwrap();
+    assert!(r.ran);
+    assert_eq!(r.freshclam_exit, Some(0));
+    let mut uploaded = r.uploaded.clone();
+    uploaded.sort();
+    assert_eq!(
+        uploaded,
+        ["daily.cld", "freshclam.dat"],
+        "main.cvd did not change"
+    );
+    assert_eq!(r.deleted, ["daily.cvd"]);
+    assert_eq!(
+        keys().await,
+        ["daily.cld", "freshclam.dat", "main.cvd", "tarn-update.json"]
+    );
+
+    // within the minimum interval: freshclam does not run
+    let r = updater.run().await.unwrap();
+    assert!(!r.ran, "{r:?}");
+
+    // up to date (exit 1): nothing written
+    updater.min_interval = Duration::ZERO;
+    updater.freshclam = script(
+        "freshclam-current",
+        "echo 'daily.cld database is up-to-date'; exit 1",
+    );
+    let r = updater.run().await.unwrap();
+    assert!(
+        r.ran && r.uploaded.is_empty() && r.deleted.is_empty(),
+        "{r:?}"
+    );
+
+    // a failure (a mirror's cool-down, no network): an error, the mirror as it was
+    updater.freshclam = script(
+        "freshclam-fails",
+        "rm -f \"$d\"/*.c?d; echo 'ERROR: cannot download daily.cvd from database.clamav.net'; exit 52",
+    );
+    let e = updater.run().await.unwrap_err();
+    assert!(
+        e.contains("freshclam failed") && e.contains("cannot download"),
+        "{e}"
+    );
+    assert_eq!(
+        keys().await,
+        ["daily.cld", "freshclam.dat", "main.cvd", "tarn-update.json"]
+    );
+}
+
+/// A warm scan function looks at the mirror again (here at once, the function waits 15
+/// minutes) and, when the definitions changed, writes the new file and reloads clamd: content
+/// clean before the update is infected after it, with no second cold start.
+#[tokio::test]
+async fn a_warm_scan_function_reloads_clamd_on_new_definitions() {
+    use bytes::Bytes;
+    use sha2::Digest;
+    use tarn_aws::lambda::scan::MirroredClamd;
+    use tarn_lake::scan::{ScanVerdict, Scanner};
+    let root = tempfile::tempdir().unwrap();
+    let mirror = std::sync::Arc::new(
+        tarn_core::LocalObjectStore::open("tarn-clamav", root.path().join("mirror")).unwrap(),
+    );
+    for name in ["tarn-test.hdb", "tarn-test.ndb"] {
+        let body = std::fs::read(repo_root().join("testdata/clamav").join(name)).unwrap();
+        mirror
+            .put(name, Bytes::from(body), Metadata::new())
+            .await
+            .unwrap();
+    }
+    let clamd =
+        MirroredClamd::new(mirror.clone(), root.path().join("clamav")).with_refresh(Duration::ZERO);
+    let probe = b"a document that a later signature names".to_vec();
+    assert_eq!(clamd.scan(&probe).await.unwrap(), ScanVerdict::Clean);
+    let cold = clamd.cold_start().unwrap();
+
+    let sig = format!(
+        "{}:{}:Tarn-Reload-Probe\n",
+        hex::encode(sha2::Sha256::digest(&probe)),
+        probe.len()
+    );
+    mirror
+        .put("tarn-reload.hdb", Bytes::from(sig), Metadata::new())
+        .await
+        .unwrap();
+    clamd.ensure_ready().await.unwrap();
+    assert!(root.path().join("clamav/db/tarn-reload.hdb").exists());
+    // clamd loads the new database beside the old one, then switches
+    let began = std::time::Instant::now();
+    loop {
+        match clamd.scan(&probe).await.unwrap() {
+            ScanVerdict::Infected(s) => {
+                assert_eq!(s, "Tarn-Reload-Probe.UNOFFICIAL");
+                break;
+            }
+            other => assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "still {other:?} a minute after the reload"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(clamd.cold_start(), Some(cold), "reloaded, not restarted");
 }

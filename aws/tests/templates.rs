@@ -214,11 +214,26 @@ fn as_list(v: &Value) -> Vec<Value> {
     }
 }
 
-/// Every action string of every IAM policy statement in a role resource.
+/// Every IAM policy statement in a role resource; a statement under `Fn::If` counts with both
+/// of its branches (`AWS::NoValue` gives none).
 fn role_statements(role: &Value) -> Vec<Value> {
+    fn unwrap_if(st: Value, out: &mut Vec<Value>) {
+        match st.get("Fn::If").and_then(Value::as_array) {
+            Some(branches) => {
+                for b in branches.iter().skip(1) {
+                    if b.get("Ref").and_then(Value::as_str) != Some("AWS::NoValue") {
+                        unwrap_if(b.clone(), out);
+                    }
+                }
+            }
+            None => out.push(st),
+        }
+    }
     let mut out = Vec::new();
     for p in as_list(&role["Properties"]["Policies"]) {
-        out.extend(as_list(&p["PolicyDocument"]["Statement"]));
+        for st in as_list(&p["PolicyDocument"]["Statement"]) {
+            unwrap_if(st, &mut out);
+        }
     }
     out
 }
@@ -315,12 +330,29 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
             panic!("aws/actions.toml names {id}, which templates/tarn.yaml does not define")
         });
         let p = &r["Properties"];
+        let bin = f["binary"].as_str().unwrap();
         if r["Type"] == "AWS::Serverless::Function" {
-            let bin = f["binary"].as_str().unwrap();
             assert_eq!(
                 r["Metadata"]["BuildProperties"]["Binary"].as_str(),
                 Some(bin),
                 "{id} builds {bin}"
+            );
+        }
+        if p["PackageType"] == "Image" {
+            // a container image function runs its binary as the image's entry point
+            let entry = p["ImageConfig"]["EntryPoint"][0]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                entry.ends_with(&format!("/{bin}")),
+                "{id} runs {bin}, not {entry:?}"
+            );
+            let dockerfile = r["Metadata"]["Dockerfile"].as_str().unwrap_or_default();
+            let text = std::fs::read_to_string(root.join(dockerfile))
+                .unwrap_or_else(|e| panic!("{id}: its Dockerfile {dockerfile:?}: {e}"));
+            assert!(
+                text.contains(&format!("/usr/local/bin/{bin}")),
+                "{id}: {dockerfile} does not install {bin}"
             );
         }
         let role_ref = &p["Role"]["Fn::GetAtt"];

@@ -5,8 +5,10 @@
 //! API Gateway's authorizer on AWS):
 //! - status: a processed document's row, else `received` from the landed object's metadata;
 //!   readable by `tarn-readers`/`tarn-readers-<table>` and by the document's producer;
-//! - content: only for `tarn-readers`/`tarn-readers-<table>` and stored binaries; a presigned URL
-//!   living at most 5 minutes where the lake store has them (S3), else the opened bytes.
+//! - content: only for `tarn-readers`/`tarn-readers-<table>` and stored binaries that were
+//!   scanned clean (a document stored without a scan, `scan_result` `skipped`, is refused with
+//!   409 `not_scanned` unless the deployment serves unscanned content); a presigned URL living
+//!   at most 5 minutes where the lake store has them (S3), else the opened bytes.
 
 use crate::auth::Claims;
 use crate::error::{IngressError, Result};
@@ -73,6 +75,9 @@ pub struct Documents {
     pub kms: Arc<dyn Kms>,
     /// life of a content URL (at most 5 minutes)
     pub url_ttl: Duration,
+    /// serve the content of documents stored without a scan (a deployment with no scanner that
+    /// says so explicitly); `false` by default
+    pub serve_unscanned: bool,
 }
 
 fn time(t: &DateTime<Utc>) -> String {
@@ -103,7 +108,15 @@ impl Documents {
             state,
             kms,
             url_ttl: MAX_URL_TTL,
+            serve_unscanned: false,
         }
+    }
+
+    /// Serve (`true`) or refuse (`false`, the default) the content of documents stored without
+    /// a scan.
+    pub fn serve_unscanned(mut self, serve: bool) -> Self {
+        self.serve_unscanned = serve;
+        self
     }
 
     /// Finds document `raw_id` in a known table.
@@ -204,6 +217,13 @@ impl Documents {
                 id,
             });
         };
+        // a stored document was scanned clean, or not scanned at all (no scan stage, or a row
+        // written before the scan stage existed): only a clean one is served unless told otherwise
+        if row.scan_result.as_deref() != Some("clean") && !self.serve_unscanned {
+            let scan_result = row.scan_result.clone().unwrap_or_else(|| "null".into());
+            tracing::warn!(table = %table, id = %id, %scan_result, "content of an unscanned document refused");
+            return Err(IngressError::NotScanned { id, scan_result });
+        }
         let content_type = row
             .detected_type
             .clone()

@@ -92,6 +92,10 @@ pub enum IngressError {
     NoObject { table: String, id: String },
     #[error("document {id} is {}, not stored", status.as_str())]
     NotStored { id: String, status: Status },
+    #[error(
+        "document {id} was stored without a virus scan (scan_result {scan_result}): this deployment runs no scanner, so its content is not served; deploy with a scanner (ScanMode clamav, or scan in pipeline.stages), or allow unscanned content explicitly (ScanMode none-serve-unscanned, scan.serve_unscanned = true)"
+    )]
+    NotScanned { id: String, scan_result: String },
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed on this route")]
@@ -132,7 +136,7 @@ impl IngressError {
             | E::NotFound(_) => ErrorKind::NotFound,
             E::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             E::BodyTimeout(_) => ErrorKind::RequestTimeout,
-            E::NotStored { .. } => ErrorKind::Conflict,
+            E::NotStored { .. } | E::NotScanned { .. } => ErrorKind::Conflict,
             E::TooLarge { .. } => ErrorKind::TooLarge,
             E::UnsupportedContentType { .. } => ErrorKind::UnsupportedMediaType,
             E::Overloaded => ErrorKind::Unavailable,
@@ -163,6 +167,7 @@ impl IngressError {
             E::UnknownDocument { .. } => "unknown_document",
             E::NoObject { .. } => "no_object",
             E::NotStored { .. } => "not_stored",
+            E::NotScanned { .. } => "not_scanned",
             E::NotFound(_) => "not_found",
             E::MethodNotAllowed => "method_not_allowed",
             E::InvalidInput(_) => "invalid_input",
@@ -258,6 +263,14 @@ mod tests {
                 },
                 409,
                 "not_stored",
+            ),
+            (
+                IngressError::NotScanned {
+                    id: "i".into(),
+                    scan_result: "skipped".into(),
+                },
+                409,
+                "not_scanned",
             ),
         ];
         for (err, status, code) in cases {

@@ -30,6 +30,9 @@ pub struct IngressState {
     pub notify: Option<Arc<Notify>>,
     /// uploads handled at once; more are answered 503 `overloaded` with `Retry-After: 1`
     pub max_in_flight: usize,
+    /// serve the content of documents stored without a virus scan (`scan.serve_unscanned`);
+    /// refused with 409 `not_scanned` when `false`
+    pub serve_unscanned: bool,
 }
 
 /// A good default for [`IngressState::max_in_flight`]: each upload may hold up to a table's
@@ -65,7 +68,8 @@ impl App {
             state.lake.clone(),
             state.state.clone(),
             state.kms.clone(),
-        );
+        )
+        .serve_unscanned(state.serve_unscanned);
         App(Arc::new(Shared {
             s: state,
             permits,

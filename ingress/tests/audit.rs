@@ -60,6 +60,7 @@ async fn refusals_are_recorded_with_their_reason_and_never_the_token() {
         clock,
         notify: None,
         max_in_flight: 8,
+        serve_unscanned: false,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -134,6 +134,57 @@ async fn status_of_a_received_document() {
     assert!(r.message().contains("received"), "{}", r.message());
 }
 
+/// A binary stored without a scan (`scan_result` `skipped`, or none in an older row): its
+/// status is readable, its content refused with 409 `not_scanned` unless the server serves
+/// unscanned documents (`scan.serve_unscanned`).
+#[tokio::test]
+async fn content_of_an_unscanned_binary_is_refused_unless_allowed() {
+    for serve_unscanned in [false, true] {
+        let h = Harness::start_with(Options {
+            serve_unscanned,
+            ..Options::default()
+        })
+        .await;
+        for scan_result in [Some("skipped"), None] {
+            let id = uuid::Uuid::new_v4().to_string();
+            let content = b"\x89PNG\r\n\x1a\nUNSCANNED".to_vec();
+            let object_key = format!("objects/photos/dt=2030-01-02/{id}");
+            let sealed = envelope::seal(
+                h.kms.as_ref(),
+                &EncryptionContext::document(BINARY_TABLE, &id),
+                &content,
+            )
+            .await
+            .unwrap();
+            h.lake
+                .put(&object_key, Bytes::from(sealed), Metadata::new())
+                .await
+                .unwrap();
+            let mut r = row(&id, BINARY_TABLE, Status::Stored, "paula");
+            r.object_key = Some(object_key);
+            (r.scan_engine, r.scan_result) = (None, scan_result.map(String::from));
+            put_row(&h, &r).await;
+
+            let path = format!("/table/photos/object/{id}");
+            let reader = bearer(&h.token("rita", &["tarn-readers-photos"]));
+            let st = h.get(&path, Some(&reader)).await;
+            assert_eq!(st.status, 200, "{}", st.text());
+            let c = h.get(&format!("{path}/content"), Some(&reader)).await;
+            if serve_unscanned {
+                assert_eq!(c.status, 200, "{}", c.text());
+                assert_eq!(c.body, content);
+            } else {
+                c.expect(409, "not_scanned");
+                assert!(
+                    c.message().contains("without a virus scan"),
+                    "{}",
+                    c.message()
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn content_of_a_stored_binary() {
     let h = Harness::start().await;

@@ -29,6 +29,9 @@ pub enum LakeError {
     Pipeline(String),
     #[error("configuration: {0}")]
     Config(String),
+    /// a clamd tarn starts itself could not be started or did not answer
+    #[error("clamd: {0}")]
+    Clamd(String),
     #[error(
         "lock {name} lost: {reason}; the work under it stops before its commit and can run again under the lock"
     )]
@@ -48,7 +51,9 @@ impl LakeError {
                 tarn_catalog::ErrorKind::Io => ErrorKind::Transient,
                 _ => ErrorKind::Permanent,
             },
-            LakeError::Parquet(_) | LakeError::Pipeline(_) => ErrorKind::Transient,
+            LakeError::Parquet(_) | LakeError::Pipeline(_) | LakeError::Clamd(_) => {
+                ErrorKind::Transient
+            }
             LakeError::Arrow(_)
             | LakeError::BadLanding { .. }
             | LakeError::Schema { .. }

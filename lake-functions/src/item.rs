@@ -6,6 +6,7 @@ use crate::commit::BatchItem;
 use crate::lake::LakeLayout;
 use crate::landed;
 use crate::normalize::{records_batch, split_by_partition};
+use crate::scan::SKIPPED;
 use crate::stage::{Document, Verdict};
 use crate::validate::parse_records;
 use chrono::{DateTime, Utc};
@@ -121,7 +122,8 @@ fn row(layout: &LakeLayout, doc: &Document, origin: &Origin, now: DateTime<Utc>)
 }
 
 /// What `doc` becomes after the stages decided `verdict`: stored (its records as rows of its
-/// table, or its sanitized bytes as an object), rejected or quarantined. A rejected or quarantined
+/// table, or its sanitized bytes as an object), rejected or quarantined. A document stored
+/// without a scan (no scan stage ran) gets `scan_result` [`SKIPPED`]. A rejected or quarantined
 /// item still needs its landed object for the quarantine copy ([`BatchItem::needs_landed`]).
 pub fn batch_item(
     layout: &LakeLayout,
@@ -178,7 +180,13 @@ pub fn batch_item(
         other => other,
     };
     let failed = match verdict {
-        Verdict::Continue => None,
+        Verdict::Continue => {
+            // every stage passed and none scanned it: the deployment runs no scan stage
+            if row.scan_result.is_none() {
+                row.scan_result = Some(SKIPPED.to_string());
+            }
+            None
+        }
         Verdict::Reject(reason) => Some((Status::Rejected, reason)),
         Verdict::Quarantine(reason) => Some((Status::Quarantined, reason)),
     };
@@ -314,6 +322,17 @@ mod tests {
             Some("objects/photos/dt=2024-05-06/7f1c2a9e-0000-4000-8000-000000000001")
         );
         assert_eq!(it.object.as_deref(), Some(&b"png"[..]));
+        assert_eq!(it.row.scan_result.as_deref(), Some(SKIPPED), "no scan ran");
+        let mut scanned = doc("photos", "image/png", b"png");
+        scanned.scan_result = Some("clean".into());
+        let it = batch_item(
+            &l,
+            scanned,
+            Origin::of(b"png"),
+            Verdict::Continue,
+            Utc::now(),
+        );
+        assert_eq!(it.row.scan_result.as_deref(), Some("clean"));
         let it = batch_item(
             &l,
             doc("photos", "image/png", b"png"),
@@ -324,6 +343,10 @@ mod tests {
         assert_eq!(
             (it.row.status, it.row.reason.as_deref()),
             (Status::Quarantined, Some("infected: X"))
+        );
+        assert_eq!(
+            it.row.scan_result, None,
+            "only stored documents are marked skipped"
         );
         assert!(it.object.is_none() && it.row.object_key.is_none() && it.needs_landed());
     }

@@ -55,7 +55,8 @@ pub fn build_stage(
     })
 }
 
-/// The stages `names`, in that order.
+/// The stages `names`, in that order. Without `scan`, a document that every stage passes is
+/// stored with `scan_result` [`SKIPPED`](crate::scan::SKIPPED) ([`crate::item::batch_item`]).
 pub fn build_stages(
     names: &[String],
     tables: &[TableSpec],

@@ -60,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         clock,
         notify: Some(notify.clone()),
         max_in_flight: config.ingress.max_in_flight,
+        serve_unscanned: config.scan.serve_unscanned || aws.serve_unscanned,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

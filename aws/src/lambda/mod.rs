@@ -2,7 +2,9 @@
 //! [`Functions::connect`] and hand every event to a handler here, which the tests call directly.
 //!
 //! - [`pipeline::StageFunction`]: validate, scan, strip — S3 notifications through SQS, a
-//!   hand-off per document to the next stage;
+//!   hand-off per document to the next stage; [`scan::ScanFunction`]: the scan stage with clamd
+//!   at `clamd_addr`, or its own clamd on the definitions mirror;
+//! - [`updater::Updater`]: refreshes the definitions mirror with freshclam (a schedule);
 //! - [`pipeline::NormalizeFunction`]: hand-offs → Parquet, sealed objects, `documents` rows,
 //!   partitions in Glue, exactly once per document id;
 //! - [`authorizer::Authorizer`]: API Gateway's Lambda authorizer;
@@ -15,6 +17,8 @@ pub mod authorizer;
 pub mod documents;
 pub mod events;
 pub mod pipeline;
+pub mod scan;
+pub mod updater;
 
 use crate::config::AwsConfig;
 use crate::lock::S3LakeLock;
@@ -45,18 +49,6 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The scanner the scan function uses: clamd at the configured address.
-fn scanner(config: &AwsConfig) -> Result<Arc<dyn tarn_lake::scan::Scanner>, BoxError> {
-    let addr = config
-        .clamd_addr
-        .as_deref()
-        .ok_or("the scan stage needs clamd_addr (TARN_AWS_CLAMD_ADDR)")?;
-    let scanner =
-        tarn_lake::scan::ClamdScanner::connect(addr, tarn_lake::scan::Timeouts::default())
-            .map_err(|e| format!("clamd at {addr}: {e}"))?;
-    Ok(Arc::new(scanner))
-}
-
 /// What every function needs, built once per cold start.
 #[derive(Debug, Clone)]
 pub struct Functions {
@@ -64,6 +56,11 @@ pub struct Functions {
     /// the lake on S3, KMS and Glue, with its locks as leases in the state store
     pub lake: Lake,
     pub function: FunctionConfig,
+    /// the definitions mirror (`clamav_definitions`), when configured
+    pub definitions: Option<Arc<dyn tarn_core::ObjectStore>>,
+    /// where the scan function's own clamd keeps its definitions and files
+    /// ([`scan::DEFAULT_DIR`])
+    pub clamav_dir: std::path::PathBuf,
 }
 
 impl Functions {
@@ -95,10 +92,20 @@ impl Functions {
         {
             function.lease = std::time::Duration::from_secs(secs);
         }
+        // the mirror's objects are ClamAV's public definitions, encrypted by the bucket's own
+        // default (SSE-S3), not the platform key
+        let definitions = config.clamav_definitions.as_ref().map(|d| {
+            Arc::new(
+                crate::S3ObjectStore::new(ports.lake.client().clone(), &d.bucket, None)
+                    .with_prefix(&d.prefix),
+            ) as Arc<dyn tarn_core::ObjectStore>
+        });
         Ok(Self {
             config,
             lake,
             function,
+            definitions,
+            clamav_dir: std::path::PathBuf::from(scan::DEFAULT_DIR),
         })
     }
 
@@ -110,6 +117,18 @@ impl Functions {
     }
 
     pub fn stage(&self, name: &str) -> Result<StageFunction, BoxError> {
+        let scanner = match name {
+            "scan" => Some(self.scanner()?.0),
+            _ => None,
+        };
+        self.stage_with(name, scanner)
+    }
+
+    fn stage_with(
+        &self,
+        name: &str,
+        scanner: Option<Arc<dyn tarn_lake::scan::Scanner>>,
+    ) -> Result<StageFunction, BoxError> {
         if !self.config.stages.iter().any(|s| s == name) {
             return Err(format!(
                 "stage {name} is not in the configured stages ({})",
@@ -117,10 +136,6 @@ impl Functions {
             )
             .into());
         }
-        let scanner = match name {
-            "scan" => Some(scanner(&self.config)?),
-            _ => None,
-        };
         let stage = build_stage(name, &self.lake.tables(), scanner.as_ref())?;
         let first = self.config.stages.first().map(String::as_str) == Some(name);
         Ok(StageFunction::new(
@@ -132,19 +147,67 @@ impl Functions {
         ))
     }
 
+    /// The scan function's scanner: clamd at `clamd_addr`, else its own clamd on the
+    /// definitions mirror (started on the first batch, returned as well).
+    fn scanner(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn tarn_lake::scan::Scanner>,
+            Option<Arc<scan::MirroredClamd>>,
+        ),
+        BoxError,
+    > {
+        if let Some(addr) = self.config.clamd_addr.as_deref() {
+            let s =
+                tarn_lake::scan::ClamdScanner::connect(addr, tarn_lake::scan::Timeouts::default())
+                    .map_err(|e| format!("clamd at {addr}: {e}"))?;
+            return Ok((Arc::new(s), None));
+        }
+        let mirror = self.definitions.clone().ok_or(
+            "the scan stage needs clamd_addr (TARN_AWS_CLAMD_ADDR) or the definitions mirror (TARN_AWS_CLAMAV_DEFINITIONS)",
+        )?;
+        let m = Arc::new(scan::MirroredClamd::new(mirror, &self.clamav_dir));
+        Ok((m.clone(), Some(m)))
+    }
+
+    /// The scan stage's function: clamd at `clamd_addr`, or its own clamd on the definitions
+    /// mirror when `clamd_addr` is unset.
+    pub fn scan(&self) -> Result<scan::ScanFunction, BoxError> {
+        let (scanner, clamd) = self.scanner()?;
+        Ok(scan::ScanFunction {
+            stage: self.stage_with("scan", Some(scanner))?,
+            clamd,
+        })
+    }
+
+    /// The refresher of the definitions mirror.
+    pub fn updater(&self) -> Result<updater::Updater, BoxError> {
+        let mirror = self.definitions.clone().ok_or(
+            "the updater needs the definitions mirror (TARN_AWS_CLAMAV_DEFINITIONS, s3://bucket/prefix/)",
+        )?;
+        Ok(updater::Updater::new(
+            mirror,
+            self.clamav_dir.with_file_name("tarn-freshclam"),
+        ))
+    }
+
     pub fn normalize(&self) -> NormalizeFunction {
         NormalizeFunction::new(self.lake.clone(), self.function.clone())
     }
 
     /// The status and content routes over the same stores as the stages.
     pub fn documents(&self) -> documents::DocumentsFunction {
-        documents::DocumentsFunction::new(tarn_ingress::Documents::new(
-            self.lake.layout.specs.keys().cloned(),
-            self.lake.ingress.clone(),
-            self.lake.lake.clone(),
-            self.lake.state.clone(),
-            self.lake.kms.clone(),
-        ))
+        documents::DocumentsFunction::new(
+            tarn_ingress::Documents::new(
+                self.lake.layout.specs.keys().cloned(),
+                self.lake.ingress.clone(),
+                self.lake.lake.clone(),
+                self.lake.state.clone(),
+                self.lake.kms.clone(),
+            )
+            .serve_unscanned(self.config.serve_unscanned),
+        )
     }
 
     pub fn compaction(&self) -> CompactionFunction {
@@ -211,6 +274,33 @@ pub async fn run_stage(name: &str) -> Result<(), BoxError> {
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
         let f = f.clone();
         async move { Ok::<SqsBatchResponse, BoxError>(f.handle(ev.payload).await) }
+    }))
+    .await
+}
+
+/// Runs the scan function under the Lambda runtime: its clamd (when it runs its own) starts
+/// on the first batch, not during init (Lambda's init phase allows 10 s; loading ClamAV's
+/// database takes longer).
+pub async fn run_scan() -> Result<(), BoxError> {
+    init_tracing();
+    let f = Arc::new(Functions::connect().await?.scan()?);
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| {
+        let f = f.clone();
+        async move { Ok::<SqsBatchResponse, BoxError>(f.handle(ev.payload).await) }
+    }))
+    .await
+}
+
+/// Runs the definitions updater under the Lambda runtime (an EventBridge schedule).
+pub async fn run_updater() -> Result<(), BoxError> {
+    init_tracing();
+    let f = Arc::new(Functions::connect().await?.updater()?);
+    lambda_runtime::run(service_fn(move |_ev: LambdaEvent<serde_json::Value>| {
+        let f = f.clone();
+        async move {
+            let report = f.run().await?;
+            Ok::<serde_json::Value, BoxError>(serde_json::to_value(&report)?)
+        }
     }))
     .await
 }

@@ -26,6 +26,8 @@ pub struct Options {
     pub with_issuer: bool,
     /// the server's timeouts and connection cap
     pub serve: ServeConfig,
+    /// serve the content of documents stored without a scan
+    pub serve_unscanned: bool,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             max_in_flight: 8,
             with_issuer: true,
             serve: ServeConfig::default(),
+            serve_unscanned: false,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Harness {
             clock: clock.clone(),
             notify: Some(notify.clone()),
             max_in_flight: opts.max_in_flight,
+            serve_unscanned: opts.serve_unscanned,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -9,12 +9,15 @@
 //! - [`ScanStage`]: the pipeline [`Stage`](crate::stage::Stage): sets `scan_engine` and
 //!   `scan_result`, quarantines infected documents and the ones the engine could not look into
 //!   whole (past its limits, encrypted: `unscannable`), and fails transiently (the runner
-//!   retries, then quarantines) whenever the scan did not complete.
+//!   retries, then quarantines) whenever the scan did not complete;
+//! - [`managed`]: a clamd tarn starts itself on a unix socket (`tarn serve` without `--clamd`,
+//!   the scan Lambda on its definitions mirror), with one configuration and its limits.
 
 pub mod builtin;
 mod clamd;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
+pub mod managed;
 mod stage;
 
 pub use builtin::BuiltinScanner;
@@ -22,7 +25,8 @@ pub use clamd::{
     ClamdAddr, ClamdScanner, DEFAULT_CHUNK_SIZE, DEFAULT_POOL_SIZE, DEFAULT_SESSION_MAX_IDLE,
     Timeouts,
 };
-pub use stage::{DEFAULT_VERSION_REFRESH, ScanStage, UNSCANNABLE};
+pub use managed::{ClamdSetup, ManagedClamd};
+pub use stage::{DEFAULT_VERSION_REFRESH, SKIPPED, ScanStage, UNSCANNABLE};
 
 use async_trait::async_trait;
 use std::time::Duration;

@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 /// The `scan_result` of a document the engine could not look at whole.
 pub const UNSCANNABLE: &str = "unscannable";
 
+/// The `scan_result` of a document stored by a deployment that runs no scan stage (an explicit
+/// choice: `ScanMode: none` on AWS, `pipeline.stages` without `scan` locally). Its content is
+/// refused unless the deployment says to serve unscanned documents.
+pub const SKIPPED: &str = "skipped";
+
 /// How long an engine version read from the scanner is used before it is asked again (clamd
 /// reloads its database without restarting).
 pub const DEFAULT_VERSION_REFRESH: Duration = Duration::from_secs(60);
