@@ -332,10 +332,15 @@ fn roles_allow_exactly_what_the_code_calls_without_wildcards() {
         let p = &r["Properties"];
         let bin = f["binary"].as_str().unwrap();
         if r["Type"] == "AWS::Serverless::Function" {
+            // the code is what scripts/package-lambdas lays out for the function's binary
             assert_eq!(
-                r["Metadata"]["BuildProperties"]["Binary"].as_str(),
-                Some(bin),
-                "{id} builds {bin}"
+                p["CodeUri"].as_str(),
+                Some(format!("../target/lambda/{bin}/").as_str()),
+                "{id} deploys {bin} as scripts/package-lambdas builds it"
+            );
+            assert!(
+                root.join("aws/src/bin").join(format!("{bin}.rs")).exists(),
+                "{id}: no binary {bin} in aws/src/bin"
             );
         }
         if p["PackageType"] == "Image" {
