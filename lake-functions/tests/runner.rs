@@ -81,17 +81,27 @@ fn pipeline(e: &Env, wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>
 
 /// Lands a document exactly as the ingress does.
 async fn land(e: &Env, table: &str, content_type: &str, body: &[u8]) -> String {
-    tarn_core::document::land(
+    land_into(
         e.ingress.as_ref(),
         e.kms.as_ref(),
         table,
-        "alice",
         content_type,
-        "2024-05-06T07:08:09.123Z",
         body,
     )
     .await
-    .unwrap()
+}
+
+async fn land_into(
+    ingress: &dyn ObjectStore,
+    kms: &dyn Kms,
+    table: &str,
+    content_type: &str,
+    body: &[u8],
+) -> String {
+    let time = "2024-05-06T07:08:09.123Z";
+    tarn_core::document::land(ingress, kms, table, "alice", content_type, time, body)
+        .await
+        .unwrap()
 }
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
@@ -272,17 +282,14 @@ impl CrashDriver for LocalDriver {
         lake
     }
     async fn land(&self, lake: &Lake, table: &str, content_type: &str, body: &[u8]) -> String {
-        tarn_core::document::land(
+        land_into(
             lake.ingress.as_ref(),
             lake.kms.as_ref(),
             table,
-            "alice",
             content_type,
-            "2024-05-06T07:08:09.123Z",
             body,
         )
         .await
-        .unwrap()
     }
     async fn run(&self, lake: &Lake, _ids: &[String]) -> Result<(), String> {
         let stages: Vec<Arc<dyn tarn_lake::Stage>> =
