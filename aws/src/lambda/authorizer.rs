@@ -444,6 +444,20 @@ mod tests {
     }
 
     #[test]
+    fn header_values_come_from_multi_value_headers_else_headers() {
+        let e = json!({
+            "headers": {"Idempotency-Key": "b"},
+            "multiValueHeaders": {"Idempotency-Key": ["a", "b"], "Host": ["h"]},
+        });
+        assert_eq!(header_values(&e, "idempotency-key"), ["a", "b"]);
+        let e = json!({"headers": {"idempotency-KEY": "k"}, "multiValueHeaders": null});
+        assert_eq!(header_values(&e, "idempotency-key"), ["k"]);
+        let e = json!({"headers": {"Host": "h"}});
+        assert!(header_values(&e, "idempotency-key").is_empty());
+        assert!(header_values(&json!({}), "idempotency-key").is_empty());
+    }
+
+    #[test]
     fn tokens_raw_or_bearer() {
         assert_eq!(bare_token(Some("Bearer abc")), Some("abc"));
         assert_eq!(bare_token(Some("bearer  abc ")), Some("abc"));
