@@ -3,7 +3,8 @@
 //! REQUEST-authorizer events, and answered as templates/tarn.yaml makes API Gateway answer the
 //! authorizer's outcome (its gateway responses, and `PostObject`'s integration responses for
 //! the refusals it lets through to a put S3 refuses). The same status and code as locally, for
-//! every case; plus a custom domain's base path and a group name with a comma.
+//! every case; plus a custom domain's base path, a group name with a comma, and idempotency keys
+//! (the authorizer's id is the local server's `tarn_ingress::document_id`).
 
 #[path = "../../ingress/tests/common/cases.rs"]
 mod cases;

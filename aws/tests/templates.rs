@@ -9,6 +9,8 @@
 //!    have an alarm on the alarm topic; stateful resources are retained on stack deletion; the
 //!    API Gateway account log role is opt-in; `cloudtrail_logs` projects its partitions; the
 //!    state store's old versions expire within a day; the trail leaves out the lock's leases.
+//! 5. idempotency keys (issue 16): `PostObject` puts `id=<the authorizer's id>` with
+//!    `If-None-Match: *` and answers S3's 412 as the replay (200, `Idempotency-Replayed: true`).
 
 #[path = "common/template.rs"]
 mod template;
