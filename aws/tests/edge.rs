@@ -3,7 +3,8 @@
 //! REQUEST-authorizer events, and answered as templates/tarn.yaml makes API Gateway answer the
 //! authorizer's outcome (its gateway responses, and `PostObject`'s integration responses for
 //! the refusals it lets through to a put S3 refuses). The same status and code as locally, for
-//! every case; plus a custom domain's base path and a group name with a comma.
+//! every case; plus a custom domain's base path, a group name with a comma, and idempotency keys
+//! (the authorizer's id is the local server's `tarn_ingress::document_id`).
 
 #[path = "../../ingress/tests/common/cases.rs"]
 mod cases;
@@ -512,9 +513,104 @@ async fn groups_reach_the_documents_function_as_json() {
 fn the_selection_patterns_match_as_api_gateway_matches_them() {
     let two = regex_lite("2\\d{2}");
     assert!(two("200") && two("204") && !two("403") && !two("20"));
-    let four = regex_lite("(4\\d{2}|50[124-9])");
+    let four = regex_lite("(40[0-8]|41[013-9]|4[2-9]\\d|50[124-9])");
     assert!(four("403") && four("404") && four("501") && four("502") && four("504"));
-    assert!(!four("500") && !four("503") && !four("200"));
-    let five = regex_lite("(500|503)");
-    assert!(five("500") && five("503") && !five("502"));
+    assert!(four("400") && four("410") && four("413") && four("429"));
+    assert!(!four("409") && !four("412") && !four("500") && !four("503") && !four("200"));
+    let five = regex_lite("(409|500|503)");
+    assert!(five("409") && five("500") && five("503") && !five("502"));
+    let replay = regex_lite("412");
+    assert!(replay("412") && !replay("413"));
+}
+
+/// Every status S3 may answer the put selects exactly one of `PostObject`'s integration
+/// responses: 412 (the key's `id=<id>` exists) the replay, 409 (a racing conditional put) 503.
+#[test]
+fn each_s3_status_selects_one_integration_response() {
+    let t = template::load_template(&template::root().join("templates/tarn.yaml"));
+    let responses =
+        t["Resources"]["PostObject"]["Properties"]["Integration"]["IntegrationResponses"]
+            .as_array()
+            .unwrap()
+            .clone();
+    let selected = |code: u16| -> Vec<String> {
+        responses
+            .iter()
+            .filter(|r| regex_lite(r["SelectionPattern"].as_str().unwrap())(&code.to_string()))
+            .map(|r| r["StatusCode"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for code in (200..=204).chain(400..=431).chain(500..=504) {
+        assert_eq!(selected(code).len(), 1, "{code}: {:?}", selected(code));
+    }
+    assert_eq!(selected(200), ["200"]);
+    assert_eq!(selected(412), ["412"]);
+    assert_eq!(selected(409), ["503"]);
+    assert_eq!(selected(403), ["500"]);
+}
+
+/// `event` with an `Idempotency-Key` header, as API Gateway passes it (`headers` and
+/// `multiValueHeaders`).
+fn with_key(mut event: Value, keys: &[&str]) -> Value {
+    event["headers"]["Idempotency-Key"] = json!(keys.last().unwrap());
+    event["multiValueHeaders"]["Idempotency-Key"] = json!(keys);
+    event
+}
+
+#[tokio::test]
+async fn a_keyed_upload_lands_under_the_id_the_local_server_computes() {
+    let e = edge();
+    let g = gateway();
+    let token = e.token(cases::WRITER).unwrap();
+    let post = |key: &[&str]| {
+        let ev = post_event(
+            "events",
+            "events",
+            Some(&token),
+            Some("application/json"),
+            2,
+            "",
+        );
+        if key.is_empty() {
+            ev
+        } else {
+            with_key(ev, key)
+        }
+    };
+    let (status, _, ctx) = answer(&g, &e.authorizer.handle(post(&["order-42"])).await);
+    assert_eq!(status, 200);
+    assert_eq!(
+        ctx["id"],
+        tarn_ingress::document_id("alice", "events", "order-42")
+    );
+    // pinned beside the local server's unit test: the same id on both backends
+    assert_eq!(
+        tarn_ingress::document_id("alice", "events", "k1"),
+        "70baa2a8-9c3c-82c8-a6fb-da5a7a8f201f"
+    );
+    let (_, _, again) = answer(&g, &e.authorizer.handle(post(&["order-42"])).await);
+    assert_eq!(again["id"], ctx["id"], "a retry puts the same key");
+    // a header name in any case
+    let mut ev = post(&[]);
+    ev["headers"]["idempotency-key"] = json!("order-42");
+    ev["multiValueHeaders"]["idempotency-key"] = json!(["order-42"]);
+    let (_, _, lower) = answer(&g, &e.authorizer.handle(ev).await);
+    assert_eq!(lower["id"], ctx["id"]);
+    // without a key: a fresh id every time
+    let (_, _, one) = answer(&g, &e.authorizer.handle(post(&[])).await);
+    let (_, _, two) = answer(&g, &e.authorizer.handle(post(&[])).await);
+    let one = one["id"].as_str().unwrap();
+    assert_ne!(one, two["id"].as_str().unwrap());
+    assert_eq!(uuid::Uuid::parse_str(one).unwrap().get_version_num(), 4);
+    // a bad key, or two keys: the contract's 400, nothing lands
+    let long = "k".repeat(129);
+    for keys in [&[long.as_str()][..], &["a", "b"], &[""], &["clé"]] {
+        let (status, code, ctx) = answer(&g, &e.authorizer.handle(post(keys)).await);
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_idempotency_key"),
+            "{keys:?}"
+        );
+        assert_ne!(ctx["bucket_owner"], ACCOUNT);
+    }
 }

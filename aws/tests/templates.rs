@@ -9,6 +9,8 @@
 //!    have an alarm on the alarm topic; stateful resources are retained on stack deletion; the
 //!    API Gateway account log role is opt-in; `cloudtrail_logs` projects its partitions; the
 //!    state store's old versions expire within a day; the trail leaves out the lock's leases.
+//! 5. idempotency keys (issue 16): `PostObject` puts `id=<the authorizer's id>` with
+//!    `If-None-Match: *` and answers S3's 412 as the replay (200, `Idempotency-Replayed: true`).
 
 #[path = "common/template.rs"]
 mod template;
@@ -874,4 +876,98 @@ fn the_trail_logs_every_platform_bucket_but_the_lock_leases() {
     for other in ["Equals", "EndsWith", "NotEquals", "NotEndsWith"] {
         assert!(arn.get(other).is_none(), "resources.ARN {other}");
     }
+}
+
+// ---------------------------------------------------------------- idempotency keys (issue 16)
+
+/// `PostObject` lands `id=<the authorizer's id>` with `If-None-Match: *`, and answers S3's 412
+/// (that id exists: a repeated idempotency key) as the replay: 200, the same id, `"replayed":
+/// true` and `Idempotency-Replayed: true`; S3's 409 (a conditional put racing another) is a 503
+/// to retry. Which integration response each S3 status selects is checked in tests/edge.rs.
+#[test]
+fn post_object_lands_once_under_the_authorizers_id_and_maps_412_to_the_replay() {
+    let t = tarn_template();
+    let post = &t["Resources"]["PostObject"]["Properties"];
+    let integration = &post["Integration"];
+    assert_eq!(integration["IntegrationHttpMethod"], "PUT");
+    let uri = serde_json::to_string(&integration["Uri"]).unwrap();
+    assert!(uri.contains("/id={key}"), "{uri}");
+    let params = &integration["RequestParameters"];
+    assert_eq!(
+        params["integration.request.path.key"],
+        "context.authorizer.id"
+    );
+    assert_eq!(params["integration.request.header.If-None-Match"], "'*'");
+    let responses = integration["IntegrationResponses"].as_array().unwrap();
+    let by_pattern = |p: &str| {
+        responses
+            .iter()
+            .find(|r| r["SelectionPattern"] == p)
+            .unwrap_or_else(|| panic!("no integration response selected by {p}"))
+    };
+    // a landed upload answers the id it landed under
+    let landed = by_pattern("2\\d{2}");
+    let vtl = landed["ResponseTemplates"]["application/json"]
+        .as_str()
+        .unwrap();
+    assert!(
+        vtl.contains(r#"{"success": true, "data": {"id": "$context.authorizer.id"}}"#),
+        "{vtl}"
+    );
+    assert!(!vtl.contains("requestId"), "{vtl}");
+    // a replay: the first id, 200, said twice
+    let replay = by_pattern("412");
+    assert_eq!(
+        replay["ResponseParameters"]["method.response.header.Idempotency-Replayed"],
+        "'true'"
+    );
+    let vtl = replay["ResponseTemplates"]["application/json"]
+        .as_str()
+        .unwrap();
+    assert!(
+        vtl.contains("#set($context.responseOverride.status = 200)"),
+        "{vtl}"
+    );
+    let body: Value = serde_json::from_str(
+        vtl.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<String>()
+            .replace(
+                "$context.authorizer.id",
+                "00000000-0000-8000-8000-000000000000",
+            )
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"success": true, "data": {"id": "00000000-0000-8000-8000-000000000000", "replayed": true}})
+    );
+    let method_response = post["MethodResponses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["StatusCode"] == replay["StatusCode"])
+        .expect("the replay's method response");
+    assert_eq!(
+        method_response["ResponseParameters"]["method.response.header.Idempotency-Replayed"],
+        true
+    );
+    // a conditional put that raced another: retry (the retry meets the 412)
+    let busy = by_pattern("(409|500|503)");
+    assert_eq!(busy["StatusCode"], "503");
+    assert_eq!(
+        busy["ResponseParameters"]["method.response.header.Retry-After"],
+        "'1'"
+    );
+    // the S3 proxy's role needs nothing more than PutObject for a conditional put
+    let role = &t["Resources"]["ApiS3Role"];
+    let actions: Vec<Value> = role_statements(role)
+        .iter()
+        .flat_map(|s| as_list(&s["Action"]))
+        .collect();
+    assert!(
+        actions.contains(&Value::from("s3:PutObject")),
+        "{actions:?}"
+    );
 }

@@ -1,12 +1,13 @@
 //! Whether an upload may land, decided from what is known before its body: the table name of
-//! the path, the outcome of the token check, and the `Content-Type` and `Content-Length`
-//! headers. One function, [`admit_upload`], gives the contract's answer (docs/contract.md,
+//! the path, the outcome of the token check, and the `Content-Type`, `Content-Length` and
+//! `Idempotency-Key` headers. One function, [`admit_upload`], gives the contract's answer (docs/contract.md,
 //! `POST /table/{name}/object`) in its order of checks; the local server calls it before
 //! reading a body, and the AWS authorizer calls it so that API Gateway answers the same before
 //! anything lands.
 
 use crate::auth::Claims;
 use crate::error::{IngressError, Result};
+use crate::idempotency::{document_id, parse_key};
 use std::collections::BTreeMap;
 use tarn_catalog::TableSpec;
 use tarn_catalog::schemas::is_valid_table_name;
@@ -20,6 +21,8 @@ pub struct UploadHead<'a> {
     pub content_type: Option<&'a [u8]>,
     /// the `Content-Length` header's raw value, when the request has one
     pub content_length: Option<&'a [u8]>,
+    /// every raw value of the `Idempotency-Key` header (none: an upload without a key)
+    pub idempotency_keys: &'a [&'a [u8]],
 }
 
 /// An upload that passed every check a head allows.
@@ -31,6 +34,9 @@ pub struct Admitted<'t> {
     pub content_type: String,
     /// the declared length, at most the table's `max_bytes`
     pub content_length: Option<u64>,
+    /// a keyed upload's document id ([`document_id`] of the caller, the table and the key):
+    /// the same for every repeat of the key
+    pub id: Option<String>,
 }
 
 /// The contract's answer to an upload's head, checked in the contract's order: the table name
@@ -38,7 +44,9 @@ pub struct Admitted<'t> {
 /// declared table (404 `unknown_table`), the caller's groups (403 `forbidden`), the content type
 /// (400 `bad_body` when not ASCII, 400 `missing_content_type`, 415
 /// `unsupported_content_type`), the declared length (400 `bad_body` when not a number, 413
-/// `too_large` over `max_bytes`, 400 `empty_body` when 0). What only the body can tell (its real
+/// `too_large` over `max_bytes`, 400 `empty_body` when 0), the idempotency key (400
+/// `invalid_idempotency_key` when it breaks [`parse_key`]'s rules or is sent more than once).
+/// What only the body can tell (its real
 /// length when not declared, whether it can be read) is left to the reader of the body.
 pub fn admit_upload<'t>(
     tables: &'t BTreeMap<String, TableSpec>,
@@ -77,18 +85,27 @@ pub fn admit_upload<'t>(
         ),
     };
     match content_length {
-        Some(n) if n > spec.max_bytes => Err(IngressError::TooLarge {
-            table: name.to_string(),
-            max_bytes: spec.max_bytes,
-        }),
-        Some(0) => Err(IngressError::EmptyBody),
-        _ => Ok(Admitted {
-            spec,
-            caller,
-            content_type,
-            content_length,
-        }),
+        Some(n) if n > spec.max_bytes => {
+            return Err(IngressError::TooLarge {
+                table: name.to_string(),
+                max_bytes: spec.max_bytes,
+            });
+        }
+        Some(0) => return Err(IngressError::EmptyBody),
+        _ => {}
     }
+    let id = match head.idempotency_keys {
+        [] => None,
+        [raw] => Some(document_id(&caller.username, name, parse_key(raw)?)),
+        _ => return Err(IngressError::InvalidIdempotencyKey),
+    };
+    Ok(Admitted {
+        spec,
+        caller,
+        content_type,
+        content_length,
+        id,
+    })
 }
 
 /// The media type of a `Content-Type` value, lowercase, without parameters (`; charset=utf-8`).
@@ -150,6 +167,7 @@ mod tests {
             table,
             content_type: ct.map(str::as_bytes),
             content_length: len.map(str::as_bytes),
+            idempotency_keys: &[],
         };
         match admit_upload(&t, &head, caller) {
             Ok(_) => "ok",
@@ -213,6 +231,7 @@ mod tests {
                 table: "events",
                 content_type: Some(b"Application/JSON; charset=utf-8"),
                 content_length: Some(b" 7 "),
+                idempotency_keys: &[],
             },
             Ok(writer()),
         )
@@ -231,10 +250,35 @@ mod tests {
                 table: "events",
                 content_type: ct.map(str::as_bytes),
                 content_length: Some(b"11"),
+                idempotency_keys: &[b"k"],
             },
             Ok(writer()),
         )
         .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "the length before the key");
+    }
+
+    #[test]
+    fn a_key_gives_the_callers_deterministic_id() {
+        let t = tables();
+        let admit = |keys: &[&[u8]]| {
+            let head = UploadHead {
+                table: "events",
+                content_type: Some(b"application/json"),
+                content_length: Some(b"2"),
+                idempotency_keys: keys,
+            };
+            admit_upload(&t, &head, Ok(writer()))
+        };
+        assert_eq!(admit(&[]).unwrap().id, None);
+        assert_eq!(
+            admit(&[b"k-1"]).unwrap().id.unwrap(),
+            document_id("alice", "events", "k-1")
+        );
+        let bads: [&[&[u8]]; 3] = [&[b""], &[b"a\tb"], &[b"k-1", b"k-1"]];
+        for bad in bads {
+            let e = admit(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_idempotency_key", "{bad:?}");
+        }
     }
 }

@@ -82,6 +82,10 @@ pub enum IngressError {
     BadBody(String),
     #[error(transparent)]
     BodyTimeout(#[from] BodyTimeout),
+    #[error(
+        "the idempotency-key header must be 1 to 128 printable ascii characters (space to ~), sent once"
+    )]
+    InvalidIdempotencyKey,
     #[error("too many uploads in flight; retry in a second")]
     Overloaded,
     #[error("no document {id} in table {table}")]
@@ -124,6 +128,7 @@ impl IngressError {
             | E::MissingContentType
             | E::EmptyBody
             | E::BadBody(_)
+            | E::InvalidIdempotencyKey
             | E::InvalidInput(_) => ErrorKind::BadRequest,
             E::Auth(a) => match a.kind() {
                 AuthErrorKind::Unavailable => ErrorKind::Unavailable,
@@ -162,6 +167,7 @@ impl IngressError {
             E::TooLarge { .. } => "too_large",
             E::EmptyBody => "empty_body",
             E::BadBody(_) => "bad_body",
+            E::InvalidIdempotencyKey => "invalid_idempotency_key",
             E::BodyTimeout(_) => "body_timeout",
             E::Overloaded => "overloaded",
             E::UnknownDocument { .. } => "unknown_document",

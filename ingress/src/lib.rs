@@ -3,7 +3,9 @@
 //! - [`auth`]: the [`TokenVerifier`] port, [`JwksVerifier`] (RS256 against a JWKS, Cognito's
 //!   claims) and [`DevIssuer`], the local dev token issuer.
 //! - [`admit_upload`] decides whether an upload may land from its head (table, token, content
-//!   type and length): the local server and the AWS authorizer both call it.
+//!   type and length, idempotency key): the local server and the AWS authorizer both call it.
+//! - [`idempotency`]: the `Idempotency-Key` rules and [`document_id`], a keyed upload's
+//!   deterministic id on both backends.
 //! - [`router`] builds the HTTP API (docs/contract.md, Ingress HTTP API) from an
 //!   [`IngressState`]; [`serve`] runs it (HTTP/1.1) under the limits of a [`ServeConfig`]:
 //!   header-read and body timeouts, a cap on connections, and a graceful shutdown bounded in time.
@@ -23,6 +25,7 @@ pub mod auth;
 mod checks;
 pub mod documents;
 pub mod error;
+pub mod idempotency;
 mod middleware;
 mod read;
 mod routes;
@@ -39,8 +42,9 @@ pub use auth::{
 };
 pub use documents::{Content, Documents};
 pub use error::{ErrorKind, IngressError, Result};
+pub use idempotency::document_id;
 pub use serve::{DEFAULT_MAX_CONNECTIONS, ServeConfig, default_max_connections, serve, serve_with};
 pub use server::{router, router_with_audit};
 pub use state::{DEFAULT_MAX_IN_FLIGHT, IngressState, table_map};
 pub use timed_body::BodyTimeout;
-pub use upload::land;
+pub use upload::{land, land_once};

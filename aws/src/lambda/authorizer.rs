@@ -18,8 +18,11 @@
 //!   nothing stored), and the integration response answers `refusal_status` with
 //!   `refusal_body`;
 //! - admitted → an Allow policy whose context gives the integration `table`, `producer`, the
-//!   media type to land (`content_type`, parameters and case dropped as locally) and
-//!   `bucket_owner`, the API's own account.
+//!   media type to land (`content_type`, parameters and case dropped as locally),
+//!   `bucket_owner`, the API's own account, and `id`, the document id the S3 proxy lands as
+//!   `id=<id>` with `If-None-Match: *`: for an upload with an `Idempotency-Key`,
+//!   [`tarn_ingress::document_id`] of the producer, table and key (the local server's id), so
+//!   that a repeat meets S3's 412 and the integration answers the first id; else a fresh one.
 //!
 //! Status and content routes: a content request needs `tarn-readers`/`tarn-readers-<table>`, a
 //! status request any valid token (the documents function checks the producer). Every Allow
@@ -152,6 +155,38 @@ fn header<'a>(headers: Option<&'a Value>, name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| v.as_str())
 }
 
+/// Every value of a header (any case): `multiValueHeaders` where the event has them, else the
+/// one value of `headers`.
+fn header_values<'a>(event: &'a Value, name: &str) -> Vec<&'a str> {
+    let matching = |v: Option<&'a Value>| -> Vec<&'a Value> {
+        v.and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let multi = matching(event.get("multiValueHeaders"));
+    if !multi.is_empty() {
+        return multi
+            .into_iter()
+            .flat_map(|v| v.as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+    }
+    matching(event.get("headers"))
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The id of an upload without an idempotency key (or of a refused one, which lands nothing).
+fn fresh_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 fn policy(effect: IamPolicyEffect, resource: &str) -> ApiGatewayCustomAuthorizerPolicy {
     let mut statement = IamPolicyStatement::default();
     statement.action = vec!["execute-api:Invoke".into()];
@@ -280,10 +315,13 @@ impl Authorizer {
         token: Option<&str>,
     ) -> Result<ApiGatewayCustomAuthorizerResponse, AuthorizerError> {
         let headers = event.get("headers");
+        let keys = header_values(event, tarn_ingress::idempotency::HEADER);
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
         let head = UploadHead {
             table,
             content_type: header(headers, "content-type").map(str::as_bytes),
             content_length: header(headers, "content-length").map(str::as_bytes),
+            idempotency_keys: &keys,
         };
         let caller = if tarn_catalog::schemas::is_valid_table_name(table) {
             self.verify(token).await
@@ -299,6 +337,8 @@ impl Authorizer {
                 ctx["table"] = json!(a.spec.name);
                 ctx["content_type"] = json!(a.content_type);
                 ctx["bucket_owner"] = json!(account);
+                // a keyed upload's id is the local server's; an unkeyed one gets a fresh id
+                ctx["id"] = json!(a.id.clone().unwrap_or_else(fresh_id));
                 ctx["refusal_status"] = json!("");
                 ctx["refusal_body"] = json!("");
                 Ok(response(true, &a.caller.sub, method_arn, ctx))
@@ -317,6 +357,7 @@ impl Authorizer {
                     "table": "-",
                     "content_type": "-",
                     "bucket_owner": other_account(account),
+                    "id": fresh_id(),
                     "refusal_status": kind.status().as_u16().to_string(),
                     "refusal_body": error_body(e.code(), &e.to_string()).to_string(),
                 });
@@ -400,6 +441,20 @@ mod tests {
         let e = json!({"resource": "/health", "httpMethod": "GET", "pathParameters": null});
         assert_eq!(route_of_event(&e), Some(Route::Other));
         assert_eq!(route_of_event(&json!({"httpMethod": "GET"})), None);
+    }
+
+    #[test]
+    fn header_values_come_from_multi_value_headers_else_headers() {
+        let e = json!({
+            "headers": {"Idempotency-Key": "b"},
+            "multiValueHeaders": {"Idempotency-Key": ["a", "b"], "Host": ["h"]},
+        });
+        assert_eq!(header_values(&e, "idempotency-key"), ["a", "b"]);
+        let e = json!({"headers": {"idempotency-KEY": "k"}, "multiValueHeaders": null});
+        assert_eq!(header_values(&e, "idempotency-key"), ["k"]);
+        let e = json!({"headers": {"Host": "h"}});
+        assert!(header_values(&e, "idempotency-key").is_empty());
+        assert!(header_values(&json!({}), "idempotency-key").is_empty());
     }
 
     #[test]

@@ -235,6 +235,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A response of a request built with the harness's client.
+    pub async fn from_response(r: reqwest::Response) -> Reply {
+        Self::from(r).await
+    }
+
     async fn from(r: reqwest::Response) -> Reply {
         let status = r.status().as_u16();
         let headers = r
