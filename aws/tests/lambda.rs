@@ -20,6 +20,11 @@ async fn land(p: &Platform, table: &str, content_type: &str, body: &[u8]) -> Str
     land_as_apigw(p.ports.ingress.as_ref(), table, content_type, body).await
 }
 
+/// One SQS batch of the S3 notifications for the hand-offs of `ids` to `stage`.
+fn handoffs(p: &Platform, stage: &str, ids: &[String]) -> aws_lambda_events::event::sqs::SqsEvent {
+    event("tarn-lake", &state_keys(p, stage, ids), vec![])
+}
+
 fn parquet_rows(body: Bytes) -> (usize, Vec<String>) {
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap();
@@ -175,13 +180,7 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
 
     // strip, triggered by the hand-offs' notifications from the lake bucket (state/ prefix)
     let strip_ids = vec![good.clone(), ndjson.clone(), photo.clone()];
-    let r = strip
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "strip", &strip_ids),
-            vec![],
-        ))
-        .await;
+    let r = strip.handle(handoffs(&p, "strip", &strip_ids)).await;
     assert!(failures(&r).is_empty(), "{r:?}");
     for id in &strip_ids {
         assert!(
@@ -417,31 +416,13 @@ async fn stages_run_end_to_end_on_moto_exactly_once() {
     );
 
     // redeliveries write no second row: the whole batch, one message alone, every stage again
-    let r = normalize
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "normalize", &ids),
-            vec![],
-        ))
-        .await;
+    let r = normalize.handle(handoffs(&p, "normalize", &ids)).await;
     assert!(failures(&r).is_empty());
-    let r = normalize
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "normalize", &ids[..1]),
-            vec![],
-        ))
-        .await;
+    let r = normalize.handle(handoffs(&p, "normalize", &ids[..1])).await;
     assert!(failures(&r).is_empty());
     let r = validate.handle(event("tarn-ingress", &keys, vec![])).await;
     assert!(failures(&r).is_empty());
-    let r = strip
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "strip", &strip_ids),
-            vec![],
-        ))
-        .await;
+    let r = strip.handle(handoffs(&p, "strip", &strip_ids)).await;
     assert!(failures(&r).is_empty());
     assert!(
         p.ports.state.list("work/").await.unwrap().is_empty(),
@@ -731,7 +712,7 @@ async fn the_scan_function_quarantines_eicar_and_passes_clean_files_on() {
     let r = f
         .stage("scan")
         .unwrap()
-        .handle(event("tarn-lake", &state_keys(&p, "scan", &ids), vec![]))
+        .handle(handoffs(&p, "scan", &ids))
         .await;
     assert!(failures(&r).is_empty(), "{r:?}");
     assert!(
@@ -754,21 +735,10 @@ async fn the_scan_function_quarantines_eicar_and_passes_clean_files_on() {
     let r = f
         .stage("strip")
         .unwrap()
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "strip", &ids[1..]),
-            vec![],
-        ))
+        .handle(handoffs(&p, "strip", &ids[1..]))
         .await;
     assert!(failures(&r).is_empty());
-    let r = f
-        .normalize()
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "normalize", &ids),
-            vec![],
-        ))
-        .await;
+    let r = f.normalize().handle(handoffs(&p, "normalize", &ids)).await;
     assert!(failures(&r).is_empty(), "{r:?}");
 
     let rb = status(&p, &bad).await;
@@ -885,9 +855,7 @@ async fn the_scan_function_runs_its_own_clamd_on_the_definitions_mirror() {
         "clamd starts on the first batch, not before"
     );
     let began = std::time::Instant::now();
-    let r = scan
-        .handle(event("tarn-lake", &state_keys(&p, "scan", &ids), vec![]))
-        .await;
+    let r = scan.handle(handoffs(&p, "scan", &ids)).await;
     let cold_batch = began.elapsed();
     assert!(failures(&r).is_empty(), "{r:?}");
     let cold = clamd.cold_start().expect("clamd started");
@@ -917,11 +885,7 @@ async fn the_scan_function_runs_its_own_clamd_on_the_definitions_mirror() {
     assert!(failures(&r).is_empty());
     let began = std::time::Instant::now();
     let r = scan
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "scan", std::slice::from_ref(&more)),
-            vec![],
-        ))
+        .handle(handoffs(&p, "scan", std::slice::from_ref(&more)))
         .await;
     let warm_batch = began.elapsed();
     assert!(failures(&r).is_empty(), "{r:?}");
@@ -957,22 +921,11 @@ async fn the_scan_function_runs_its_own_clamd_on_the_definitions_mirror() {
     let r = f
         .stage("strip")
         .unwrap()
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "strip", &passed),
-            vec![],
-        ))
+        .handle(handoffs(&p, "strip", &passed))
         .await;
     assert!(failures(&r).is_empty());
     let all = vec![virus.clone(), zipped.clone(), clean.clone(), more.clone()];
-    let r = f
-        .normalize()
-        .handle(event(
-            "tarn-lake",
-            &state_keys(&p, "normalize", &all),
-            vec![],
-        ))
-        .await;
+    let r = f.normalize().handle(handoffs(&p, "normalize", &all)).await;
     assert!(failures(&r).is_empty(), "{r:?}");
 
     for (id, table) in [(&virus, "files"), (&zipped, "archives")] {
