@@ -299,7 +299,12 @@ mod tests {
                 "{}",
                 m.name
             );
-            assert_eq!(m.kind == Kind::Counter, m.name.ends_with("_total"), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}",
+                m.name
+            );
             let unit = match m.unit {
                 Unit::Seconds => "_seconds",
                 Unit::Bytes => "_bytes",
@@ -310,10 +315,19 @@ mod tests {
                 "{} must name its unit",
                 m.name
             );
-            assert_eq!(m.kind == Kind::Histogram, !m.buckets.is_empty(), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Histogram,
+                !m.buckets.is_empty(),
+                "{}",
+                m.name
+            );
             assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{}", m.name);
             for l in m.labels {
-                assert!(!["id", "user", "document", "producer"].contains(l), "{}", m.name);
+                assert!(
+                    !["id", "user", "document", "producer"].contains(l),
+                    "{}",
+                    m.name
+                );
             }
             assert!(m.help.ends_with('.'), "{}", m.name);
         }
