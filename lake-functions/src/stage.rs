@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
+use tarn_core::Metrics;
 use tracing::warn;
 
 /// One landed document, decrypted, with what the stages learned about it.
@@ -131,14 +132,42 @@ pub async fn run_stage(stage: &dyn Stage, doc: &mut Document, policy: RetryPolic
     }
 }
 
+/// [`run_stage`], its time (retries included) observed in
+/// [`STAGE_DURATION`](tarn_core::metrics::STAGE_DURATION).
+pub async fn run_stage_measured(
+    stage: &dyn Stage,
+    doc: &mut Document,
+    policy: RetryPolicy,
+    metrics: &Metrics,
+) -> Verdict {
+    let started = std::time::Instant::now();
+    let verdict = run_stage(stage, doc, policy).await;
+    metrics.observe(
+        &tarn_core::metrics::STAGE_DURATION,
+        &[stage.name()],
+        started.elapsed().as_secs_f64(),
+    );
+    verdict
+}
+
 /// Runs `stages` in order until one decides other than [`Verdict::Continue`].
 pub async fn run_stages(
     stages: &[std::sync::Arc<dyn Stage>],
     doc: &mut Document,
     policy: RetryPolicy,
 ) -> Verdict {
+    run_stages_measured(stages, doc, policy, &Metrics::default()).await
+}
+
+/// [`run_stages`], each stage measured ([`run_stage_measured`]).
+pub async fn run_stages_measured(
+    stages: &[std::sync::Arc<dyn Stage>],
+    doc: &mut Document,
+    policy: RetryPolicy,
+    metrics: &Metrics,
+) -> Verdict {
     for stage in stages {
-        let verdict = run_stage(stage.as_ref(), doc, policy).await;
+        let verdict = run_stage_measured(stage.as_ref(), doc, policy, metrics).await;
         if verdict != Verdict::Continue {
             return verdict;
         }

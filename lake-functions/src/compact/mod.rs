@@ -64,6 +64,7 @@
 //! ([`run_every`]).
 
 pub mod adapt;
+mod debt;
 pub mod footer;
 mod pending;
 pub mod plan;
@@ -71,6 +72,7 @@ mod schedule;
 mod vacuum;
 mod writer;
 
+pub use debt::{LAST_RUN_KEY, LastRun, SmallFiles, last_run};
 pub use plan::{DEFAULT_TARGET_SIZE, FileEntry, NoPlan, PartitionPlan, PlanConfig, plan_partition};
 pub use schedule::run_every;
 pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
@@ -201,6 +203,7 @@ pub struct Compaction {
     grace: Duration,
     vacuum: bool,
     progress: Option<ProgressFn>,
+    metrics: tarn_core::Metrics,
 }
 
 impl std::fmt::Debug for Compaction {
@@ -237,7 +240,14 @@ impl Compaction {
             grace: DEFAULT_GRACE_PERIOD,
             vacuum: true,
             progress: None,
+            metrics: tarn_core::Metrics::default(),
         }
+    }
+
+    /// Records runs, their result and the small files they leave to `metrics`.
+    pub fn with_metrics(mut self, metrics: tarn_core::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Only this table.
@@ -310,7 +320,14 @@ impl Compaction {
     }
 
     /// Recovers crashed jobs, compacts every selected partition that needs it, then vacuums.
+    /// A successful run is recorded ([`last_run`]) and measured with the small files it left.
     pub async fn execute(self) -> Result<CompactionReport> {
+        let result = self.run().await;
+        self.after_run(&result).await;
+        result
+    }
+
+    async fn run(&self) -> Result<CompactionReport> {
         let started = Instant::now();
         let _run = self.deps.lock.acquire(COMPACTION_LOCK).await?;
         let mut report = CompactionReport {
