@@ -67,33 +67,36 @@ impl Compaction {
         Ok(out)
     }
 
-    /// After a run: its result counted, and for a successful one its record written and the
-    /// small files it left measured. Neither may fail the run: problems are logged.
-    pub(super) async fn after_run(&self, result: &Result<CompactionReport>) {
-        let Ok(report) = result else {
-            self.metrics.add(&m::COMPACTION_RUNS, &["error"], 1.0);
-            return;
-        };
-        self.metrics.add(&m::COMPACTION_RUNS, &["ok"], 1.0);
-        let now = self.deps.clock.now();
-        self.metrics
-            .set(&m::COMPACTION_LAST_RUN, &[], now.timestamp() as f64);
+    /// Records a successful run at [`LAST_RUN_KEY`] (its last step).
+    pub(super) async fn record_run(&self, report: &CompactionReport) -> Result<()> {
         let last = LastRun {
-            finished_at: now,
+            finished_at: self.deps.clock.now(),
             partitions_compacted: report.partitions_compacted,
             files_in: report.files_in,
             files_out: report.files_out,
             elapsed_ms: report.elapsed_ms,
         };
         let body = serde_json::to_vec(&last).expect("a run record serializes");
-        if let Err(e) = self
-            .deps
+        self.deps
             .state
             .put(LAST_RUN_KEY, Bytes::from(body), Metadata::new())
-            .await
-        {
-            tracing::warn!(error = %e, "recording the compaction run failed");
+            .await?;
+        Ok(())
+    }
+
+    /// After a run: its result counted and, for a successful one, the small files it left
+    /// measured (a failure to measure is logged, never the run's).
+    pub(super) async fn after_run(&self, result: &Result<CompactionReport>) {
+        if result.is_err() {
+            self.metrics.add(&m::COMPACTION_RUNS, &["error"], 1.0);
+            return;
         }
+        self.metrics.add(&m::COMPACTION_RUNS, &["ok"], 1.0);
+        self.metrics.set(
+            &m::COMPACTION_LAST_RUN,
+            &[],
+            self.deps.clock.now().timestamp() as f64,
+        );
         match self.small_files().await {
             Ok(debt) => {
                 for (table, d) in debt {

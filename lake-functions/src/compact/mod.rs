@@ -392,6 +392,7 @@ impl Compaction {
             skipped = report.skipped.len(),
             "compaction done"
         );
+        self.record_run(&report).await?;
         Ok(report)
     }
 
