@@ -7,6 +7,7 @@ pub mod clamd;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod metrics;
 pub mod platform;
 
 pub use config::Config;
