@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod metrics;
 pub mod platform;
+pub mod status;
 
 pub use config::Config;
 pub use platform::{Platform, Running};
