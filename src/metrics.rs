@@ -41,7 +41,11 @@ pub fn refresh(metrics: &Metrics, sources: &Sources, audit_seen: &mut u64) {
     }
     let failures = sources.audit.delivery_failures();
     if failures > *audit_seen {
-        metrics.add(&m::AUDIT_DELIVERY_FAILURES, &[], (failures - *audit_seen) as f64);
+        metrics.add(
+            &m::AUDIT_DELIVERY_FAILURES,
+            &[],
+            (failures - *audit_seen) as f64,
+        );
         *audit_seen = failures;
     }
 }
@@ -70,7 +74,10 @@ mod tests {
 
     #[test]
     fn engines_split_into_bounded_labels() {
-        assert_eq!(engine_parts("clamav 1.4.2/27000"), ("clamav", "1.4.2", "27000"));
+        assert_eq!(
+            engine_parts("clamav 1.4.2/27000"),
+            ("clamav", "1.4.2", "27000")
+        );
         assert_eq!(engine_parts("tarn-builtin 1"), ("tarn-builtin", "1", ""));
         assert_eq!(engine_parts("odd"), ("odd", "", ""));
     }

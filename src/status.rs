@@ -193,7 +193,11 @@ impl Documents<'_> {
             .rows
             .into_iter()
             .map(|row| {
-                let key = row.first().and_then(Value::as_str).unwrap_or("").to_string();
+                let key = row
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let n = row.get(1).and_then(count).unwrap_or(0);
                 (key, n)
             })
@@ -285,10 +289,16 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(
         o,
         "scan         {}, definitions {}",
-        s.scan.engine.as_deref().unwrap_or("no scanned document yet"),
+        s.scan
+            .engine
+            .as_deref()
+            .unwrap_or("no scanned document yet"),
         s.scan
             .definitions_age_seconds
-            .map_or("age unknown".to_string(), |a| format!("{} old", human_age(a)))
+            .map_or("age unknown".to_string(), |a| format!(
+                "{} old",
+                human_age(a)
+            ))
     );
     if s.small_files.is_empty() {
         let _ = writeln!(o, "small files  none");
@@ -297,7 +307,11 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(
                 o,
                 "{}{table}: {} of {} files small in {} partitions ({} to compact)",
-                if i == 0 { "small files  " } else { "             " },
+                if i == 0 {
+                    "small files  "
+                } else {
+                    "             "
+                },
                 d.small_files,
                 d.files,
                 d.partitions,
@@ -308,13 +322,15 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(
         o,
         "compaction   {}",
-        s.last_compaction.as_ref().map_or("never".to_string(), |c| format!(
-            "last run {} ago: {} partitions, {} files into {}",
-            since(c.finished_at),
-            c.partitions_compacted,
-            c.files_in,
-            c.files_out
-        ))
+        s.last_compaction
+            .as_ref()
+            .map_or("never".to_string(), |c| format!(
+                "last run {} ago: {} partitions, {} files into {}",
+                since(c.finished_at),
+                c.partitions_compacted,
+                c.files_in,
+                c.files_out
+            ))
     );
     let a = &s.audit;
     let _ = writeln!(
