@@ -15,14 +15,6 @@ pub const SYSTEM_DEFINITIONS: &str = "/var/lib/clamav";
 /// How often the gauges are refreshed.
 pub const REFRESH: Duration = Duration::from_secs(15);
 
-/// An engine as documents name it (`clamav 1.4.2/27000`): its name, version and definitions
-/// version (empty when not said).
-pub fn engine_parts(engine: &str) -> (&str, &str, &str) {
-    let (name, rest) = engine.split_once(' ').unwrap_or((engine, ""));
-    let (version, definitions) = rest.split_once('/').unwrap_or((rest, ""));
-    (name, version, definitions)
-}
-
 /// What the refresher reads.
 pub struct Sources {
     pub scan_engine: Option<String>,
@@ -33,8 +25,7 @@ pub struct Sources {
 /// Records the gauges once; `audit_seen` carries the failures already counted.
 pub fn refresh(metrics: &Metrics, sources: &Sources, audit_seen: &mut u64) {
     if let Some(engine) = &sources.scan_engine {
-        let (name, version, definitions) = engine_parts(engine);
-        metrics.set(&m::SCAN_ENGINE, &[name, version, definitions], 1.0);
+        tarn_lake::metrics::record_engine(metrics, engine);
     }
     if let Some(age) = definitions_age(&sources.definitions) {
         metrics.set(&m::SCAN_DEFINITIONS_AGE, &[], age.as_secs_f64());
@@ -65,20 +56,5 @@ pub async fn refresh_until(metrics: Metrics, sources: Sources, mut stop: watch::
             _ = tokio::time::sleep(REFRESH) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn engines_split_into_bounded_labels() {
-        assert_eq!(
-            engine_parts("clamav 1.4.2/27000"),
-            ("clamav", "1.4.2", "27000")
-        );
-        assert_eq!(engine_parts("tarn-builtin 1"), ("tarn-builtin", "1", ""));
-        assert_eq!(engine_parts("odd"), ("odd", "", ""));
     }
 }

@@ -61,6 +61,9 @@ pub struct Functions {
     /// where the scan function's own clamd keeps its definitions and files
     /// ([`scan::DEFAULT_DIR`])
     pub clamav_dir: std::path::PathBuf,
+    /// where the functions record their measurements: EMF lines on stdout once
+    /// [`Functions::connect`]ed, nothing by default
+    pub metrics: tarn_core::Metrics,
 }
 
 impl Functions {
@@ -106,6 +109,7 @@ impl Functions {
             function,
             definitions,
             clamav_dir: std::path::PathBuf::from(scan::DEFAULT_DIR),
+            metrics: tarn_core::Metrics::default(),
         })
     }
 
@@ -113,7 +117,9 @@ impl Functions {
     pub async fn connect() -> Result<Self, BoxError> {
         let config = AwsConfig::load_default()?;
         let ports = AwsPorts::connect(&config).await;
-        Self::new(&ports)
+        let mut functions = Self::new(&ports)?;
+        functions.metrics = crate::metrics::EmfRecorder::stdout();
+        Ok(functions)
     }
 
     pub fn stage(&self, name: &str) -> Result<StageFunction, BoxError> {
@@ -144,7 +150,8 @@ impl Functions {
             first,
             self.config.next_stage(name),
             self.function.clone(),
-        ))
+        )
+        .with_metrics(self.metrics.clone()))
     }
 
     /// The scan function's scanner: clamd at `clamd_addr`, else its own clamd on the
@@ -186,14 +193,15 @@ impl Functions {
         let mirror = self.definitions.clone().ok_or(
             "the updater needs the definitions mirror (TARN_AWS_CLAMAV_DEFINITIONS, s3://bucket/prefix/)",
         )?;
-        Ok(updater::Updater::new(
-            mirror,
-            self.clamav_dir.with_file_name("tarn-freshclam"),
-        ))
+        Ok(
+            updater::Updater::new(mirror, self.clamav_dir.with_file_name("tarn-freshclam"))
+                .with_metrics(self.metrics.clone()),
+        )
     }
 
     pub fn normalize(&self) -> NormalizeFunction {
         NormalizeFunction::new(self.lake.clone(), self.function.clone())
+            .with_metrics(self.metrics.clone())
     }
 
     /// The status and content routes over the same stores as the stages.
@@ -213,6 +221,7 @@ impl Functions {
     pub fn compaction(&self) -> CompactionFunction {
         CompactionFunction {
             lake: self.lake.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -231,6 +240,7 @@ pub struct CompactionRequest {
 #[derive(Debug, Clone)]
 pub struct CompactionFunction {
     pub lake: Lake,
+    pub metrics: tarn_core::Metrics,
 }
 
 impl CompactionFunction {
@@ -246,7 +256,7 @@ impl CompactionFunction {
         } else {
             serde_json::from_value(input).map_err(|e| format!("bad compaction request: {e}"))?
         };
-        let mut c = Compaction::new(self.lake.clone());
+        let mut c = Compaction::new(self.lake.clone()).with_metrics(self.metrics.clone());
         if let Some(t) = &req.table {
             c = c.table(t.clone());
         }

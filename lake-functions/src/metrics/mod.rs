@@ -82,9 +82,33 @@ pub fn record_backlog(metrics: &Metrics, landed: &[ObjectInfo], now: DateTime<Ut
     metrics.set(&m::PIPELINE_OLDEST_PENDING_AGE, &[], age);
 }
 
+/// An engine as documents name it (`clamav 1.4.2/27000`): its name, version and definitions
+/// version (empty when not said).
+pub fn engine_parts(engine: &str) -> (&str, &str, &str) {
+    let (name, rest) = engine.split_once(' ').unwrap_or((engine, ""));
+    let (version, definitions) = rest.split_once('/').unwrap_or((rest, ""));
+    (name, version, definitions)
+}
+
+/// Records the scan engine in use (as documents name it).
+pub fn record_engine(metrics: &Metrics, engine: &str) {
+    let (name, version, definitions) = engine_parts(engine);
+    metrics.set(&m::SCAN_ENGINE, &[name, version, definitions], 1.0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engines_split_into_bounded_labels() {
+        assert_eq!(
+            engine_parts("clamav 1.4.2/27000"),
+            ("clamav", "1.4.2", "27000")
+        );
+        assert_eq!(engine_parts("tarn-builtin 1"), ("tarn-builtin", "1", ""));
+        assert_eq!(engine_parts("odd"), ("odd", "", ""));
+    }
 
     #[test]
     fn quarantine_reasons_fall_into_few_classes() {
