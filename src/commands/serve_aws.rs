@@ -42,13 +42,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lock: Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone())),
     });
     let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
-    let pipeline = Arc::new(Pipeline::new(lake, stages, config.pipeline_config()));
+    let metrics = Arc::new(tarn_ingress::PrometheusRecorder::new());
+    let pipeline = Arc::new(
+        Pipeline::new(lake, stages, config.pipeline_config())
+            .with_metrics(tarn_core::Metrics::new(metrics.clone())),
+    );
     pipeline
         .setup_catalog()
         .await
         .context("registering tables in Glue")?;
 
     let notify = Arc::new(Notify::new());
+    let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let state = IngressState {
         tables: table_map(tables),
         ingress: ports.ingress.clone(),
@@ -72,7 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut rx = stop_rx.clone();
     let server = tokio::spawn(tarn_ingress::serve(
         listener,
-        tarn_ingress::router(state),
+        tarn_ingress::instrument(tarn_ingress::router(state), metrics, names),
         async move {
             let _ = rx.wait_for(|s| *s).await;
         },
