@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tarn_aws::lambda::Functions;
 use tarn_aws::lambda::pipeline::handoff_key;
 use tarn_aws::metrics::EmfRecorder;
-use tarn_core::metrics::{self as m, Kind, Metrics};
+use tarn_core::metrics::{self as m, Metrics};
 
 /// Where the recorder writes in these tests: a buffer they read back.
 #[derive(Clone, Default)]
@@ -114,14 +114,7 @@ fn every_measure_makes_a_valid_emf_line() {
         "tarn/test",
         Box::new(lines.clone()),
     )));
-    for measure in m::ALL {
-        let labels: Vec<&str> = measure.labels.iter().map(|_| "x").collect();
-        match measure.kind {
-            Kind::Counter => metrics.add(measure, &labels, 3.0),
-            Kind::Gauge => metrics.set(measure, &labels, 7.0),
-            Kind::Histogram => metrics.observe(measure, &labels, 0.25),
-        }
-    }
+    tarn_core::testing::record_every_measure(&metrics);
     let docs = lines.docs();
     assert_eq!(docs.len(), m::ALL.len());
     for (doc, measure) in docs.iter().zip(m::ALL) {

@@ -63,142 +63,166 @@ const WORK_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
-pub const INGRESS_REQUESTS: Measure = Measure {
-    name: "tarn_ingress_requests_total",
-    kind: Kind::Counter,
-    unit: Unit::Count,
-    help: "Ingress HTTP requests answered, by route, table and status code.",
-    labels: &["route", "table", "code"],
-    buckets: &[],
-};
-pub const INGRESS_REQUEST_DURATION: Measure = Measure {
-    name: "tarn_ingress_request_duration_seconds",
-    kind: Kind::Histogram,
-    unit: Unit::Seconds,
-    help: "Time from a request's head to its answer, by route.",
-    labels: &["route"],
-    buckets: LATENCY_BUCKETS,
-};
-pub const INGRESS_RECEIVED_BYTES: Measure = Measure {
-    name: "tarn_ingress_received_bytes_total",
-    kind: Kind::Counter,
-    unit: Unit::Bytes,
-    help: "Request body bytes read by the upload route, by table.",
-    labels: &["table"],
-    buckets: &[],
-};
-pub const PIPELINE_BACKLOG: Measure = Measure {
-    name: "tarn_pipeline_backlog_documents",
-    kind: Kind::Gauge,
-    unit: Unit::Count,
-    help: "Landed documents the pipeline has not committed yet.",
-    labels: &[],
-    buckets: &[],
-};
-pub const PIPELINE_OLDEST_PENDING_AGE: Measure = Measure {
-    name: "tarn_pipeline_oldest_pending_age_seconds",
-    kind: Kind::Gauge,
-    unit: Unit::Seconds,
-    help: "Age of the oldest landed document not committed yet (freshness lag; 0 when none).",
-    labels: &[],
-    buckets: &[],
-};
-pub const PIPELINE_DOCUMENTS: Measure = Measure {
-    name: "tarn_pipeline_documents_total",
-    kind: Kind::Counter,
-    unit: Unit::Count,
-    help: "Documents committed, by table and final status.",
-    labels: &["table", "status"],
-    buckets: &[],
-};
-pub const PIPELINE_QUARANTINED: Measure = Measure {
-    name: "tarn_pipeline_quarantined_documents_total",
-    kind: Kind::Counter,
-    unit: Unit::Count,
-    help: "Documents committed as quarantined, by table and reason class.",
-    labels: &["table", "reason"],
-    buckets: &[],
-};
-pub const STAGE_DURATION: Measure = Measure {
-    name: "tarn_pipeline_stage_duration_seconds",
-    kind: Kind::Histogram,
-    unit: Unit::Seconds,
-    help: "Time a stage took on one document, retries included, by stage.",
-    labels: &["stage"],
-    buckets: WORK_BUCKETS,
-};
-pub const FLUSHES: Measure = Measure {
-    name: "tarn_pipeline_flushes_total",
-    kind: Kind::Counter,
-    unit: Unit::Count,
-    help: "Batches committed to the lake.",
-    labels: &[],
-    buckets: &[],
-};
-pub const FLUSH_DURATION: Measure = Measure {
-    name: "tarn_pipeline_flush_duration_seconds",
-    kind: Kind::Histogram,
-    unit: Unit::Seconds,
-    help: "Time to commit one batch, retries included.",
-    labels: &[],
-    buckets: WORK_BUCKETS,
-};
-pub const ROWS_WRITTEN: Measure = Measure {
-    name: "tarn_pipeline_rows_written_total",
-    kind: Kind::Counter,
-    unit: Unit::Count,
-    help: "Records written to the lake's Parquet files, by table.",
-    labels: &["table"],
-    buckets: &[],
-};
-pub const SCAN_ENGINE: Measure = Measure {
-    name: "tarn_scan_engine_info",
-    kind: Kind::Gauge,
-    unit: Unit::Count,
-    help: "The scan engine in use (value 1), by engine, version and definitions version.",
-    labels: &["engine", "version", "definitions"],
-    buckets: &[],
-};
-pub const SCAN_DEFINITIONS_AGE: Measure = Measure {
-    name: "tarn_scan_definitions_age_seconds",
-    kind: Kind::Gauge,
-    unit: Unit::Seconds,
-    help: "Time since the newest loaded virus definitions were built.",
-    labels: &[],
-    buckets: &[],
-};
-pub const COMPACTION_RUNS: Measure = Measure {
-    name: "tarn_compaction_runs_total",
-    kind: Kind::Counter,
-    unit: Unit::Count,
-    help: "Compaction runs, by result (ok or error).",
-    labels: &["result"],
-    buckets: &[],
-};
-pub const COMPACTION_LAST_RUN: Measure = Measure {
-    name: "tarn_compaction_last_run_timestamp_seconds",
-    kind: Kind::Gauge,
-    unit: Unit::Seconds,
-    help: "When the last successful compaction run ended (Unix time).",
-    labels: &[],
-    buckets: &[],
-};
-pub const SMALL_FILES: Measure = Measure {
-    name: "tarn_compaction_small_files",
-    kind: Kind::Gauge,
-    unit: Unit::Count,
-    help: "Parquet files below the compaction target size, by table, as the last run left them.",
-    labels: &["table"],
-    buckets: &[],
-};
-pub const AUDIT_DELIVERY_FAILURES: Measure = Measure {
-    name: "tarn_audit_delivery_failures_total",
-    kind: Kind::Counter,
-    unit: Unit::Count,
-    help: "Failed attempts to write the audit trail (its records stay buffered and are retried).",
-    labels: &[],
-    buckets: &[],
-};
+const fn counter(
+    name: &'static str,
+    unit: Unit,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> Measure {
+    Measure {
+        name,
+        kind: Kind::Counter,
+        unit,
+        help,
+        labels,
+        buckets: &[],
+    }
+}
+
+const fn gauge(
+    name: &'static str,
+    unit: Unit,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> Measure {
+    Measure {
+        kind: Kind::Gauge,
+        ..counter(name, unit, help, labels)
+    }
+}
+
+/// Histograms measure time, in seconds.
+const fn histogram(
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    buckets: &'static [f64],
+) -> Measure {
+    Measure {
+        kind: Kind::Histogram,
+        buckets,
+        ..counter(name, Unit::Seconds, help, labels)
+    }
+}
+
+pub const INGRESS_REQUESTS: Measure = counter(
+    "tarn_ingress_requests_total",
+    Unit::Count,
+    "Ingress HTTP requests answered, by route, table and status code.",
+    &["route", "table", "code"],
+);
+
+pub const INGRESS_REQUEST_DURATION: Measure = histogram(
+    "tarn_ingress_request_duration_seconds",
+    "Time from a request's head to its answer, by route.",
+    &["route"],
+    LATENCY_BUCKETS,
+);
+
+pub const INGRESS_RECEIVED_BYTES: Measure = counter(
+    "tarn_ingress_received_bytes_total",
+    Unit::Bytes,
+    "Request body bytes read by the upload route, by table.",
+    &["table"],
+);
+
+pub const PIPELINE_BACKLOG: Measure = gauge(
+    "tarn_pipeline_backlog_documents",
+    Unit::Count,
+    "Landed documents the pipeline has not committed yet.",
+    &[],
+);
+
+pub const PIPELINE_OLDEST_PENDING_AGE: Measure = gauge(
+    "tarn_pipeline_oldest_pending_age_seconds",
+    Unit::Seconds,
+    "Age of the oldest landed document not committed yet (freshness lag; 0 when none).",
+    &[],
+);
+
+pub const PIPELINE_DOCUMENTS: Measure = counter(
+    "tarn_pipeline_documents_total",
+    Unit::Count,
+    "Documents committed, by table and final status.",
+    &["table", "status"],
+);
+
+pub const PIPELINE_QUARANTINED: Measure = counter(
+    "tarn_pipeline_quarantined_documents_total",
+    Unit::Count,
+    "Documents committed as quarantined, by table and reason class.",
+    &["table", "reason"],
+);
+
+pub const STAGE_DURATION: Measure = histogram(
+    "tarn_pipeline_stage_duration_seconds",
+    "Time a stage took on one document, retries included, by stage.",
+    &["stage"],
+    WORK_BUCKETS,
+);
+
+pub const FLUSHES: Measure = counter(
+    "tarn_pipeline_flushes_total",
+    Unit::Count,
+    "Batches committed to the lake.",
+    &[],
+);
+
+pub const FLUSH_DURATION: Measure = histogram(
+    "tarn_pipeline_flush_duration_seconds",
+    "Time to commit one batch, retries included.",
+    &[],
+    WORK_BUCKETS,
+);
+
+pub const ROWS_WRITTEN: Measure = counter(
+    "tarn_pipeline_rows_written_total",
+    Unit::Count,
+    "Records written to the lake's Parquet files, by table.",
+    &["table"],
+);
+
+pub const SCAN_ENGINE: Measure = gauge(
+    "tarn_scan_engine_info",
+    Unit::Count,
+    "The scan engine in use (value 1), by engine, version and definitions version.",
+    &["engine", "version", "definitions"],
+);
+
+pub const SCAN_DEFINITIONS_AGE: Measure = gauge(
+    "tarn_scan_definitions_age_seconds",
+    Unit::Seconds,
+    "Time since the newest loaded virus definitions were built.",
+    &[],
+);
+
+pub const COMPACTION_RUNS: Measure = counter(
+    "tarn_compaction_runs_total",
+    Unit::Count,
+    "Compaction runs, by result (ok or error).",
+    &["result"],
+);
+
+pub const COMPACTION_LAST_RUN: Measure = gauge(
+    "tarn_compaction_last_run_timestamp_seconds",
+    Unit::Seconds,
+    "When the last successful compaction run ended (Unix time).",
+    &[],
+);
+
+pub const SMALL_FILES: Measure = gauge(
+    "tarn_compaction_small_files",
+    Unit::Count,
+    "Parquet files below the compaction target size, by table, as the last run left them.",
+    &["table"],
+);
+
+pub const AUDIT_DELIVERY_FAILURES: Measure = counter(
+    "tarn_audit_delivery_failures_total",
+    Unit::Count,
+    "Failed attempts to write the audit trail (its records stay buffered and are retried).",
+    &[],
+);
 
 /// Every measure, in the order expositions list them.
 pub const ALL: &[&Measure] = &[

@@ -265,26 +265,27 @@ mod tests {
     #[test]
     fn routes_and_tables_are_bounded_labels() {
         let tables: BTreeSet<String> = ["events".to_string()].into();
-        let c = |method: Method, path: &str| classify(&method, path, &tables);
-        assert_eq!(
-            c(Method::POST, "/table/events/object"),
-            ("upload", "events".into())
-        );
-        assert_eq!(
-            c(Method::POST, "/table/other/object"),
-            ("upload", "_unknown".into())
-        );
-        assert_eq!(
-            c(Method::GET, "/table/events/object/0b7c"),
-            ("status", "events".into())
-        );
-        assert_eq!(
-            c(Method::GET, "/table/events/object/0b7c/content"),
-            ("content", "events".into())
-        );
-        assert_eq!(c(Method::GET, "/table/%ZZ"), ("other", "_unknown".into()));
-        assert_eq!(c(Method::GET, "/metrics"), ("metrics", String::new()));
-        assert_eq!(c(Method::GET, "/anything/else"), ("other", String::new()));
+        let cases = [
+            (Method::POST, "/table/events/object", "upload", "events"),
+            (Method::POST, "/table/other/object", "upload", "_unknown"),
+            (Method::GET, "/table/events/object/0b7c", "status", "events"),
+            (
+                Method::GET,
+                "/table/events/object/0b7c/content",
+                "content",
+                "events",
+            ),
+            (Method::GET, "/table/%ZZ", "other", "_unknown"),
+            (Method::GET, "/metrics", "metrics", ""),
+            (Method::GET, "/anything/else", "other", ""),
+        ];
+        for (method, path, route, table) in cases {
+            assert_eq!(
+                classify(&method, path, &tables),
+                (route, table.to_string()),
+                "{method} {path}"
+            );
+        }
     }
 
     #[test]

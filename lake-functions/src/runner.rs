@@ -288,10 +288,9 @@ impl Pipeline {
             {
                 Ok(rows) => {
                     debug!(batch, documents = rows.len(), "batch committed");
-                    let specs = &self.lake.layout.specs;
                     crate::metrics::record_committed(
                         &self.metrics,
-                        |t| specs.contains_key(t),
+                        &self.lake.layout,
                         &rows,
                         started.elapsed().as_secs_f64(),
                     );

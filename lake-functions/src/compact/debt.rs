@@ -41,13 +41,9 @@ impl Compaction {
     pub async fn small_files(&self) -> Result<BTreeMap<String, SmallFiles>> {
         let mut out = BTreeMap::new();
         for def in self.tables().await? {
-            let parts = self
-                .deps
-                .catalog
-                .get_partitions(&self.deps.database, &def.name)
-                .await?;
+            let parts = self.partitions(&def).await?;
             let debt: &mut SmallFiles = out.entry(def.name.clone()).or_default();
-            for p in parts.into_iter().filter(|p| self.selected(&def, p)) {
+            for p in parts {
                 let Ok(files) = self.visible_files(&p.location).await else {
                     continue;
                 };

@@ -339,12 +339,7 @@ impl Compaction {
         let mut todo: Vec<(TableDef, Partition, PartitionPlan)> = Vec::new();
         let uncommitted = self.deps.pending_files().await?;
         for def in self.tables().await? {
-            let parts = self
-                .deps
-                .catalog
-                .get_partitions(&self.deps.database, &def.name)
-                .await?;
-            for p in parts.into_iter().filter(|p| self.selected(&def, p)) {
+            for p in self.partitions(&def).await? {
                 report.partitions_examined += 1;
                 if let Err(e) = self.key_of(&p.location) {
                     self.skip(&mut report, &def, &p.values, e.to_string());
@@ -415,6 +410,19 @@ impl Compaction {
             partition,
             reason,
         });
+    }
+
+    /// The partitions of `def` the partition filter selects.
+    async fn partitions(&self, def: &TableDef) -> Result<Vec<Partition>> {
+        let parts = self
+            .deps
+            .catalog
+            .get_partitions(&self.deps.database, &def.name)
+            .await?;
+        Ok(parts
+            .into_iter()
+            .filter(|p| self.selected(def, p))
+            .collect())
     }
 
     async fn tables(&self) -> Result<Vec<TableDef>> {

@@ -5,6 +5,7 @@
 
 pub mod definitions;
 
+use crate::lake::LakeLayout;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use tarn_core::metrics::{self as m, Metrics};
@@ -38,14 +39,15 @@ pub fn quarantine_reason(reason: &str) -> &'static str {
     }
 }
 
-/// Records a committed batch: one flush taking `seconds`, its documents by table and status,
-/// the quarantined ones by reason class, and the records written.
+/// Records a committed batch of `layout`'s lake: one flush taking `seconds`, its documents by
+/// table and status, the quarantined ones by reason class, and the records written.
 pub fn record_committed(
     metrics: &Metrics,
-    declared: impl Fn(&str) -> bool,
+    layout: &LakeLayout,
     rows: &[DocumentRow],
     seconds: f64,
 ) {
+    let declared = |t: &str| layout.specs.contains_key(t);
     metrics.add(&m::FLUSHES, &[], 1.0);
     metrics.observe(&m::FLUSH_DURATION, &[], seconds);
     let mut documents: BTreeMap<(&str, &str), u64> = BTreeMap::new();

@@ -110,10 +110,9 @@ impl NormalizeFunction {
             let started = std::time::Instant::now();
             match self.lake.commit(&batch, items, keys).await {
                 Ok(rows) => {
-                    let specs = &self.lake.layout.specs;
                     tarn_lake::metrics::record_committed(
                         &self.metrics,
-                        |t| specs.contains_key(t),
+                        &self.lake.layout,
                         &rows,
                         started.elapsed().as_secs_f64(),
                     );
