@@ -1,8 +1,9 @@
-//! `tarn status`'s picture of a local platform, read from its data dir (it changes nothing there):
+//! `tarn status`'s picture of a platform, read from its data dir or its AWS services (it changes
+//! nothing):
 //! the landed backlog, the last hour's documents, quarantine by reason, the scan engine, the
 //! small-file debt, the last compaction and the audit chain.
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::platform::require_data_dir;
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
@@ -54,30 +55,99 @@ pub struct Scan {
     pub definitions_age_seconds: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Audit {
     pub log_files: usize,
     pub digests: usize,
     pub last_digest_at: Option<DateTime<Utc>>,
     /// log files newer than the newest digest
     pub not_yet_digested: usize,
-    /// `ok`, `broken` (see `problems`) or `none` (no trail yet)
+    /// `ok`, `broken` (see `problems`), `undigested` or `none` (no trail yet); on AWS
+    /// `cloudtrail` (CloudTrail validates its own log files) or `incomplete` (see `problems`)
     pub chain: String,
     pub problems: Vec<String>,
 }
 
-/// Reads the status of the platform in `config.data_dir`.
+/// Reads the status of the platform `config` names: its data dir, or with `--backend aws` its
+/// buckets, Glue catalog and Athena (and CloudTrail for the audit trail).
 pub async fn gather(config: &Config) -> anyhow::Result<Status> {
+    match config.backend {
+        Backend::Local => gather_local(config).await,
+        Backend::Aws => gather_aws(config).await,
+    }
+}
+
+async fn gather_local(config: &Config) -> anyhow::Result<Status> {
     let dir = &config.data_dir;
     require_data_dir(dir)?;
-    let now = Utc::now();
     let store = |name: &str| -> anyhow::Result<Arc<LocalObjectStore>> {
         Ok(Arc::new(LocalObjectStore::open(
             format!("tarn-{name}"),
             dir.join(name),
         )?))
     };
-    let landed = store("ingress")?.list("id=").await?;
+    let tables = load_schemas(&config.schemas)
+        .with_context(|| format!("loading table schemas from {}", config.schemas.display()))?;
+    let catalog = Arc::new(LocalCatalog::open(dir.join("catalog"))?);
+    let lake = Lake::new(LakeParts {
+        tables,
+        ingress: store("ingress")?,
+        lake: store("lake")?,
+        quarantine: store("quarantine")?,
+        state: store("state")?,
+        kms: Arc::new(LocalKms::open_or_create(LocalKms::path_in(dir))?),
+        catalog: catalog.clone(),
+        database: config.database.clone(),
+        clock: Arc::new(SystemClock),
+        lock: Arc::new(LocalLakeLock::open(dir.join("locks"))?),
+    });
+    let engine = LocalQueryEngine::new(catalog, config.database.clone());
+    let definitions =
+        crate::metrics::definitions_age(Path::new(crate::metrics::SYSTEM_DEFINITIONS));
+    let mut status = picture(config, &lake, &engine, definitions).await?;
+    status.data_dir = dir.display().to_string();
+    status.serving_pid = serving_pid(dir);
+    status.audit = audit(dir, config).await?;
+    Ok(status)
+}
+
+async fn gather_aws(config: &Config) -> anyhow::Result<Status> {
+    let aws =
+        tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
+    let ports = tarn_aws::AwsPorts::connect(&aws).await;
+    let tables = load_schemas(&config.schemas)
+        .with_context(|| format!("loading table schemas from {}", config.schemas.display()))?;
+    let lake = crate::commands::serve_aws::lake(&ports, tables, Arc::new(SystemClock));
+    let mut status = picture(config, &lake, ports.query.as_ref(), None).await?;
+    status.data_dir = ports.lake.url("");
+    let trail = ports
+        .check_trail()
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("checking the CloudTrail trail")?;
+    status.audit = Audit {
+        chain: if trail.ok() {
+            "cloudtrail"
+        } else {
+            "incomplete"
+        }
+        .into(),
+        problems: trail.missing,
+        ..Audit::default()
+    };
+    Ok(status)
+}
+
+/// What both backends show the same way: from the landing store, the `documents` table, the
+/// catalog's partitions and the state store.
+async fn picture(
+    config: &Config,
+    lake: &Lake,
+    engine: &dyn QueryEngine,
+    definitions_age: Option<std::time::Duration>,
+) -> anyhow::Result<Status> {
+    let now = Utc::now();
+    let landed = lake.ingress.list("id=").await?;
     let backlog = Backlog {
         documents: landed.len(),
         oldest_age_seconds: landed
@@ -86,34 +156,11 @@ pub async fn gather(config: &Config) -> anyhow::Result<Status> {
             .min()
             .map(|t| (now - t).num_seconds().max(0)),
     };
-
-    let catalog = Arc::new(LocalCatalog::open(dir.join("catalog"))?);
-    let engine = LocalQueryEngine::new(catalog.clone(), config.database.clone());
-    let docs = Documents(&engine);
-    let last_hour = docs.by_status_since(now - Duration::hours(1)).await?;
-    let quarantine = docs.quarantined_by_reason().await?;
+    let docs = Documents(engine);
     let scan = Scan {
         engine: docs.latest_engine().await?,
-        definitions_age_seconds: crate::metrics::definitions_age(Path::new(
-            crate::metrics::SYSTEM_DEFINITIONS,
-        ))
-        .map(|d| d.as_secs() as i64),
+        definitions_age_seconds: definitions_age.map(|d| d.as_secs() as i64),
     };
-
-    let tables = load_schemas(&config.schemas)
-        .with_context(|| format!("loading table schemas from {}", config.schemas.display()))?;
-    let lake = Lake::new(LakeParts {
-        tables,
-        ingress: store("ingress")?,
-        lake: store("lake")?,
-        quarantine: store("quarantine")?,
-        state: store("state")?,
-        kms: Arc::new(LocalKms::open_or_create(LocalKms::path_in(dir))?),
-        catalog,
-        database: config.database.clone(),
-        clock: Arc::new(SystemClock),
-        lock: Arc::new(LocalLakeLock::open(dir.join("locks"))?),
-    });
     let target = tarn_lake::compact::parse_size(&config.compaction.target_size)?;
     let small_files = Compaction::new(lake.clone())
         .target_size(target)
@@ -122,19 +169,17 @@ pub async fn gather(config: &Config) -> anyhow::Result<Status> {
         .into_iter()
         .filter(|(_, d)| d.small_files > 0)
         .collect();
-    let last_compaction = tarn_lake::compact::last_run(&lake).await?;
-
     Ok(Status {
         generated_at: now,
-        data_dir: dir.display().to_string(),
-        serving_pid: serving_pid(dir),
+        data_dir: String::new(),
+        serving_pid: None,
         backlog,
-        last_hour,
-        quarantine,
+        last_hour: docs.by_status_since(now - Duration::hours(1)).await?,
+        quarantine: docs.quarantined_by_reason().await?,
         scan,
         small_files,
-        last_compaction,
-        audit: audit(dir, config).await?,
+        last_compaction: tarn_lake::compact::last_run(lake).await?,
+        audit: Audit::default(),
     })
 }
 

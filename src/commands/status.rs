@@ -2,15 +2,10 @@
 //! `--watch` interval.
 
 use crate::cli::{StatusArgs, StatusFormat};
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::status::{gather, render};
 
 pub async fn run(args: StatusArgs, config: Config) -> anyhow::Result<()> {
-    if config.backend == Backend::Aws {
-        anyhow::bail!(
-            "tarn status reads a local data dir; on AWS see the CloudWatch dashboard the templates deploy (templates/README.md)"
-        );
-    }
     loop {
         let status = gather(&config).await?;
         let text = match args.format {
