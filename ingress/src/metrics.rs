@@ -228,12 +228,14 @@ struct Counted {
 
 impl http_body::Body for Counted {
     type Data = Bytes;
-    type Error = axum::Error;
+    /// the inner body's own error, unwrapped, so that the handler still finds its type (a
+    /// [`BodyTimeout`](crate::BodyTimeout) answers 408) once [`Body::new`] wraps it again
+    type Error = axum::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
@@ -245,7 +247,7 @@ impl http_body::Body for Counted {
                 data.len() as f64,
             );
         }
-        polled
+        polled.map(|f| f.map(|r| r.map_err(axum::Error::into_inner)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -286,6 +288,38 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_counted_body_counts_and_keeps_its_errors_type() {
+        use futures::StreamExt;
+        // what the server hands the router: a body whose own error is a `BodyTimeout`
+        struct Stalls(Vec<Result<Bytes, crate::BodyTimeout>>);
+        impl http_body::Body for Stalls {
+            type Data = Bytes;
+            type Error = crate::BodyTimeout;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, crate::BodyTimeout>>> {
+                Poll::Ready(self.0.pop().map(|r| r.map(Frame::data)))
+            }
+        }
+        let seen = Arc::new(tarn_core::testing::CapturedMetrics::default());
+        let body = Body::new(Counted {
+            inner: Body::new(Stalls(vec![
+                Err(crate::BodyTimeout::Idle(std::time::Duration::from_secs(1))),
+                Ok(Bytes::from_static(b"abc")),
+            ])),
+            metrics: Metrics::new(seen.clone()),
+            table: "events".into(),
+        });
+        let mut stream = body.into_data_stream();
+        assert_eq!(stream.next().await.unwrap().unwrap(), "abc");
+        // the upload handler answers 408 `body_timeout` for this error, by its type
+        let e = stream.next().await.unwrap().unwrap_err();
+        assert!(e.into_inner().downcast::<crate::BodyTimeout>().is_ok());
+        assert_eq!(seen.sum(m::INGRESS_RECEIVED_BYTES.name, &["events"]), 3.0);
     }
 
     #[test]
