@@ -43,7 +43,7 @@ impl StageFunction {
         }
     }
 
-    /// Records the stage's time per document and the scan engine to `metrics`.
+    /// Records the stage's time per document (and the scan stage's engine) to `metrics`.
     pub fn with_metrics(mut self, metrics: tarn_core::Metrics) -> Self {
         self.metrics = metrics;
         self
@@ -119,9 +119,6 @@ impl StageFunction {
             &self.metrics,
         )
         .await;
-        if let Some(engine) = &doc.scan_engine {
-            tarn_lake::metrics::record_engine(&self.metrics, engine);
-        }
         let next = if verdict == Verdict::Continue {
             self.next.as_str()
         } else {
