@@ -117,7 +117,7 @@ async fn gather_aws(config: &Config) -> anyhow::Result<Status> {
     let ports = tarn_aws::AwsPorts::connect(&aws).await;
     let tables = load_schemas(&config.schemas)
         .with_context(|| format!("loading table schemas from {}", config.schemas.display()))?;
-    let lake = crate::commands::serve_aws::lake(&ports, tables, Arc::new(SystemClock));
+    let lake = ports.lake(tables);
     let mut status = picture(config, &lake, ports.query.as_ref(), None).await?;
     status.data_dir = ports.lake.url("");
     let trail = ports

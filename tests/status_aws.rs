@@ -8,7 +8,6 @@ mod moto;
 use moto::*;
 use serde_json::Value;
 use std::process::Command;
-use std::sync::Arc;
 use tarn_lake::{Pipeline, PipelineConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,8 +15,7 @@ async fn status_on_the_aws_backend() {
     let m = moto().await;
     let p = platform(&m.url).await;
     let tables = tarn_catalog::load_schemas(&repo_root().join("schemas")).unwrap();
-    let lake =
-        tarn::commands::serve_aws::lake(&p.ports, tables.clone(), Arc::new(tarn_core::SystemClock));
+    let lake = p.ports.lake(tables.clone());
     let stages = tarn_lake::registry::build_stages(&["validate".into()], &tables, None).unwrap();
     let pipeline = Pipeline::new(lake, stages, PipelineConfig::default());
     pipeline.setup_catalog().await.unwrap();

@@ -6,31 +6,10 @@ use crate::config::Config;
 use crate::platform::build_scanner;
 use anyhow::Context;
 use std::sync::Arc;
-use tarn_core::{Clock, SystemClock};
 use tarn_ingress::{IngressState, table_map};
+use tarn_lake::Pipeline;
 use tarn_lake::registry::build_stages;
-use tarn_lake::{Lake, LakeParts, Pipeline};
 use tokio::sync::{Notify, watch};
-
-/// The lake on AWS's services: the ports' stores, KMS and Glue, its locks as S3 leases.
-pub fn lake(
-    ports: &tarn_aws::AwsPorts,
-    tables: Vec<tarn_catalog::TableSpec>,
-    clock: Arc<dyn Clock>,
-) -> Lake {
-    Lake::new(LakeParts {
-        tables,
-        ingress: ports.ingress.clone(),
-        lake: ports.lake.clone(),
-        quarantine: ports.quarantine.clone(),
-        state: ports.state.clone(),
-        kms: ports.kms.clone(),
-        catalog: ports.catalog.clone(),
-        database: ports.config.glue_database.clone(),
-        clock,
-        lock: Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone())),
-    })
-}
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let aws =
@@ -48,8 +27,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let lake = lake(&ports, tables.clone(), clock.clone());
+    let lake = ports.lake(tables.clone());
+    let clock = lake.clock.clone();
     let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
     let metrics = Arc::new(tarn_ingress::PrometheusRecorder::new());
     let pipeline = Arc::new(
