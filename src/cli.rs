@@ -76,6 +76,8 @@ pub enum Command {
     Query(QueryArgs),
     /// Compact small Parquet files into large ones now
     Compact(CompactArgs),
+    /// The platform at a glance: backlog, last hour's documents, quarantine, scan, small files, compaction, audit
+    Status(StatusArgs),
     /// Write the Glue tables of schemas/ as CloudFormation (templates/glue-tables.yaml)
     Templates(TemplatesArgs),
     /// Read the access trail (--since, --user, --table, --event); `tarn audit verify` checks it was not altered
@@ -151,6 +153,23 @@ pub struct CompactArgs {
     pub grace_period: Option<Duration>,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// text for people, or one JSON object
+    #[arg(long, value_enum, default_value_t)]
+    pub format: StatusFormat,
+    /// print again every interval (default 2s) until Ctrl-C
+    #[arg(long, value_parser = parse_duration, num_args = 0..=1, default_missing_value = "2s")]
+    pub watch: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum StatusFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,9 @@ pub mod clamd;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod metrics;
 pub mod platform;
+pub mod status;
 
 pub use config::Config;
 pub use platform::{Platform, Running};

@@ -24,7 +24,7 @@ use tarn_catalog::{LocalCatalog, TableSpec, load_schemas};
 use tarn_core::audit::{
     AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component,
 };
-use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
+use tarn_core::{Clock, LocalKms, LocalObjectStore, Metrics, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
 use tarn_lake::compact::Compaction;
 use tarn_lake::lock::{LakeLock, LocalLakeLock};
@@ -60,6 +60,8 @@ pub struct Platform {
     pub scan_engine: Option<String>,
     /// a clamd tarn started itself (stops with the platform)
     pub managed_clamd: Option<crate::clamd::ManagedClamd>,
+    /// what the platform measures, exposed at `GET /metrics`
+    pub metrics: Arc<tarn_ingress::PrometheusRecorder>,
 }
 
 impl Platform {
@@ -133,11 +135,11 @@ impl Platform {
             clock: clock.clone(),
             lock: lake_lock.clone(),
         });
-        let pipeline = Arc::new(Pipeline::new(
-            pipeline_lake,
-            stages,
-            config.pipeline_config(),
-        ));
+        let metrics = Arc::new(tarn_ingress::PrometheusRecorder::new());
+        let pipeline = Arc::new(
+            Pipeline::new(pipeline_lake, stages, config.pipeline_config())
+                .with_metrics(Metrics::new(metrics.clone())),
+        );
         pipeline
             .setup_catalog()
             .await
@@ -160,6 +162,7 @@ impl Platform {
             lake_lock,
             scan_engine,
             managed_clamd,
+            metrics,
         })
     }
 
@@ -251,10 +254,23 @@ impl Platform {
         let (wake, rx) = (notify.clone(), stop_rx.clone());
         let pipeline_task = tokio::spawn(async move { pipeline.run(wake, rx).await });
 
-        let app = tarn_ingress::router_with_audit(
-            self.ingress_state(Some(notify)),
-            Some(self.audit.clone()),
+        let app = tarn_ingress::instrument(
+            tarn_ingress::router_with_audit(
+                self.ingress_state(Some(notify)),
+                Some(self.audit.clone()),
+            ),
+            self.metrics.clone(),
+            self.tables.iter().map(|t| t.name.clone()),
         );
+        let gauges = tokio::spawn(crate::metrics::refresh_until(
+            Metrics::new(self.metrics.clone()),
+            crate::metrics::Sources {
+                scan_engine: self.scan_engine.clone(),
+                definitions: crate::metrics::SYSTEM_DEFINITIONS.into(),
+                audit: self.audit.clone(),
+            },
+            stop_rx.clone(),
+        ));
         let mut rx = stop_rx.clone();
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -270,6 +286,7 @@ impl Platform {
                     Duration::from_secs(c.grace_period_secs),
                 );
                 let rx = stop_rx.clone();
+                let metrics = Metrics::new(self.metrics.clone());
                 Some(tokio::spawn(tarn_lake::compact::run_every(
                     Duration::from_secs(secs),
                     rx,
@@ -277,6 +294,7 @@ impl Platform {
                         Compaction::new(deps.clone())
                             .target_size(target)
                             .grace_period(grace)
+                            .with_metrics(metrics.clone())
                     },
                 )))
             }
@@ -288,6 +306,7 @@ impl Platform {
             server: server_task,
             pipeline: pipeline_task,
             compaction: compaction_task,
+            gauges,
             audit: self.audit.clone(),
             _lock: lock,
         })
@@ -384,6 +403,7 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     pipeline: JoinHandle<tarn_lake::Result<Report>>,
     compaction: Option<JoinHandle<usize>>,
+    gauges: JoinHandle<()>,
     audit: Arc<LocalAuditSink>,
     _lock: ServeLock,
 }
@@ -405,6 +425,7 @@ impl Running {
         if let Some(c) = self.compaction {
             c.await.context("compaction task")?;
         }
+        self.gauges.await.context("metrics task")?;
         self.audit
             .flush()
             .await

@@ -41,6 +41,7 @@ fn every_command_has_help() {
         "tables",
         "query",
         "compact",
+        "status",
         "templates",
         "audit",
     ] {

@@ -9,6 +9,25 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The embedded platform on `dir`, listening on an ephemeral port, with the test clamd
+/// (`TARN_CLAMD`) and a pipeline that flushes and polls often.
+pub async fn platform(dir: &Path) -> tarn::Platform {
+    let mut config = tarn::Config::load(
+        None,
+        tarn::config::Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            schemas: Some(repo().join("schemas")),
+            clamd: std::env::var("TARN_CLAMD").ok(),
+            backend: None,
+        },
+    )
+    .unwrap();
+    config.pipeline.flush_interval_ms = 200;
+    config.pipeline.poll_interval_ms = 50;
+    tarn::Platform::open(config).await.unwrap()
+}
+
 /// POSTs a document; returns (status, body).
 pub async fn post(
     client: &reqwest::Client,

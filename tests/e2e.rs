@@ -7,29 +7,11 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tarn::config::{Config, Overrides};
-use tarn::platform::{Platform, wait_healthy};
+use tarn::platform::wait_healthy;
 use tarn_query::QueryEngine;
 
 const JSON_MARKER: &str = "MARKER-JSON-7731";
 const BIN_MARKER: &str = "MARKER-BIN-9912";
-
-async fn platform(dir: &std::path::Path) -> Platform {
-    let mut config = Config::load(
-        None,
-        Overrides {
-            data_dir: Some(dir.to_path_buf()),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            schemas: Some(repo().join("schemas")),
-            clamd: std::env::var("TARN_CLAMD").ok(),
-            backend: None,
-        },
-    )
-    .unwrap();
-    config.pipeline.flush_interval_ms = 200;
-    config.pipeline.poll_interval_ms = 50;
-    Platform::open(config).await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_validate_normalize_query() {

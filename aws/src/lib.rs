@@ -14,6 +14,7 @@ pub mod config;
 pub mod glue;
 pub mod kms;
 pub mod lock;
+pub mod metrics;
 pub mod ports;
 pub mod s3;
 

@@ -41,6 +41,23 @@ pub async fn sdk_config(config: &AwsConfig) -> SdkConfig {
 }
 
 impl AwsPorts {
+    /// The lake of `tables` on these ports: the stores, KMS and Glue, its locks as leases in
+    /// the state store ([`S3LakeLock`](crate::S3LakeLock)), the system clock.
+    pub fn lake(&self, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake::Lake {
+        tarn_lake::Lake::new(tarn_lake::LakeParts {
+            tables,
+            ingress: self.ingress.clone(),
+            lake: self.lake.clone(),
+            quarantine: self.quarantine.clone(),
+            state: self.state.clone(),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: self.config.glue_database.clone(),
+            clock: Arc::new(SystemClock),
+            lock: Arc::new(crate::S3LakeLock::new(self.state.clone())),
+        })
+    }
+
     /// Builds every port with the default credential chain.
     pub async fn connect(config: &AwsConfig) -> Self {
         let sdk = sdk_config(config).await;

@@ -11,6 +11,8 @@
 //!    state store's old versions expire within a day; the trail leaves out the lock's leases.
 //! 5. idempotency keys (issue 16): `PostObject` puts `id=<the authorizer's id>` with
 //!    `If-None-Match: *` and answers S3's 412 as the replay (200, `Idempotency-Replayed: true`).
+//! 6. metrics (issue 15): every function writes its EMF metrics to the stack's namespace, and
+//!    the CloudWatch dashboard shows every measure the functions emit, under its own dimensions.
 
 #[path = "common/template.rs"]
 mod template;
@@ -663,6 +665,92 @@ fn every_function_queue_dead_letter_queue_and_the_api_have_an_alarm() {
     assert_eq!(
         t["Conditions"]["CreateAlarmTopic"],
         serde_json::json!({"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]})
+    );
+}
+
+/// The `{namespace,dim,...} MetricName="..."` of a `SEARCH` expression.
+fn searched(expr: &str) -> Option<(Vec<String>, String)> {
+    let inner = expr.strip_prefix("SEARCH('{")?;
+    let (schema, rest) = inner.split_once('}')?;
+    let name = rest.split("MetricName=\"").nth(1)?.split('"').next()?;
+    Some((
+        schema.split(',').map(String::from).collect(),
+        name.to_string(),
+    ))
+}
+
+#[test]
+fn the_dashboard_shows_every_measure_the_functions_emit() {
+    use tarn_core::metrics as m;
+    let t = tarn_template();
+    let namespace = serde_json::json!({"Fn::Sub": "tarn/${AWS::StackName}"});
+    assert_eq!(
+        t["Globals"]["Function"]["Environment"]["Variables"]["TARN_METRICS_NAMESPACE"],
+        namespace
+    );
+    for (id, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] == "AWS::Lambda::Function" {
+            assert_eq!(
+                r["Properties"]["Environment"]["Variables"]["TARN_METRICS_NAMESPACE"], namespace,
+                "{id}"
+            );
+        }
+    }
+    let dashboard = &t["Resources"]["Dashboard"];
+    assert_eq!(dashboard["Type"], "AWS::CloudWatch::Dashboard");
+    let body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("the body is one !Sub string");
+    let body = body
+        .replace("${AWS::StackName}", "stack")
+        .replace("${AWS::Region}", "eu-west-1")
+        .replace("${NamePrefix}", "tarn");
+    assert!(!body.contains("${"), "an unresolved substitution: {body}");
+    let body: Value = serde_json::from_str(&body).expect("the body is JSON");
+    let mut shown = BTreeSet::new();
+    let mut services = BTreeSet::new();
+    for w in body["widgets"].as_array().unwrap() {
+        for metric in w["properties"]["metrics"].as_array().unwrap() {
+            if let Some(expr) = metric[0]["expression"].as_str() {
+                let (schema, name) = searched(expr).unwrap_or_else(|| panic!("{expr}"));
+                if schema[0] == "tarn/stack" {
+                    let measure = m::ALL
+                        .iter()
+                        .find(|m| m.name == name)
+                        .unwrap_or_else(|| panic!("{name} is no measure"));
+                    assert_eq!(schema[1..], *measure.labels, "{name}'s dimensions");
+                    shown.insert(name);
+                } else {
+                    services.insert(schema[0].clone());
+                }
+            } else if metric[0] != "." {
+                // `.`: the namespace of the line above
+                services.insert(metric[0].as_str().unwrap().to_string());
+            }
+        }
+    }
+    // the ingress's and the backlog's measures are API Gateway's and SQS's own on AWS, and
+    // CloudTrail delivers the audit trail
+    let by_services = [
+        &m::INGRESS_REQUESTS,
+        &m::INGRESS_REQUEST_DURATION,
+        &m::INGRESS_RECEIVED_BYTES,
+        &m::PIPELINE_BACKLOG,
+        &m::PIPELINE_OLDEST_PENDING_AGE,
+        &m::AUDIT_DELIVERY_FAILURES,
+    ];
+    for measure in m::ALL {
+        if !by_services.contains(measure) {
+            assert!(
+                shown.contains(measure.name),
+                "{} is not on the dashboard",
+                measure.name
+            );
+        }
+    }
+    assert_eq!(
+        services,
+        ["AWS/ApiGateway".to_string(), "AWS/SQS".to_string()].into()
     );
 }
 

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod error;
 pub mod keyfile;
 pub mod kms;
+pub mod metrics;
 pub mod objects;
 pub mod store;
 #[cfg(any(test, feature = "testsuite"))]
@@ -24,4 +25,5 @@ pub use document::{DocumentRow, Status};
 pub use envelope::{open, seal};
 pub use error::{Error, ErrorKind, Result};
 pub use kms::{DataKey, EncryptionContext, Kms, LocalKms};
+pub use metrics::{Metrics, Recorder};
 pub use store::{GetResult, LocalObjectStore, Metadata, ObjectInfo, ObjectStore, validate_key};

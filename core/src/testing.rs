@@ -105,3 +105,72 @@ impl ObjectStore for DyingStore {
         self.inner.copy(from, to).await
     }
 }
+
+/// A metrics recorder that keeps every measurement, for tests to check what code recorded.
+#[derive(Debug, Default)]
+pub struct CapturedMetrics {
+    seen: std::sync::Mutex<Vec<(&'static str, Vec<String>, f64)>>,
+}
+
+impl CapturedMetrics {
+    /// The sum of what was recorded to `name` with exactly `labels` (for a histogram: of its
+    /// observations).
+    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, l, _)| {
+                *n == name && l.iter().map(String::as_str).eq(labels.iter().copied())
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// How many times `name` was recorded with exactly `labels`.
+    pub fn count(&self, name: &str, labels: &[&str]) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, l, _)| {
+                *n == name && l.iter().map(String::as_str).eq(labels.iter().copied())
+            })
+            .count()
+    }
+
+    /// The last value recorded to `name` with any labels.
+    pub fn last(&self, name: &str) -> Option<f64> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, _, v)| *v)
+    }
+}
+
+impl crate::metrics::Recorder for CapturedMetrics {
+    fn record(&self, measure: &'static crate::metrics::Measure, labels: &[&str], value: f64) {
+        let labels = labels.iter().map(|l| l.to_string()).collect();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((measure.name, labels, value));
+    }
+}
+
+/// Records one value of every measure, each label `x`: what an exposition of every measure is
+/// checked on.
+pub fn record_every_measure(metrics: &crate::Metrics) {
+    use crate::metrics::{ALL, Kind};
+    for measure in ALL {
+        let labels: Vec<&str> = measure.labels.iter().map(|_| "x").collect();
+        match measure.kind {
+            Kind::Counter => metrics.add(measure, &labels, 3.0),
+            Kind::Gauge => metrics.set(measure, &labels, 7.0),
+            Kind::Histogram => metrics.observe(measure, &labels, 0.25),
+        }
+    }
+}

@@ -26,6 +26,7 @@ mod checks;
 pub mod documents;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 mod middleware;
 mod read;
 mod routes;
@@ -43,6 +44,7 @@ pub use auth::{
 pub use documents::{Content, Documents};
 pub use error::{ErrorKind, IngressError, Result};
 pub use idempotency::document_id;
+pub use metrics::{PrometheusRecorder, instrument};
 pub use serve::{DEFAULT_MAX_CONNECTIONS, ServeConfig, default_max_connections, serve, serve_with};
 pub use server::{router, router_with_audit};
 pub use state::{DEFAULT_MAX_IN_FLIGHT, IngressState, table_map};

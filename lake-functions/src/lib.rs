@@ -16,6 +16,7 @@ pub mod item;
 pub mod lake;
 pub mod landed;
 pub mod lock;
+pub mod metrics;
 pub mod normalize;
 pub mod registry;
 pub mod runner;

@@ -17,14 +17,14 @@ use crate::error::{ErrorKind, Result};
 use crate::item::{self, Origin};
 use crate::lake::Lake;
 use crate::landed;
-use crate::stage::{RetryPolicy, Stage, Verdict, run_stages};
+use crate::stage::{RetryPolicy, Stage, Verdict, run_stages_measured};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarn_core::document::{id_from_ingress_key, ingress_key, status_key};
-use tarn_core::{DocumentRow, Status};
+use tarn_core::{DocumentRow, Metrics, Status};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, warn};
 
@@ -123,6 +123,7 @@ pub struct Pipeline {
     config: PipelineConfig,
     /// KiB of landed bytes being processed
     in_flight: Semaphore,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -144,7 +145,14 @@ impl Pipeline {
             stages,
             config,
             in_flight,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Records what the runner does to `metrics` (see [`crate::metrics`]).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn lake(&self) -> &Lake {
@@ -189,19 +197,22 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
         let now = self.lake.clock.now();
-        let (doc, origin, verdict) =
-            match landed::decode(self.lake.kms.as_ref(), key, &landed).await {
-                Ok(mut doc) => {
-                    let origin = Origin::of(&doc.body);
-                    let verdict = run_stages(&self.stages, &mut doc, self.config.retry).await;
-                    (doc, origin, verdict)
-                }
-                Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
-                Err(e) => {
-                    let (doc, origin) = item::undecodable(id, &landed, now);
-                    (doc, origin, Verdict::Quarantine(e.to_string()))
-                }
-            };
+        let (doc, origin, verdict) = match landed::decode(self.lake.kms.as_ref(), key, &landed)
+            .await
+        {
+            Ok(mut doc) => {
+                let origin = Origin::of(&doc.body);
+                let verdict =
+                    run_stages_measured(&self.stages, &mut doc, self.config.retry, &self.metrics)
+                        .await;
+                (doc, origin, verdict)
+            }
+            Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
+            Err(e) => {
+                let (doc, origin) = item::undecodable(id, &landed, now);
+                (doc, origin, Verdict::Quarantine(e.to_string()))
+            }
+        };
         let mut it = item::batch_item(&self.lake.layout, doc, origin, verdict, now);
         if it.needs_landed() {
             it.landed = Some(landed);
@@ -211,11 +222,9 @@ impl Pipeline {
 
     /// Landed objects (key, size) not in `claimed`.
     async fn pending(&self, claimed: &HashSet<String>) -> Result<Vec<(String, u64)>> {
-        Ok(self
-            .lake
-            .ingress
-            .list("id=")
-            .await?
+        let landed = self.lake.ingress.list("id=").await?;
+        crate::metrics::record_backlog(&self.metrics, &landed, self.lake.clock.now());
+        Ok(landed
             .into_iter()
             .filter(|o| !claimed.contains(&o.key))
             .map(|o| (o.key, o.size))
@@ -267,6 +276,7 @@ impl Pipeline {
         shutdown: Option<&watch::Receiver<bool>>,
     ) -> Result<Vec<DocumentRow>> {
         let batch = uuid::Uuid::new_v4().to_string();
+        let started = Instant::now();
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0;
         loop {
@@ -278,6 +288,12 @@ impl Pipeline {
             {
                 Ok(rows) => {
                     debug!(batch, documents = rows.len(), "batch committed");
+                    crate::metrics::record_committed(
+                        &self.metrics,
+                        &self.lake.layout,
+                        &rows,
+                        started.elapsed().as_secs_f64(),
+                    );
                     return Ok(rows);
                 }
                 // a lost lease stopped the batch before its commit: it can run again

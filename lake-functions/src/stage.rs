@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
+use tarn_core::Metrics;
 use tracing::warn;
 
 /// One landed document, decrypted, with what the stages learned about it.
@@ -131,14 +132,49 @@ pub async fn run_stage(stage: &dyn Stage, doc: &mut Document, policy: RetryPolic
     }
 }
 
+/// [`run_stage`], its time (retries included) observed in
+/// [`STAGE_DURATION`](tarn_core::metrics::STAGE_DURATION), and the scan engine recorded when the
+/// stage named the one that scanned the document.
+pub async fn run_stage_measured(
+    stage: &dyn Stage,
+    doc: &mut Document,
+    policy: RetryPolicy,
+    metrics: &Metrics,
+) -> Verdict {
+    let started = std::time::Instant::now();
+    let engine_before = doc.scan_engine.clone();
+    let verdict = run_stage(stage, doc, policy).await;
+    metrics.observe(
+        &tarn_core::metrics::STAGE_DURATION,
+        &[stage.name()],
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(engine) = &doc.scan_engine
+        && doc.scan_engine != engine_before
+    {
+        crate::metrics::record_engine(metrics, engine);
+    }
+    verdict
+}
+
 /// Runs `stages` in order until one decides other than [`Verdict::Continue`].
 pub async fn run_stages(
     stages: &[std::sync::Arc<dyn Stage>],
     doc: &mut Document,
     policy: RetryPolicy,
 ) -> Verdict {
+    run_stages_measured(stages, doc, policy, &Metrics::default()).await
+}
+
+/// [`run_stages`], each stage measured ([`run_stage_measured`]).
+pub async fn run_stages_measured(
+    stages: &[std::sync::Arc<dyn Stage>],
+    doc: &mut Document,
+    policy: RetryPolicy,
+    metrics: &Metrics,
+) -> Verdict {
     for stage in stages {
-        let verdict = run_stage(stage.as_ref(), doc, policy).await;
+        let verdict = run_stage_measured(stage.as_ref(), doc, policy, metrics).await;
         if verdict != Verdict::Continue {
             return verdict;
         }
@@ -224,6 +260,36 @@ mod tests {
             Verdict::Quarantine("flaky: broken".into())
         );
         assert_eq!(s.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[derive(Debug)]
+    struct Names;
+
+    #[async_trait]
+    impl Stage for Names {
+        fn name(&self) -> &'static str {
+            "scan"
+        }
+        async fn process(&self, doc: &mut Document) -> Result<Verdict, StageError> {
+            doc.scan_engine = Some("clamav 1.4.2/27000".into());
+            Ok(Verdict::Continue)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_measured_stage_records_its_time_and_the_engine_it_named() {
+        use tarn_core::metrics as m;
+        let seen = std::sync::Arc::new(tarn_core::testing::CapturedMetrics::default());
+        let metrics = Metrics::new(seen.clone());
+        let mut d = doc();
+        let v = run_stage_measured(&Names, &mut d, policy(1), &metrics).await;
+        assert_eq!(v, Verdict::Continue);
+        assert_eq!(seen.count(m::STAGE_DURATION.name, &["scan"]), 1);
+        let engine = ["clamav", "1.4.2", "27000"];
+        assert_eq!(seen.count(m::SCAN_ENGINE.name, &engine), 1);
+        // a later stage that leaves the engine as it was records no engine again
+        run_stage_measured(&Names, &mut d, policy(1), &metrics).await;
+        assert_eq!(seen.count(m::SCAN_ENGINE.name, &engine), 1);
     }
 
     #[test]

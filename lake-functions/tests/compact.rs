@@ -359,6 +359,58 @@ async fn compaction_keeps_every_row_and_a_second_run_changes_nothing() {
     assert_no_orphans(&e).await;
 }
 
+/// A run records itself (for `tarn status`) and measures its result and the small files it
+/// leaves; the small-file debt is there to read before and after.
+#[tokio::test]
+async fn a_run_records_itself_and_measures_the_small_files_it_leaves() {
+    use tarn_core::metrics as m;
+    // three drains of one document: three small files in one partition of each table
+    let (e, _) = crash_env().await;
+    let debt = Compaction::new(deps(&e)).small_files().await.unwrap();
+    assert_eq!(
+        (
+            debt["events"].small_files,
+            debt["events"].partitions_with_debt
+        ),
+        (3, 1)
+    );
+    assert_eq!(tarn_lake::compact::last_run(&deps(&e)).await.unwrap(), None);
+
+    let seen = Arc::new(tarn_core::testing::CapturedMetrics::default());
+    let report = Compaction::new(deps(&e))
+        .with_metrics(tarn_core::Metrics::new(seen.clone()))
+        .execute()
+        .await
+        .unwrap();
+    let last = tarn_lake::compact::last_run(&deps(&e))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (last.partitions_compacted, last.files_in, last.files_out),
+        (
+            report.partitions_compacted,
+            report.files_in,
+            report.files_out
+        )
+    );
+    assert_eq!(seen.sum(m::COMPACTION_RUNS.name, &["ok"]), 1.0);
+    assert!(
+        seen.last(m::COMPACTION_LAST_RUN.name)
+            .is_some_and(|t| t >= last.finished_at.timestamp() as f64)
+    );
+    // one file per partition now, itself below the target: no more debt
+    assert_eq!(seen.sum(m::SMALL_FILES.name, &["events"]), 1.0);
+    let debt = Compaction::new(deps(&e)).small_files().await.unwrap();
+    assert_eq!(
+        (
+            debt["events"].small_files,
+            debt["events"].partitions_with_debt
+        ),
+        (1, 0)
+    );
+}
+
 #[tokio::test]
 async fn a_small_target_rolls_outputs_carries_big_files_and_settles() {
     let e = env();

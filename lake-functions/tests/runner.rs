@@ -151,6 +151,56 @@ fn lake_ids(e: &Env) -> (Vec<String>, Vec<String>) {
     (events, docs)
 }
 
+/// The runner's measurements move as documents flow: documents by table and status, the
+/// quarantined by reason class, records written, flushes, stage times and the backlog.
+#[tokio::test]
+async fn counters_move_as_documents_are_committed() {
+    use tarn_core::metrics as m;
+    let e = env();
+    let seen = Arc::new(tarn_core::testing::CapturedMetrics::default());
+    let p = pipeline(&e, |s| s).with_metrics(tarn_core::Metrics::new(seen.clone()));
+    p.setup_catalog().await.unwrap();
+    land(
+        &e,
+        "events",
+        "application/json",
+        br#"[{"user":"a"},{"user":"b"}]"#,
+    )
+    .await;
+    land(&e, "events", "application/json", br#"{"n":"x"}"#).await;
+    let garbage = format!("id={}", uuid::Uuid::new_v4());
+    e.ingress
+        .put(
+            &garbage,
+            "not base64 at all".into(),
+            tarn_core::Metadata::new(),
+        )
+        .await
+        .unwrap();
+    p.drain().await.unwrap();
+
+    let sum = |measure: &m::Measure, labels: &[&str]| seen.sum(measure.name, labels);
+    assert_eq!(sum(&m::PIPELINE_DOCUMENTS, &["events", "stored"]), 1.0);
+    assert_eq!(sum(&m::PIPELINE_DOCUMENTS, &["events", "rejected"]), 1.0);
+    // an undecodable landed object has no table it can be trusted for
+    assert_eq!(
+        sum(&m::PIPELINE_DOCUMENTS, &["_unknown", "quarantined"]),
+        1.0
+    );
+    assert_eq!(
+        sum(&m::PIPELINE_QUARANTINED, &["_unknown", "undecodable"]),
+        1.0
+    );
+    assert_eq!(sum(&m::ROWS_WRITTEN, &["events"]), 2.0);
+    assert!(sum(&m::FLUSHES, &[]) >= 1.0);
+    // validate ran on the two decodable documents
+    assert_eq!(seen.count(m::STAGE_DURATION.name, &["validate"]), 2);
+    // the backlog was measured: three landed at first, none at the end
+    assert_eq!(seen.last(m::PIPELINE_BACKLOG.name), Some(0.0));
+    assert_eq!(seen.last(m::PIPELINE_OLDEST_PENDING_AGE.name), Some(0.0));
+    assert!(seen.count(m::PIPELINE_BACKLOG.name, &[]) >= 2);
+}
+
 #[tokio::test]
 async fn drain_commits_every_document_with_its_fate() {
     let e = env();

@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod query;
 pub mod serve;
 pub mod serve_aws;
+pub mod status;
 pub mod tables;
 pub mod templates;
 pub mod token;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables(a) => tables::run(a, config).await,
         Command::Query(a) => query::run(a, config).await,
         Command::Compact(a) => compact::run(a, config).await,
+        Command::Status(a) => status::run(a, config).await,
         Command::Templates(a) => templates::run(a, &config),
         Command::Audit(a) => audit::run(a, &config.data_dir, &config.audit).await,
     }

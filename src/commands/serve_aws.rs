@@ -6,10 +6,9 @@ use crate::config::Config;
 use crate::platform::build_scanner;
 use anyhow::Context;
 use std::sync::Arc;
-use tarn_core::{Clock, SystemClock};
 use tarn_ingress::{IngressState, table_map};
+use tarn_lake::Pipeline;
 use tarn_lake::registry::build_stages;
-use tarn_lake::{Lake, LakeParts, Pipeline};
 use tokio::sync::{Notify, watch};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -28,27 +27,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let lake = Lake::new(LakeParts {
-        tables: tables.clone(),
-        ingress: ports.ingress.clone(),
-        lake: ports.lake.clone(),
-        quarantine: ports.quarantine.clone(),
-        state: ports.state.clone(),
-        kms: ports.kms.clone(),
-        catalog: ports.catalog.clone(),
-        database: aws.glue_database.clone(),
-        clock: clock.clone(),
-        lock: Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone())),
-    });
+    let lake = ports.lake(tables.clone());
+    let clock = lake.clock.clone();
     let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
-    let pipeline = Arc::new(Pipeline::new(lake, stages, config.pipeline_config()));
+    let metrics = Arc::new(tarn_ingress::PrometheusRecorder::new());
+    let pipeline = Arc::new(
+        Pipeline::new(lake, stages, config.pipeline_config())
+            .with_metrics(tarn_core::Metrics::new(metrics.clone())),
+    );
     pipeline
         .setup_catalog()
         .await
         .context("registering tables in Glue")?;
 
     let notify = Arc::new(Notify::new());
+    let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let state = IngressState {
         tables: table_map(tables),
         ingress: ports.ingress.clone(),
@@ -72,7 +65,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut rx = stop_rx.clone();
     let server = tokio::spawn(tarn_ingress::serve(
         listener,
-        tarn_ingress::router(state),
+        tarn_ingress::instrument(tarn_ingress::router(state), metrics, names),
         async move {
             let _ = rx.wait_for(|s| *s).await;
         },

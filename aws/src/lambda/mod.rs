@@ -21,17 +21,15 @@ pub mod scan;
 pub mod updater;
 
 use crate::config::AwsConfig;
-use crate::lock::S3LakeLock;
 use crate::ports::AwsPorts;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
-use tarn_core::SystemClock;
+use tarn_lake::Lake;
 use tarn_lake::compact::Compaction;
 use tarn_lake::registry::build_stage;
-use tarn_lake::{Lake, LakeParts};
 
 pub type BoxError = lambda_runtime::Error;
 
@@ -61,6 +59,9 @@ pub struct Functions {
     /// where the scan function's own clamd keeps its definitions and files
     /// ([`scan::DEFAULT_DIR`])
     pub clamav_dir: std::path::PathBuf,
+    /// where the functions record their measurements: EMF lines on stdout once
+    /// [`Functions::connect`]ed, nothing by default
+    pub metrics: tarn_core::Metrics,
 }
 
 impl Functions {
@@ -73,18 +74,7 @@ impl Functions {
                 config.schemas_dir.display()
             )
         })?;
-        let lake = Lake::new(LakeParts {
-            tables,
-            ingress: ports.ingress.clone(),
-            lake: ports.lake.clone(),
-            quarantine: ports.quarantine.clone(),
-            state: ports.state.clone(),
-            kms: ports.kms.clone(),
-            catalog: ports.catalog.clone(),
-            database: config.glue_database.clone(),
-            clock: Arc::new(SystemClock),
-            lock: Arc::new(S3LakeLock::new(ports.state.clone())),
-        });
+        let lake = ports.lake(tables);
         let mut function = FunctionConfig::default();
         if let Some(secs) = std::env::var("TARN_AWS_LEASE_SECS")
             .ok()
@@ -106,6 +96,7 @@ impl Functions {
             function,
             definitions,
             clamav_dir: std::path::PathBuf::from(scan::DEFAULT_DIR),
+            metrics: tarn_core::Metrics::default(),
         })
     }
 
@@ -113,7 +104,9 @@ impl Functions {
     pub async fn connect() -> Result<Self, BoxError> {
         let config = AwsConfig::load_default()?;
         let ports = AwsPorts::connect(&config).await;
-        Self::new(&ports)
+        let mut functions = Self::new(&ports)?;
+        functions.metrics = crate::metrics::EmfRecorder::stdout();
+        Ok(functions)
     }
 
     pub fn stage(&self, name: &str) -> Result<StageFunction, BoxError> {
@@ -144,7 +137,8 @@ impl Functions {
             first,
             self.config.next_stage(name),
             self.function.clone(),
-        ))
+        )
+        .with_metrics(self.metrics.clone()))
     }
 
     /// The scan function's scanner: clamd at `clamd_addr`, else its own clamd on the
@@ -186,14 +180,15 @@ impl Functions {
         let mirror = self.definitions.clone().ok_or(
             "the updater needs the definitions mirror (TARN_AWS_CLAMAV_DEFINITIONS, s3://bucket/prefix/)",
         )?;
-        Ok(updater::Updater::new(
-            mirror,
-            self.clamav_dir.with_file_name("tarn-freshclam"),
-        ))
+        Ok(
+            updater::Updater::new(mirror, self.clamav_dir.with_file_name("tarn-freshclam"))
+                .with_metrics(self.metrics.clone()),
+        )
     }
 
     pub fn normalize(&self) -> NormalizeFunction {
         NormalizeFunction::new(self.lake.clone(), self.function.clone())
+            .with_metrics(self.metrics.clone())
     }
 
     /// The status and content routes over the same stores as the stages.
@@ -213,6 +208,7 @@ impl Functions {
     pub fn compaction(&self) -> CompactionFunction {
         CompactionFunction {
             lake: self.lake.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -231,6 +227,7 @@ pub struct CompactionRequest {
 #[derive(Debug, Clone)]
 pub struct CompactionFunction {
     pub lake: Lake,
+    pub metrics: tarn_core::Metrics,
 }
 
 impl CompactionFunction {
@@ -246,7 +243,7 @@ impl CompactionFunction {
         } else {
             serde_json::from_value(input).map_err(|e| format!("bad compaction request: {e}"))?
         };
-        let mut c = Compaction::new(self.lake.clone());
+        let mut c = Compaction::new(self.lake.clone()).with_metrics(self.metrics.clone());
         if let Some(t) = &req.table {
             c = c.table(t.clone());
         }

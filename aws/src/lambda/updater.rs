@@ -46,6 +46,7 @@ pub struct Updater {
     /// the freshclam binary (`freshclam`, on `PATH`)
     pub freshclam: PathBuf,
     pub min_interval: Duration,
+    metrics: tarn_core::Metrics,
 }
 
 fn sha256(path: &Path) -> Option<String> {
@@ -62,7 +63,14 @@ impl Updater {
             dir: dir.into(),
             freshclam: PathBuf::from("freshclam"),
             min_interval: MIN_INTERVAL,
+            metrics: tarn_core::Metrics::default(),
         }
+    }
+
+    /// Records the age of the definitions each run leaves in the mirror to `metrics`.
+    pub fn with_metrics(mut self, metrics: tarn_core::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// freshclam's configuration: ClamAV's official mirror, diffs, its database directory.
@@ -200,6 +208,11 @@ impl Updater {
             report.deleted.push(name.clone());
         }
         info!(uploaded = ?report.uploaded, deleted = ?report.deleted, exit = ?code, "definitions mirror updated");
+        if let Some(built) = tarn_lake::metrics::definitions::built_at(&db) {
+            let age = (Utc::now() - built).num_seconds().max(0);
+            self.metrics
+                .set(&tarn_core::metrics::SCAN_DEFINITIONS_AGE, &[], age as f64);
+        }
         Ok(report)
     }
 }

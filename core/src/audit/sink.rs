@@ -92,6 +92,8 @@ struct Inner {
     buffer: Mutex<Vec<CloudTrailRecord>>,
     wake: Notify,
     writer: tokio::sync::Mutex<Writer>,
+    /// failed writes of a log file or digest
+    failures: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -132,6 +134,7 @@ impl LocalAuditSink {
             key,
             buffer: Mutex::new(Vec::new()),
             wake: Notify::new(),
+            failures: std::sync::atomic::AtomicU64::new(0),
             writer: tokio::sync::Mutex::new(Writer {
                 undigested: Vec::new(),
                 previous,
@@ -161,6 +164,13 @@ impl LocalAuditSink {
 
     pub fn trail(&self) -> &TrailConfig {
         &self.inner.trail
+    }
+
+    /// Failed attempts to write a log file or a digest since the sink opened (each is retried).
+    pub fn delivery_failures(&self) -> u64 {
+        self.inner
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records buffered, not yet written.
@@ -211,6 +221,15 @@ impl Inner {
     /// Writes the buffered records as one log file; then a digest when `digest` and there are
     /// undigested files.
     async fn write(&self, digest: bool) -> Result<()> {
+        let r = self.write_once(digest).await;
+        if r.is_err() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    async fn write_once(&self, digest: bool) -> Result<()> {
         let mut w = self.writer.lock().await;
         let records = std::mem::take(&mut *self.buffer.lock().expect("audit buffer"));
         if !records.is_empty() {
@@ -371,4 +390,45 @@ async fn newest_digest(
         }
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalObjectStore;
+    use crate::audit::AuditedStore;
+    use crate::testing::DyingStore;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn failed_writes_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Arc::new(LocalObjectStore::open("tarn-audit", dir.path().join("a")).unwrap());
+        let data = Arc::new(LocalObjectStore::open("tarn-lake", dir.path().join("l")).unwrap());
+        // the log file is written, then the store dies: the digest fails, every time
+        let dying = Arc::new(DyingStore {
+            inner: audit,
+            budget: Arc::new(AtomicUsize::new(1)),
+        });
+        let key = SigningKey::open_or_create(dir.path().join("k.key")).unwrap();
+        let settings = SinkSettings {
+            flush_interval: Duration::from_secs(3600),
+            max_records: 100_000,
+            digest_interval: Duration::from_secs(3600),
+        };
+        let sink = Arc::new(
+            LocalAuditSink::open(dying, TrailConfig::default(), key, settings)
+                .await
+                .unwrap(),
+        );
+        AuditedStore::new(data, sink.clone(), "tarn-query")
+            .head("x")
+            .await
+            .unwrap();
+        assert_eq!(sink.delivery_failures(), 0);
+        assert!(sink.flush().await.is_err());
+        assert_eq!(sink.delivery_failures(), 1);
+        assert!(sink.flush().await.is_err());
+        assert_eq!(sink.delivery_failures(), 2);
+    }
 }

@@ -64,6 +64,7 @@
 //! ([`run_every`]).
 
 pub mod adapt;
+mod debt;
 pub mod footer;
 mod pending;
 pub mod plan;
@@ -71,6 +72,7 @@ mod schedule;
 mod vacuum;
 mod writer;
 
+pub use debt::{LAST_RUN_KEY, LastRun, SmallFiles, last_run};
 pub use plan::{DEFAULT_TARGET_SIZE, FileEntry, NoPlan, PartitionPlan, PlanConfig, plan_partition};
 pub use schedule::run_every;
 pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
@@ -201,6 +203,7 @@ pub struct Compaction {
     grace: Duration,
     vacuum: bool,
     progress: Option<ProgressFn>,
+    metrics: tarn_core::Metrics,
 }
 
 impl std::fmt::Debug for Compaction {
@@ -237,7 +240,14 @@ impl Compaction {
             grace: DEFAULT_GRACE_PERIOD,
             vacuum: true,
             progress: None,
+            metrics: tarn_core::Metrics::default(),
         }
+    }
+
+    /// Records runs, their result and the small files they leave to `metrics`.
+    pub fn with_metrics(mut self, metrics: tarn_core::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Only this table.
@@ -310,7 +320,14 @@ impl Compaction {
     }
 
     /// Recovers crashed jobs, compacts every selected partition that needs it, then vacuums.
+    /// A successful run is recorded ([`last_run`]) and measured with the small files it left.
     pub async fn execute(self) -> Result<CompactionReport> {
+        let result = self.run().await;
+        self.after_run(&result).await;
+        result
+    }
+
+    async fn run(&self) -> Result<CompactionReport> {
         let started = Instant::now();
         let _run = self.deps.lock.acquire(COMPACTION_LOCK).await?;
         let mut report = CompactionReport {
@@ -322,12 +339,7 @@ impl Compaction {
         let mut todo: Vec<(TableDef, Partition, PartitionPlan)> = Vec::new();
         let uncommitted = self.deps.pending_files().await?;
         for def in self.tables().await? {
-            let parts = self
-                .deps
-                .catalog
-                .get_partitions(&self.deps.database, &def.name)
-                .await?;
-            for p in parts.into_iter().filter(|p| self.selected(&def, p)) {
+            for p in self.partitions(&def).await? {
                 report.partitions_examined += 1;
                 if let Err(e) = self.key_of(&p.location) {
                     self.skip(&mut report, &def, &p.values, e.to_string());
@@ -375,6 +387,7 @@ impl Compaction {
             skipped = report.skipped.len(),
             "compaction done"
         );
+        self.record_run(&report).await?;
         Ok(report)
     }
 
@@ -397,6 +410,19 @@ impl Compaction {
             partition,
             reason,
         });
+    }
+
+    /// The partitions of `def` the partition filter selects.
+    async fn partitions(&self, def: &TableDef) -> Result<Vec<Partition>> {
+        let parts = self
+            .deps
+            .catalog
+            .get_partitions(&self.deps.database, &def.name)
+            .await?;
+        Ok(parts
+            .into_iter()
+            .filter(|p| self.selected(def, p))
+            .collect())
     }
 
     async fn tables(&self) -> Result<Vec<TableDef>> {

@@ -31,11 +31,22 @@ fn claim_key(id: &str) -> String {
 pub struct NormalizeFunction {
     lake: Lake,
     config: FunctionConfig,
+    metrics: tarn_core::Metrics,
 }
 
 impl NormalizeFunction {
     pub fn new(lake: Lake, config: FunctionConfig) -> Self {
-        Self { lake, config }
+        Self {
+            lake,
+            config,
+            metrics: tarn_core::Metrics::default(),
+        }
+    }
+
+    /// Records what each committed batch holds to `metrics` (the runner's measurements).
+    pub fn with_metrics(mut self, metrics: tarn_core::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Registers the database and every table in the catalog (run once at deploy or cold start).
@@ -96,8 +107,15 @@ impl NormalizeFunction {
                 inputs: ids_in.iter().map(|id| handoff_key("normalize", id)).collect(),
                 claims: ids_in.iter().map(|id| claim_key(id)).collect(),
             };
+            let started = std::time::Instant::now();
             match self.lake.commit(&batch, items, keys).await {
                 Ok(rows) => {
+                    tarn_lake::metrics::record_committed(
+                        &self.metrics,
+                        &self.lake.layout,
+                        &rows,
+                        started.elapsed().as_secs_f64(),
+                    );
                     // an earlier, committed attempt of this batch id may have held other documents
                     let done: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
                     for id in ids_in.iter().filter(|id| !done.contains(id.as_str())) {

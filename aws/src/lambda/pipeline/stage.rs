@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tarn_core::ErrorKind;
 use tarn_core::document::{ingress_key, status_key};
 use tarn_lake::item::{self, Origin};
-use tarn_lake::stage::run_stage;
+use tarn_lake::stage::run_stage_measured;
 use tarn_lake::{Lake, Stage, Verdict, landed};
 use tracing::{info, warn};
 
@@ -21,6 +21,7 @@ pub struct StageFunction {
     first: bool,
     next: String,
     config: FunctionConfig,
+    metrics: tarn_core::Metrics,
 }
 
 impl StageFunction {
@@ -38,7 +39,14 @@ impl StageFunction {
             first,
             next: next.into(),
             config,
+            metrics: tarn_core::Metrics::default(),
         }
+    }
+
+    /// Records the stage's time per document (and the scan stage's engine) to `metrics`.
+    pub fn with_metrics(mut self, metrics: tarn_core::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn name(&self) -> &'static str {
@@ -104,7 +112,13 @@ impl StageFunction {
             };
             (h.document().map_err(Retry)?, h.origin())
         };
-        let verdict = run_stage(self.stage.as_ref(), &mut doc, self.config.retry).await;
+        let verdict = run_stage_measured(
+            self.stage.as_ref(),
+            &mut doc,
+            self.config.retry,
+            &self.metrics,
+        )
+        .await;
         let next = if verdict == Verdict::Continue {
             self.next.as_str()
         } else {
