@@ -88,6 +88,15 @@ pub struct DocumentRow {
     pub records: Option<i64>,
 }
 
+/// The `scan_result` values the content route serves.
+pub mod scan_result {
+    /// the scan found nothing
+    pub const CLEAN: &str = "clean";
+    /// an operator released the document past a scan that could not decide
+    /// (`tarn quarantine release`): served as an explicit override
+    pub const RELEASED: &str = "released";
+}
+
 /// Lands `document` in the ingress store as `id=<uuid>`, as the ingress does: its base64, sealed
 /// under `{table, id}`, with the metadata of docs/contract.md (Stores and the lake's layout;
 /// `request_time` as given). Returns the id once the store says the object is durable.
@@ -100,12 +109,37 @@ pub async fn land(
     request_time: &str,
     document: &[u8],
 ) -> crate::Result<String> {
-    use base64::Engine;
     let id = uuid::Uuid::new_v4().to_string();
+    let (sealed, metadata) = landed_object(
+        kms,
+        table,
+        &id,
+        producer,
+        content_type,
+        request_time,
+        document,
+    )
+    .await?;
+    ingress.put(&ingress_key(&id), sealed, metadata).await?;
+    Ok(id)
+}
+
+/// The body and metadata of document `id` as it lands: its base64 sealed under `{table, id}`,
+/// with `table`, `request-time`, `content-type` and `producer`.
+pub async fn landed_object(
+    kms: &dyn crate::Kms,
+    table: &str,
+    id: &str,
+    producer: &str,
+    content_type: &str,
+    request_time: &str,
+    document: &[u8],
+) -> crate::Result<(bytes::Bytes, crate::Metadata)> {
+    use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(document);
     let sealed = crate::envelope::seal(
         kms,
-        &crate::EncryptionContext::document(table, &id),
+        &crate::EncryptionContext::document(table, id),
         encoded.as_bytes(),
     )
     .await?;
@@ -115,8 +149,5 @@ pub async fn land(
         (meta::CONTENT_TYPE.to_string(), content_type.to_string()),
         (meta::PRODUCER.to_string(), producer.to_string()),
     ]);
-    ingress
-        .put(&ingress_key(&id), sealed.into(), metadata)
-        .await?;
-    Ok(id)
+    Ok((sealed.into(), metadata))
 }

@@ -14,10 +14,9 @@
 
 use crate::commit::{BatchItem, StateKeys};
 use crate::error::{ErrorKind, Result};
-use crate::item::{self, Origin};
+use crate::item;
 use crate::lake::Lake;
-use crate::landed;
-use crate::stage::{RetryPolicy, Stage, Verdict, run_stages};
+use crate::stage::{RetryPolicy, Stage, run_stages};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -189,19 +188,12 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
         let now = self.lake.clock.now();
-        let (doc, origin, verdict) =
-            match landed::decode(self.lake.kms.as_ref(), key, &landed).await {
-                Ok(mut doc) => {
-                    let origin = Origin::of(&doc.body);
-                    let verdict = run_stages(&self.stages, &mut doc, self.config.retry).await;
-                    (doc, origin, verdict)
-                }
-                Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
-                Err(e) => {
-                    let (doc, origin) = item::undecodable(id, &landed, now);
-                    (doc, origin, Verdict::Quarantine(e.to_string()))
-                }
-            };
+        let (mut doc, origin, verdict) =
+            item::open_landed(self.lake.kms.as_ref(), id, &landed, now).await?;
+        let verdict = match verdict {
+            Some(v) => v,
+            None => run_stages(&self.stages, &mut doc, self.config.retry).await,
+        };
         let mut it = item::batch_item(&self.lake.layout, doc, origin, verdict, now);
         if it.needs_landed() {
             it.landed = Some(landed);

@@ -14,6 +14,13 @@
 //! then, without the lock, [`Lake::finish`]: each document's status record, its landed object
 //! deleted, the batch's consumed inputs and claims deleted, the manifest deleted.
 //!
+//! An item may carry a [`Revision`] (a replay, release or rescan of a processed document): it is
+//! committed only while the document's status record is still the one the revision replaces;
+//! before that check, committed batches still unfinished are finished, so a committed revision
+//! is never repeated. Finishing a revision also writes its history record and retires what the
+//! new outcome replaces (the quarantine copy of a document now stored, the sanitized object of
+//! one now quarantined); rolling it back keeps a quarantine copy that was there before.
+//!
 //! A crash anywhere leaves a manifest: [`Lake::recover`] (or a driver's own resolution, like the
 //! Lambdas' claims) finishes a committed one and rolls back an uncommitted one
 //! ([`Lake::rollback`]: its files, objects and quarantine copies deleted), after which its
@@ -22,11 +29,13 @@
 
 pub mod manifest;
 pub mod plan;
+pub mod revision;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use manifest::Manifest;
 pub use plan::{BatchItem, BatchPlan, PlannedFile};
+pub use revision::{HistoryEntry, Revision};
 
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
@@ -77,6 +86,14 @@ impl Lake {
             Some(m) => self.undo_writes(&m).await?,
             None => {}
         }
+        if items.iter().any(|it| it.revision.is_some()) {
+            // a revision committed by another batch but not finished yet would still look undone
+            for (m, _) in manifest::list(state).await? {
+                if m.committed {
+                    self.finish(&m).await?;
+                }
+            }
+        }
         // documents another attempt committed meanwhile (their status records are written) are
         // done: a batch never writes a document twice
         let items = self.not_committed(items).await?;
@@ -98,6 +115,7 @@ impl Lake {
             files: plan.files.iter().map(|f| f.key.clone()).collect(),
             inputs: keys.inputs,
             claims: keys.claims,
+            revisions: items.iter().filter_map(|it| it.revision.clone()).collect(),
         };
         manifest::put(state, &m).await?;
         plan::write(self, &plan, &items).await?;
@@ -109,11 +127,18 @@ impl Lake {
         Ok(m.rows)
     }
 
-    /// `items` without those whose document already has a status record.
+    /// `items` without those whose document already has a status record, except revisions
+    /// whose document's status record is still the one they replace.
     async fn not_committed(&self, items: Vec<BatchItem>) -> Result<Vec<BatchItem>> {
         let checked: Vec<(BatchItem, bool)> = futures::stream::iter(items)
             .map(|it| async move {
-                let done = self.state.head(&status_key(&it.row.id)).await?.is_some();
+                let done = match &it.revision {
+                    None => self.state.head(&status_key(&it.row.id)).await?.is_some(),
+                    Some(r) => {
+                        revision::status_record(self.state.as_ref(), &it.row.id).await?
+                            != Some(r.previous.clone())
+                    }
+                };
                 Ok::<_, LakeError>((it, done))
             })
             .buffered(AT_ONCE)
@@ -125,9 +150,30 @@ impl Lake {
             .collect())
     }
 
-    /// A committed batch's last step: status records, landed objects, inputs, claims and the
-    /// manifest. Idempotent.
+    /// A committed batch's last step: history records, status records, landed objects, what
+    /// revisions retire, inputs, claims and the manifest. Idempotent.
     pub async fn finish(&self, m: &Manifest) -> Result<()> {
+        let now_of = |id: &str| m.rows.iter().find(|r| r.id == id);
+        for r in &m.revisions {
+            let Some(row) = now_of(&r.previous.id) else {
+                continue;
+            };
+            let entry = HistoryEntry {
+                row: r.previous.clone(),
+                action: r.action.clone(),
+                operator: r.operator.clone(),
+                note: r.note.clone(),
+                superseded_at: row.processed_at,
+            };
+            let body = serde_json::to_vec(&entry).expect("a history entry serializes");
+            self.state
+                .put(
+                    &revision::history_key(&entry),
+                    body.into(),
+                    Default::default(),
+                )
+                .await?;
+        }
         futures::stream::iter(m.rows.iter().cloned())
             .map(|row| async move {
                 let body = serde_json::to_vec(&row).expect("a row serializes");
@@ -143,6 +189,21 @@ impl Lake {
         // landed objects go only once every status is durable
         let landed: Vec<String> = m.rows.iter().map(|r| ingress_key(&r.id)).collect();
         delete_all(self.ingress.as_ref(), landed).await?;
+        for r in &m.revisions {
+            let Some(row) = now_of(&r.previous.id) else {
+                continue;
+            };
+            if r.had_copy() && row.status == Status::Stored {
+                self.quarantine
+                    .delete(&quarantine_key(&r.previous.table_name, &r.previous.id))
+                    .await?;
+            }
+            if let Some(old) = &r.previous.object_key
+                && row.object_key.as_ref() != Some(old)
+            {
+                self.lake.delete(old).await?;
+            }
+        }
         delete_all(
             self.state.as_ref(),
             m.inputs.iter().chain(&m.claims).cloned().collect(),
@@ -172,10 +233,18 @@ impl Lake {
         let mut lake_keys = m.files.clone();
         lake_keys.extend(m.rows.iter().filter_map(|r| r.object_key.clone()));
         delete_all(self.lake.as_ref(), lake_keys).await?;
+        // a revised document's copy from before the batch stays
+        let kept: BTreeSet<&str> = m
+            .revisions
+            .iter()
+            .filter(|r| r.had_copy())
+            .map(|r| r.previous.id.as_str())
+            .collect();
         let copies = m
             .rows
             .iter()
             .filter(|r| matches!(r.status, Status::Rejected | Status::Quarantined))
+            .filter(|r| !kept.contains(r.id.as_str()))
             .map(|r| quarantine_key(&r.table_name, &r.id))
             .collect();
         delete_all(self.quarantine.as_ref(), copies).await?;
