@@ -17,7 +17,7 @@
 //! An item may carry a [`Revision`] (a replay, release or rescan of a processed document): it is
 //! committed only while the document's status record is still the one the revision replaces;
 //! before that check, committed batches still unfinished are finished, so a committed revision
-//! is never repeated. Finishing a revision also writes its history record and retires what the
+//! is never repeated, and interrupted revision batches (ids starting `review-`) are rolled back. Finishing a revision also writes its history record and retires what the
 //! new outcome replaces (the quarantine copy of a document now stored, the sanitized object of
 //! one now quarantined); rolling it back keeps a quarantine copy that was there before.
 //!
@@ -87,12 +87,7 @@ impl Lake {
             None => {}
         }
         if items.iter().any(|it| it.revision.is_some()) {
-            // a revision committed by another batch but not finished yet would still look undone
-            for (m, _) in manifest::list(state).await? {
-                if m.committed {
-                    self.finish(&m).await?;
-                }
-            }
+            self.resolve_revisions(batch).await?;
         }
         // documents another attempt committed meanwhile (their status records are written) are
         // done: a batch never writes a document twice
@@ -210,6 +205,33 @@ impl Lake {
         )
         .await?;
         self.state.delete(&manifest::manifest_key(&m.batch)).await?;
+        Ok(())
+    }
+
+    /// Finishes every committed batch whose finish a crash cut short (uncommitted ones are left
+    /// to their committer). Safe beside live committers: finishing is idempotent.
+    pub async fn finish_committed(&self) -> Result<()> {
+        for (m, _) in manifest::list(self.state.as_ref()).await? {
+            if m.committed {
+                self.finish(&m).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Called holding the write lock before a batch of revisions: committed batches still
+    /// unfinished are finished (else a revision they committed would look undone), and the
+    /// uncommitted revision batches other than `batch` are rolled back (under the lock, an
+    /// uncommitted manifest is an attempt that died before its commit point).
+    async fn resolve_revisions(&self, batch: &str) -> Result<()> {
+        for (m, _) in manifest::list(self.state.as_ref()).await? {
+            if m.committed {
+                self.finish(&m).await?;
+            } else if m.batch != batch && m.batch.starts_with(revision::BATCH_PREFIX) {
+                info!(batch = %m.batch, "rolling back an interrupted revision batch");
+                self.rollback(&m).await?;
+            }
+        }
         Ok(())
     }
 

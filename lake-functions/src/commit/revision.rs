@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use tarn_core::document::status_key;
 use tarn_core::{DocumentRow, ErrorKind, ObjectStore, Status};
 
+/// The start of every revision batch's id (see [`crate::Lake::commit`]).
+pub const BATCH_PREFIX: &str = "review-";
+
 /// What moves a document on, by whom.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revision {

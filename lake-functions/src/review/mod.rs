@@ -15,6 +15,8 @@
 
 pub mod rerun;
 pub mod rescan;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 use crate::commit::revision::{self, HistoryEntry};
 use crate::error::{LakeError, Result};

@@ -51,6 +51,8 @@ impl Rerun {
     /// Replays each of `ids`. A document that is no longer rejected or quarantined (already
     /// replayed, say) is left as it is and said so; an id without a status record is refused.
     pub async fn replay(&self, ids: &[String]) -> Result<Vec<Outcome>> {
+        // what an interrupted action committed is finished first, so it is not found undone
+        self.lake.finish_committed().await?;
         let mut out = Vec::new();
         for chunk in ids.chunks(PER_BATCH) {
             let found: Vec<Found> = futures::stream::iter(chunk)
@@ -83,6 +85,7 @@ impl Rerun {
                 "a release needs the operator's reason: pass --reason \"...\"".into(),
             ));
         }
+        self.lake.finish_committed().await?;
         let q = match self.find(id).await? {
             Found::Skip(o) => return Ok(o),
             Found::Ready(q) => q,
@@ -231,7 +234,11 @@ pub(super) async fn commit_revisions(lake: &Lake, items: Vec<BatchItem>) -> Resu
         .iter()
         .filter_map(|it| it.revision.as_ref().map(|r| r.previous.clone()))
         .collect();
-    let batch = uuid::Uuid::new_v4().to_string();
+    let batch = format!(
+        "{}{}",
+        crate::commit::revision::BATCH_PREFIX,
+        uuid::Uuid::new_v4()
+    );
     let rows = lake.commit(&batch, items, StateKeys::default()).await?;
     Ok(previous
         .into_iter()

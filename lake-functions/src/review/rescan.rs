@@ -57,6 +57,8 @@ pub async fn rescan(
     filter: &RescanFilter,
     operator: &str,
 ) -> Result<RescanReport> {
+    // what an interrupted rescan committed is finished first (its objects removed)
+    lake.finish_committed().await?;
     let prefix = match &filter.table {
         Some(t) => format!("objects/{t}/"),
         None => "objects/".into(),
