@@ -60,6 +60,8 @@ pub struct Platform {
     pub scan_engine: Option<String>,
     /// a clamd tarn started itself (stops with the platform)
     pub managed_clamd: Option<crate::clamd::ManagedClamd>,
+    /// the scan stage's engine, when the pipeline scans
+    pub scanner: Option<Arc<dyn Scanner>>,
 }
 
 impl Platform {
@@ -160,6 +162,7 @@ impl Platform {
             lake_lock,
             scan_engine,
             managed_clamd,
+            scanner,
         })
     }
 
@@ -179,6 +182,32 @@ impl Platform {
             lake: self.audited(&self.lake, who),
             quarantine: self.audited(&self.quarantine, who),
             state: self.audited(&self.state, who),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: self.config.database.clone(),
+            clock: self.clock.clone(),
+            lock: self.lake_lock.clone(),
+        })
+    }
+
+    /// The lake as the person running this process works on it (`tarn quarantine`, `tarn
+    /// rescan`): its stores' calls recorded in the trail as that OS user's, made through
+    /// `component`.
+    pub fn lake_as_operator(&self, component: &str) -> Lake {
+        let actor = tarn_core::audit::Actor::local_user();
+        let by = |s: &Arc<LocalObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(
+                AuditedStore::new(s.clone(), self.audit.clone(), component)
+                    .record_empty_lists(false)
+                    .with_identity(actor.clone()),
+            )
+        };
+        Lake::new(LakeParts {
+            tables: self.tables.clone(),
+            ingress: by(&self.ingress),
+            lake: by(&self.lake),
+            quarantine: by(&self.quarantine),
+            state: by(&self.state),
             kms: self.kms.clone(),
             catalog: self.catalog.clone(),
             database: self.config.database.clone(),
@@ -281,6 +310,20 @@ impl Platform {
                 )))
             }
         };
+        let scan = self.pipeline.stages().iter().find(|s| s.name() == "scan");
+        let rescan_task = match (self.config.scan.rescan_check_secs, &self.scanner, scan) {
+            (secs, Some(scanner), Some(scan)) if secs > 0 => {
+                Some(tokio::spawn(tarn_lake::review::rescan::watch_definitions(
+                    self.lake_as(component::RESCAN),
+                    scanner.clone(),
+                    scan.clone(),
+                    self.pipeline.config().retry,
+                    Duration::from_secs(secs),
+                    stop_rx.clone(),
+                )))
+            }
+            _ => None,
+        };
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
         Ok(Running {
             addr,
@@ -288,6 +331,7 @@ impl Platform {
             server: server_task,
             pipeline: pipeline_task,
             compaction: compaction_task,
+            rescan: rescan_task,
             audit: self.audit.clone(),
             _lock: lock,
         })
@@ -384,6 +428,8 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     pipeline: JoinHandle<tarn_lake::Result<Report>>,
     compaction: Option<JoinHandle<usize>>,
+    /// the rescan after definitions updates (`scan.rescan_check_secs`)
+    rescan: Option<JoinHandle<()>>,
     audit: Arc<LocalAuditSink>,
     _lock: ServeLock,
 }
@@ -404,6 +450,9 @@ impl Running {
         let report = self.pipeline.await.context("pipeline task")??;
         if let Some(c) = self.compaction {
             c.await.context("compaction task")?;
+        }
+        if let Some(r) = self.rescan {
+            r.await.context("rescan task")?;
         }
         self.audit
             .flush()

@@ -154,6 +154,15 @@ impl Pipeline {
         &self.lake.layout.lake_root
     }
 
+    /// The stages, in the order they run.
+    pub fn stages(&self) -> &[Arc<dyn Stage>] {
+        &self.stages
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
     /// The stages' names in the order they run.
     pub fn stage_names(&self) -> Vec<&'static str> {
         self.stages.iter().map(|s| s.name()).collect()

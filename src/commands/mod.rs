@@ -4,7 +4,10 @@ pub mod audit;
 pub mod compact;
 pub mod demo;
 pub mod ingest;
+pub mod quarantine;
 pub mod query;
+pub mod rescan;
+pub mod review;
 pub mod serve;
 pub mod serve_aws;
 pub mod tables;
@@ -43,5 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact(a) => compact::run(a, config).await,
         Command::Templates(a) => templates::run(a, &config),
         Command::Audit(a) => audit::run(a, &config.data_dir, &config.audit).await,
+        Command::Quarantine(a) => quarantine::run(a, config).await,
+        Command::Rescan(a) => rescan::run(a, config).await,
     }
 }

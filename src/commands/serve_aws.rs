@@ -12,36 +12,74 @@ use tarn_lake::registry::build_stages;
 use tarn_lake::{Lake, LakeParts, Pipeline};
 use tokio::sync::{Notify, watch};
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let aws =
-        tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
-    let ports = tarn_aws::AwsPorts::connect(&aws).await;
-    let tables = tarn_catalog::load_schemas(&config.schemas)
-        .with_context(|| format!("loading {}", config.schemas.display()))?;
-    let mut config = config;
-    if config.scan.clamd.is_none() {
-        config.scan.clamd = aws.clamd_addr.clone();
+/// The lake on AWS's services as the configuration names them, with the configured stages
+/// (their scanner the configured clamd, else the deployment's): what `tarn serve --backend aws`,
+/// `tarn quarantine` and `tarn rescan` work with.
+pub(crate) struct AwsLake {
+    pub aws: tarn_aws::AwsConfig,
+    pub ports: tarn_aws::AwsPorts,
+    pub tables: Vec<tarn_catalog::TableSpec>,
+    pub lake: Lake,
+    pub stages: Vec<Arc<dyn tarn_lake::Stage>>,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    _managed: Option<crate::clamd::ManagedClamd>,
+}
+
+impl AwsLake {
+    pub(crate) async fn open(mut config: Config) -> anyhow::Result<Self> {
+        let aws = tarn_aws::AwsConfig::load_default()
+            .context("the AWS configuration (see aws/README.md)")?;
+        let ports = tarn_aws::AwsPorts::connect(&aws).await;
+        let tables = tarn_catalog::load_schemas(&config.schemas)
+            .with_context(|| format!("loading {}", config.schemas.display()))?;
+        if config.scan.clamd.is_none() {
+            config.scan.clamd = aws.clamd_addr.clone();
+        }
+        let (scanner, managed) = if config.pipeline.stages.iter().any(|s| s == "scan") {
+            let (s, m) = build_scanner(&config).await?;
+            (Some(s), m)
+        } else {
+            (None, None)
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let lake = Lake::new(LakeParts {
+            tables: tables.clone(),
+            ingress: ports.ingress.clone(),
+            lake: ports.lake.clone(),
+            quarantine: ports.quarantine.clone(),
+            state: ports.state.clone(),
+            kms: ports.kms.clone(),
+            catalog: ports.catalog.clone(),
+            database: aws.glue_database.clone(),
+            clock: clock.clone(),
+            lock: Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone())),
+        });
+        let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
+        Ok(Self {
+            aws,
+            ports,
+            tables,
+            lake,
+            stages,
+            config,
+            clock,
+            _managed: managed,
+        })
     }
-    let (scanner, _managed) = if config.pipeline.stages.iter().any(|s| s == "scan") {
-        let (s, m) = build_scanner(&config).await?;
-        (Some(s), m)
-    } else {
-        (None, None)
-    };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let lake = Lake::new(LakeParts {
-        tables: tables.clone(),
-        ingress: ports.ingress.clone(),
-        lake: ports.lake.clone(),
-        quarantine: ports.quarantine.clone(),
-        state: ports.state.clone(),
-        kms: ports.kms.clone(),
-        catalog: ports.catalog.clone(),
-        database: aws.glue_database.clone(),
-        clock: clock.clone(),
-        lock: Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone())),
-    });
-    let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let AwsLake {
+        aws,
+        ports,
+        tables,
+        lake,
+        stages,
+        config,
+        clock,
+        _managed,
+    } = AwsLake::open(config).await?;
     let pipeline = Arc::new(Pipeline::new(lake, stages, config.pipeline_config()));
     pipeline
         .setup_catalog()

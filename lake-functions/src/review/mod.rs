@@ -100,8 +100,19 @@ pub async fn list(lake: &Lake, filter: &Filter) -> Result<Vec<DocumentRow>> {
     Ok(rows)
 }
 
+/// Refuses what is not a document id (a uuid) before it becomes part of a key.
+pub fn check_id(id: &str) -> Result<()> {
+    match uuid::Uuid::parse_str(id) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(LakeError::Refused(format!(
+            "{id:?} is not a document id (a uuid): tarn quarantine list shows the ids"
+        ))),
+    }
+}
+
 /// Document `id` in review, whatever its status.
 pub async fn show(lake: &Lake, id: &str) -> Result<Detail> {
+    check_id(id)?;
     let row = revision::status_record(lake.state.as_ref(), id)
         .await?
         .ok_or_else(|| unknown(id))?;

@@ -160,6 +160,7 @@ impl Rerun {
 
     /// Document `id`'s status record and quarantine copy, when it is rejected or quarantined.
     async fn find(&self, id: &str) -> Result<Found> {
+        super::check_id(id)?;
         let previous = status_record(self.lake.state.as_ref(), id)
             .await?
             .ok_or_else(|| {

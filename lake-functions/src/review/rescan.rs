@@ -13,13 +13,17 @@ use crate::commit::revision::status_record;
 use crate::commit::{BatchItem, Revision};
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
+use crate::scan::Scanner;
 use crate::stage::{Document, RetryPolicy, Stage, Verdict, run_stage};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
 use tarn_core::document::landed_object;
 use tarn_core::objects::read_sanitized_bytes;
 use tarn_core::{DocumentRow, ErrorKind, GetResult, ObjectInfo, Status};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// The state-store key holding the definitions version the last full rescan used.
@@ -72,8 +76,13 @@ pub async fn rescan(
         .collect();
     let mut report = RescanReport::default();
     for chunk in keys.chunks(PER_BATCH) {
-        let found: Vec<Option<Found>> = futures::stream::iter(chunk)
+        // futures collected first: a stream mapped by a closure over references is not `Send`
+        // enough for `tokio::spawn` (rust-lang/rust#102211)
+        let scans: Vec<_> = chunk
+            .iter()
             .map(|key| scan_one(lake, scan, retry, filter, key))
+            .collect();
+        let found: Vec<Option<Found>> = futures::stream::iter(scans)
             .buffered(AT_ONCE)
             .try_collect()
             .await?;
@@ -251,3 +260,47 @@ pub async fn on_definitions_change(
         .await?;
     Ok(report)
 }
+
+/// `tarn serve`'s schedule: every `every`, asks `scanner` its version and runs
+/// [`on_definitions_change`] with `scan`, until `shutdown` turns true. Failures are logged and
+/// tried again at the next tick.
+pub async fn watch_definitions(
+    lake: Lake,
+    scanner: Arc<dyn Scanner>,
+    scan: Arc<dyn Stage>,
+    retry: RetryPolicy,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match scanner.version().await {
+            Ok(v) => {
+                let engine = v.to_string();
+                match on_definitions_change(&lake, scan.as_ref(), retry, &engine, RESCAN).await {
+                    Ok(Some(r)) => info!(
+                        engine,
+                        scanned = r.scanned,
+                        quarantined = r.quarantined.len(),
+                        undecided = r.undecided,
+                        "rescan after a definitions update finished"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(error = %e, "the rescan after a definitions update failed; it runs again at the next check")
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "asking the scanner its definitions version failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Who rescans on `tarn serve`'s schedule, as history records name it.
+pub const RESCAN: &str = tarn_core::audit::component::RESCAN;
