@@ -118,14 +118,17 @@ pub async fn land(
         content_type,
         request_time,
         document,
+        true,
     )
     .await?;
     ingress.put(&ingress_key(&id), sealed, metadata).await?;
     Ok(id)
 }
 
-/// The body and metadata of document `id` as it lands: its base64 sealed under `{table, id}`,
-/// with `table`, `request-time`, `content-type` and `producer`.
+/// The body and metadata of document `id` as it lands: its base64, sealed under `{table, id}`
+/// when `seal` (else as API Gateway writes it, for a bucket that encrypts at rest), with
+/// `table`, `request-time`, `content-type` and `producer`.
+#[allow(clippy::too_many_arguments)]
 pub async fn landed_object(
     kms: &dyn crate::Kms,
     table: &str,
@@ -134,15 +137,20 @@ pub async fn landed_object(
     content_type: &str,
     request_time: &str,
     document: &[u8],
+    seal: bool,
 ) -> crate::Result<(bytes::Bytes, crate::Metadata)> {
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(document);
-    let sealed = crate::envelope::seal(
-        kms,
-        &crate::EncryptionContext::document(table, id),
-        encoded.as_bytes(),
-    )
-    .await?;
+    let sealed = if seal {
+        crate::envelope::seal(
+            kms,
+            &crate::EncryptionContext::document(table, id),
+            encoded.as_bytes(),
+        )
+        .await?
+    } else {
+        encoded.into_bytes()
+    };
     let metadata = crate::Metadata::from([
         (meta::TABLE.to_string(), table.to_string()),
         (meta::REQUEST_TIME.to_string(), request_time.to_string()),

@@ -186,6 +186,7 @@ async fn quarantined(
         &previous.content_type,
         &request_time,
         &doc.body,
+        !lake.quarantine.encrypts_at_rest(),
     )
     .await?;
     let landed = GetResult {

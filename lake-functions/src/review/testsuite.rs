@@ -137,20 +137,33 @@ pub struct Setup {
     pub note: String,
 }
 
+/// Lands a document in `lake` as its ingress does (sealed, or as API Gateway writes it to a
+/// bucket that encrypts at rest); returns its id.
+pub async fn land(lake: &Lake, table: &str, content_type: &str, body: &[u8]) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let (body, metadata) = tarn_core::document::landed_object(
+        lake.kms.as_ref(),
+        table,
+        &id,
+        "alice",
+        content_type,
+        "2024-05-06T07:08:09.123Z",
+        body,
+        !lake.ingress.encrypts_at_rest(),
+    )
+    .await
+    .expect("sealing");
+    lake.ingress
+        .put(&tarn_core::document::ingress_key(&id), body, metadata)
+        .await
+        .expect("landing");
+    id
+}
+
 /// Lands and processes the sweep's documents in `lake` (fresh, tables registered).
 pub async fn setup(lake: &Lake) -> Setup {
     let land = |table: &'static str, ct: &'static str, body: Vec<u8>| async move {
-        tarn_core::document::land(
-            lake.ingress.as_ref(),
-            lake.kms.as_ref(),
-            table,
-            "alice",
-            ct,
-            "2024-05-06T07:08:09.123Z",
-            &body,
-        )
-        .await
-        .expect("landing")
+        land(lake, table, ct, &body).await
     };
     let note = land(
         "notes",
