@@ -59,6 +59,18 @@ fn json_rows(data: &Path, schemas: &Path, args: &[&str]) -> Vec<Value> {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("tarn {args:?}: {e}: {text}"))
 }
 
+/// `tarn query SQL`, as JSON rows.
+fn query(data: &Path, schemas: &Path, sql: &str) -> Vec<Value> {
+    json_rows(data, schemas, &["query", "--format", "json", sql])
+}
+
+/// `tarn quarantine list` with `filters`, as JSON rows.
+fn listed(data: &Path, schemas: &Path, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec!["quarantine", "list", "--format", "json"];
+    args.extend_from_slice(filters);
+    json_rows(data, schemas, &args)
+}
+
 /// `tarn serve`'s platform without a scan stage: stores documents unscanned.
 async fn platform(data: &Path, schemas: &Path) -> Platform {
     let mut config = Config::load(
@@ -145,7 +157,7 @@ async fn an_operator_replays_after_a_schema_fix_and_rescans_with_new_definitions
     }
 
     // list and show: filters, no content
-    let rows = json_rows(&data, &schemas, &["quarantine", "list", "--format", "json"]);
+    let rows = listed(&data, &schemas, &[]);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
         (rows[0]["id"].as_str(), rows[0]["status"].as_str()),
@@ -155,44 +167,9 @@ async fn an_operator_replays_after_a_schema_fix_and_rescans_with_new_definitions
         rows[0]["reason"].as_str().unwrap().contains("/n"),
         "{rows:?}"
     );
-    assert!(
-        json_rows(
-            &data,
-            &schemas,
-            &["quarantine", "list", "--table", "notes", "--format", "json"]
-        )
-        .is_empty()
-    );
-    assert!(
-        json_rows(
-            &data,
-            &schemas,
-            &[
-                "quarantine",
-                "list",
-                "--reason",
-                "infected",
-                "--format",
-                "json"
-            ]
-        )
-        .is_empty()
-    );
-    assert!(
-        json_rows(
-            &data,
-            &schemas,
-            &[
-                "quarantine",
-                "list",
-                "--since",
-                "2099-01-01",
-                "--format",
-                "json"
-            ]
-        )
-        .is_empty()
-    );
+    assert!(listed(&data, &schemas, &["--table", "notes"]).is_empty());
+    assert!(listed(&data, &schemas, &["--reason", "infected"]).is_empty());
+    assert!(listed(&data, &schemas, &["--since", "2099-01-01"]).is_empty());
     let csv = ok(
         &data,
         &schemas,
@@ -229,30 +206,20 @@ async fn an_operator_replays_after_a_schema_fix_and_rescans_with_new_definitions
         (out[0]["before"].as_str(), out[0]["after"].as_str()),
         (Some("rejected"), Some("stored"))
     );
-    let q = json_rows(
+    let q = query(
         &data,
         &schemas,
-        &[
-            "query",
-            "--format",
-            "json",
-            &format!("SELECT _id, n FROM events WHERE _id = '{rejected}'"),
-        ],
+        &format!("SELECT _id, n FROM events WHERE _id = '{rejected}'"),
     );
     assert_eq!(
         q,
         vec![json!({"_id": rejected, "n": "five"})],
         "the record once"
     );
-    let q = json_rows(
+    let q = query(
         &data,
         &schemas,
-        &[
-            "query",
-            "--format",
-            "json",
-            &format!("SELECT status FROM documents WHERE id = '{rejected}' ORDER BY processed_at"),
-        ],
+        &format!("SELECT status FROM documents WHERE id = '{rejected}' ORDER BY processed_at"),
     );
     assert_eq!(
         q,

@@ -92,6 +92,22 @@ impl AwsPorts {
         }
     }
 
+    /// The lake on these ports (S3 stores, KMS, Glue, the S3 lease lock) with `tables`.
+    pub fn lake(&self, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake::Lake {
+        tarn_lake::Lake::new(tarn_lake::LakeParts {
+            tables,
+            ingress: self.ingress.clone(),
+            lake: self.lake.clone(),
+            quarantine: self.quarantine.clone(),
+            state: self.state.clone(),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: self.config.glue_database.clone(),
+            clock: Arc::new(SystemClock),
+            lock: Arc::new(crate::lock::S3LakeLock::new(self.state.clone())),
+        })
+    }
+
     /// `tarn audit --check-trail`: the configured trail against the platform's buckets.
     pub async fn check_trail(&self) -> Result<crate::cloudtrail::TrailReport, String> {
         let c = &self.config;

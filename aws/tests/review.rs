@@ -10,11 +10,8 @@ use std::time::Duration;
 use tarn_aws::S3LakeLock;
 use tarn_core::Status;
 use tarn_lake::commit::revision::{history, status_record};
-use tarn_lake::review::rerun::Rerun;
-use tarn_lake::review::rescan::{RescanFilter, rescan};
-use tarn_lake::review::testsuite::{self, StubScanner, land, pipeline, retry, stages};
+use tarn_lake::review::testsuite::{self, StubScanner, drain, land, rerun, rescan_all};
 use tarn_lake::review::{self, Filter};
-use tarn_lake::scan::{ClamdScanner, ScanStage, Timeouts};
 use tarn_lake::{Lake, Stage};
 
 /// A fresh platform on moto with the sweep's tables, and its lake (a short lease lock).
@@ -46,22 +43,7 @@ fn schemas_dir() -> tempfile::TempDir {
 }
 
 fn clamd() -> Arc<dyn Stage> {
-    let t = Timeouts {
-        connect: Duration::from_secs(5),
-        scan: Duration::from_secs(30),
-    };
-    Arc::new(ScanStage::new(Arc::new(
-        ClamdScanner::connect(&clamd_addr(), t).unwrap(),
-    )))
-}
-
-fn rerun(lake: &Lake, scan: Arc<dyn Stage>) -> Rerun {
-    Rerun {
-        lake: lake.clone(),
-        stages: stages(lake, scan),
-        retry: retry(),
-        operator: "olga".into(),
-    }
+    testsuite::clamd(&clamd_addr())
 }
 
 async fn row(lake: &Lake, id: &str) -> tarn_core::DocumentRow {
@@ -89,10 +71,7 @@ async fn replay_release_and_rescan_on_s3_with_clamd() {
     // a scanner outage quarantines two documents; a replay with clamd stores them once
     let json = land(&lake, "events", "application/json", br#"{"user":"a"}"#).await;
     let note = land(&lake, "notes", "text/plain", b"a harmless note").await;
-    pipeline(&lake, StubScanner::down().stage())
-        .drain()
-        .await
-        .unwrap();
+    drain(&lake, StubScanner::down().stage()).await;
     let listed = review::list(&lake, &Filter::default()).await.unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
     let notes_only = Filter {
@@ -139,20 +118,9 @@ async fn replay_release_and_rescan_on_s3_with_clamd() {
 
     // stored under old definitions, found by clamd's now: moved to quarantine, object gone
     let marked = land(&lake, "notes", "text/plain", marker.as_bytes()).await;
-    pipeline(&lake, StubScanner::old().stage())
-        .drain()
-        .await
-        .unwrap();
+    drain(&lake, StubScanner::old().stage()).await;
     let object = row(&lake, &marked).await.object_key.unwrap();
-    let report = rescan(
-        &lake,
-        clamd().as_ref(),
-        retry(),
-        &RescanFilter::default(),
-        "olga",
-    )
-    .await
-    .unwrap();
+    let report = rescan_all(&lake, clamd()).await;
     assert_eq!(report.scanned, 2, "{report:?}");
     assert_eq!(report.quarantined.len(), 1);
     let r = row(&lake, &marked).await;

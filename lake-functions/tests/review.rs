@@ -4,16 +4,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tarn_catalog::{LocalCatalog, TableSpec};
 use tarn_core::{LocalKms, LocalObjectStore, Status, SystemClock};
 use tarn_lake::commit::revision::{history, status_record};
 use tarn_lake::lock::LocalLakeLock;
-use tarn_lake::review::rerun::Rerun;
-use tarn_lake::review::rescan::{RescanFilter, on_definitions_change, rescan};
-use tarn_lake::review::testsuite::{self, StubScanner, retry, stages};
+use tarn_lake::review::rescan::{RescanFilter, on_definitions_change};
+use tarn_lake::review::testsuite::{
+    self, StubScanner, drain, land, rerun, rescan_all, rescan_where, retry,
+};
 use tarn_lake::review::{self, Filter};
-use tarn_lake::scan::{ClamdScanner, ScanStage, Timeouts};
 use tarn_lake::stage::Stage;
 use tarn_lake::{Lake, LakeError, LakeParts};
 
@@ -49,60 +48,39 @@ async fn fresh() -> (tempfile::TempDir, Lake) {
     (dir, lake)
 }
 
-/// The shared test clamd.
-fn clamd() -> Arc<dyn Stage> {
-    let addr = std::env::var("TARN_CLAMD")
-        .expect("TARN_CLAMD: the test clamd's address (source services.env or scripts/clamd.sh)");
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(5),
-        scan: Duration::from_secs(30),
-    };
-    Arc::new(ScanStage::new(Arc::new(
-        ClamdScanner::connect(&addr, timeouts).unwrap(),
-    )))
+/// Lands a text document in `notes`.
+async fn land_note(lake: &Lake, body: &[u8]) -> String {
+    land(lake, "notes", "text/plain", body).await
 }
 
-/// A clamd that is not there (a port nothing listens on).
-fn clamd_down() -> Arc<dyn Stage> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(2),
-        scan: Duration::from_secs(5),
-    };
-    Arc::new(ScanStage::new(Arc::new(
-        ClamdScanner::connect(&format!("tcp://127.0.0.1:{port}"), timeouts).unwrap(),
-    )))
-}
-
-async fn land(lake: &Lake, table: &str, content_type: &str, body: &[u8]) -> String {
-    tarn_core::document::land(
-        lake.ingress.as_ref(),
-        lake.kms.as_ref(),
-        table,
-        "alice",
-        content_type,
-        "2024-05-06T07:08:09.123Z",
-        body,
+/// Lands the sweep's PNG in `photos`.
+async fn land_png(lake: &Lake) -> String {
+    land(
+        lake,
+        "photos",
+        "image/png",
+        tarn_lake::commit::testsuite::PNG,
     )
     .await
-    .unwrap()
 }
 
-async fn drain(lake: &Lake, scan: Arc<dyn Stage>) {
-    testsuite::pipeline(lake, scan).drain().await.unwrap();
+/// Lands a JSON document in `events`.
+async fn event(lake: &Lake, body: &[u8]) -> String {
+    land(lake, "events", "application/json", body).await
 }
 
-fn rerun(lake: &Lake, scan: Arc<dyn Stage>) -> Rerun {
-    Rerun {
-        lake: lake.clone(),
-        stages: stages(lake, scan),
-        retry: retry(),
-        operator: "olga".into(),
-    }
+/// The scan stage over the shared test clamd.
+fn clamd() -> Arc<dyn Stage> {
+    testsuite::clamd(
+        &std::env::var("TARN_CLAMD").expect(
+            "TARN_CLAMD: the test clamd's address (source services.env or scripts/clamd.sh)",
+        ),
+    )
+}
+
+/// A scanner that is down.
+fn clamd_down() -> Arc<dyn Stage> {
+    StubScanner::down().stage()
 }
 
 async fn row(lake: &Lake, id: &str) -> tarn_core::DocumentRow {
@@ -124,20 +102,8 @@ fn clamd_marker() -> Vec<u8> {
 #[tokio::test]
 async fn a_replay_after_a_clamd_outage_stores_the_document_once_and_keeps_its_history() {
     let (_dir, lake) = fresh().await;
-    let json = land(
-        &lake,
-        "events",
-        "application/json",
-        br#"[{"user":"a","n":1}]"#,
-    )
-    .await;
-    let png = land(
-        &lake,
-        "photos",
-        "image/png",
-        tarn_lake::commit::testsuite::PNG,
-    )
-    .await;
+    let json = event(&lake, br#"[{"user":"a","n":1}]"#).await;
+    let png = land_png(&lake).await;
     drain(&lake, clamd_down()).await;
 
     let listed = review::list(&lake, &Filter::default()).await.unwrap();
@@ -268,7 +234,7 @@ async fn a_replay_after_a_clamd_outage_stores_the_document_once_and_keeps_its_hi
 #[tokio::test]
 async fn a_replay_that_fails_again_keeps_the_document_in_quarantine_with_the_new_reason() {
     let (_dir, lake) = fresh().await;
-    let id = land(&lake, "notes", "text/plain", &eicar()).await;
+    let id = land_note(&lake, &eicar()).await;
     drain(&lake, clamd_down()).await;
     let before = row(&lake, &id).await;
     let out = rerun(&lake, clamd()).replay(&[id.clone()]).await.unwrap();
@@ -297,7 +263,7 @@ async fn a_replay_that_fails_again_keeps_the_document_in_quarantine_with_the_new
 #[tokio::test]
 async fn release_is_refused_for_infected_documents_and_overrides_an_undecided_scan() {
     let (_dir, lake) = fresh().await;
-    let bad = land(&lake, "notes", "text/plain", &eicar()).await;
+    let bad = land_note(&lake, &eicar()).await;
     drain(&lake, clamd()).await;
     let infected = row(&lake, &bad).await;
     assert_eq!(infected.status, Status::Quarantined);
@@ -322,7 +288,7 @@ async fn release_is_refused_for_infected_documents_and_overrides_an_undecided_sc
     );
 
     // a document clamd could not look at: released past the scan, with the operator's reason
-    let note = land(&lake, "notes", "text/plain", b"a harmless note").await;
+    let note = land_note(&lake, b"a harmless note").await;
     drain(&lake, clamd_down()).await;
     let e = rerun(&lake, clamd_down())
         .release(&note, "  ")
@@ -363,7 +329,7 @@ async fn release_is_refused_for_infected_documents_and_overrides_an_undecided_sc
     );
 
     // a release that meets the infection again on a fresh scan is refused too
-    let sneaky = land(&lake, "notes", "text/plain", &eicar()).await;
+    let sneaky = land_note(&lake, &eicar()).await;
     drain(&lake, clamd_down()).await;
     let e = rerun(&lake, clamd())
         .release(&sneaky, "trust me")
@@ -373,7 +339,7 @@ async fn release_is_refused_for_infected_documents_and_overrides_an_undecided_sc
     assert_eq!(row(&lake, &sneaky).await.status, Status::Quarantined);
 
     // a rejected document is replayed after a schema fix, not released
-    let rejected = land(&lake, "events", "application/json", br#"{"user": 5}"#).await;
+    let rejected = event(&lake, br#"{"user": 5}"#).await;
     drain(&lake, clamd()).await;
     let e = rerun(&lake, clamd())
         .release(&rejected, "fine")
@@ -385,21 +351,9 @@ async fn release_is_refused_for_infected_documents_and_overrides_an_undecided_sc
 #[tokio::test]
 async fn a_rescan_with_a_signature_that_now_matches_moves_the_object_to_quarantine() {
     let (_dir, lake) = fresh().await;
-    let marked = land(
-        &lake,
-        "notes",
-        "text/plain",
-        &[b"note ".as_slice(), &clamd_marker()].concat(),
-    )
-    .await;
-    let clean = land(&lake, "notes", "text/plain", b"an ordinary note").await;
-    let png = land(
-        &lake,
-        "photos",
-        "image/png",
-        tarn_lake::commit::testsuite::PNG,
-    )
-    .await;
+    let marked = land_note(&lake, &[b"note ".as_slice(), &clamd_marker()].concat()).await;
+    let clean = land_note(&lake, b"an ordinary note").await;
+    let png = land_png(&lake).await;
     // stored under definitions that did not know the marker
     drain(&lake, StubScanner::old().stage()).await;
     let before = row(&lake, &marked).await;
@@ -414,28 +368,16 @@ async fn a_rescan_with_a_signature_that_now_matches_moves_the_object_to_quaranti
         table: Some("photos".into()),
         ..Default::default()
     };
-    let r = rescan(&lake, clamd().as_ref(), retry(), &only_photos, "olga")
-        .await
-        .unwrap();
+    let r = rescan_where(&lake, clamd(), &only_photos).await;
     assert_eq!((r.scanned, r.clean, r.quarantined.len()), (1, 1, 0));
     let future = RescanFilter {
         since: Some(chrono::Utc::now()),
         ..Default::default()
     };
-    let r = rescan(&lake, clamd().as_ref(), retry(), &future, "olga")
-        .await
-        .unwrap();
+    let r = rescan_where(&lake, clamd(), &future).await;
     assert_eq!(r.scanned, 0);
 
-    let r = rescan(
-        &lake,
-        clamd().as_ref(),
-        retry(),
-        &RescanFilter::default(),
-        "olga",
-    )
-    .await
-    .unwrap();
+    let r = rescan_all(&lake, clamd()).await;
     assert_eq!((r.scanned, r.clean, r.undecided), (3, 2, 0));
     assert_eq!(r.quarantined.len(), 1);
     assert_eq!(r.quarantined[0].id, marked);
@@ -493,22 +435,14 @@ async fn a_rescan_with_a_signature_that_now_matches_moves_the_object_to_quaranti
     assert!(e.to_string().contains("never released"), "{e}");
 
     // a second rescan finds nothing new
-    let r = rescan(
-        &lake,
-        clamd().as_ref(),
-        retry(),
-        &RescanFilter::default(),
-        "olga",
-    )
-    .await
-    .unwrap();
+    let r = rescan_all(&lake, clamd()).await;
     assert_eq!((r.scanned, r.quarantined.len()), (2, 0));
 }
 
 #[tokio::test]
 async fn the_scheduled_rescan_runs_when_the_definitions_change() {
     let (_dir, lake) = fresh().await;
-    let marked = land(&lake, "notes", "text/plain", testsuite::MARKER).await;
+    let marked = land_note(&lake, testsuite::MARKER).await;
     drain(&lake, StubScanner::old().stage()).await;
     let newer = StubScanner::new_definitions().stage();
     // the first look only records the version

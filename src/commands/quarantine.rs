@@ -91,14 +91,37 @@ fn print(format: Format, result: QueryResult) {
     print!("{}", result.render(format.into()));
 }
 
-fn columns(names: &[(&str, &str)]) -> Vec<ResultColumn> {
-    names
-        .iter()
-        .map(|(n, t)| ResultColumn {
-            name: n.to_string(),
-            data_type: t.to_string(),
+/// Result columns from `"name:type name:type ..."`.
+fn columns(spec: &str) -> Vec<ResultColumn> {
+    spec.split_whitespace()
+        .map(|c| {
+            let (name, data_type) = c.split_once(':').expect("name:type");
+            ResultColumn {
+                name: name.into(),
+                data_type: data_type.into(),
+            }
         })
         .collect()
+}
+
+/// A result whose rows are `objects` (JSON objects) picked by the columns' names.
+fn result(spec: &str, objects: &[Value]) -> QueryResult {
+    let columns = columns(spec);
+    let rows = objects
+        .iter()
+        .map(|o| columns.iter().map(|c| o[&c.name].clone()).collect())
+        .collect();
+    QueryResult { columns, rows }
+}
+
+/// A document row as a JSON object, its times RFC 3339 UTC with milliseconds and its table as
+/// `table`.
+fn row_object(r: &DocumentRow) -> Value {
+    let mut v = serde_json::to_value(r).expect("a row serializes");
+    v["table"] = json!(r.table_name);
+    v["received_at"] = time(&r.received_at);
+    v["processed_at"] = time(&r.processed_at);
+    v
 }
 
 fn time(t: &DateTime<Utc>) -> Value {
@@ -108,37 +131,13 @@ fn time(t: &DateTime<Utc>) -> Value {
 /// `id, table, status, reason, scan_result, content_type, size_bytes, producer, received_at,
 /// processed_at`.
 fn list_result(rows: &[DocumentRow]) -> QueryResult {
-    QueryResult {
-        columns: columns(&[
-            ("id", "string"),
-            ("table", "string"),
-            ("status", "string"),
-            ("reason", "string"),
-            ("scan_result", "string"),
-            ("content_type", "string"),
-            ("size_bytes", "bigint"),
-            ("producer", "string"),
-            ("received_at", "timestamp"),
-            ("processed_at", "timestamp"),
-        ]),
-        rows: rows
-            .iter()
-            .map(|r| {
-                vec![
-                    json!(r.id),
-                    json!(r.table_name),
-                    json!(r.status.as_str()),
-                    json!(r.reason),
-                    json!(r.scan_result),
-                    json!(r.content_type),
-                    json!(r.size_bytes),
-                    json!(r.producer),
-                    time(&r.received_at),
-                    time(&r.processed_at),
-                ]
-            })
-            .collect(),
-    }
+    let objects: Vec<Value> = rows.iter().map(row_object).collect();
+    result(
+        "id:string table:string status:string reason:string scan_result:string \
+         content_type:string size_bytes:bigint producer:string received_at:timestamp \
+         processed_at:timestamp",
+        &objects,
+    )
 }
 
 /// One row per outcome of the document, oldest first, the current one last: `id, table,
@@ -146,72 +145,37 @@ fn list_result(rows: &[DocumentRow]) -> QueryResult {
 /// content_type, size_bytes, sha256, producer, received_at, quarantine_copy_bytes`
 /// (`ended_by`, `operator` and `note`: the action that moved the document on from it).
 fn show_result(d: &review::Detail) -> QueryResult {
-    let row = |r: &DocumentRow, ended: Option<&tarn_lake::commit::HistoryEntry>| {
-        vec![
-            json!(r.id),
-            json!(r.table_name),
-            json!(r.status.as_str()),
-            json!(r.reason),
-            json!(r.scan_engine),
-            json!(r.scan_result),
-            time(&r.processed_at),
-            json!(ended.map(|h| &h.action)),
-            json!(ended.map(|h| &h.operator)),
-            json!(ended.and_then(|h| h.note.as_ref())),
-            json!(r.content_type),
-            json!(r.size_bytes),
-            json!(r.sha256),
-            json!(r.producer),
-            time(&r.received_at),
-            json!(d.copy_bytes.filter(|_| ended.is_none())),
-        ]
-    };
-    let mut rows: Vec<Vec<Value>> = d.history.iter().map(|h| row(&h.row, Some(h))).collect();
-    rows.push(row(&d.row, None));
-    QueryResult {
-        columns: columns(&[
-            ("id", "string"),
-            ("table", "string"),
-            ("status", "string"),
-            ("reason", "string"),
-            ("scan_engine", "string"),
-            ("scan_result", "string"),
-            ("processed_at", "timestamp"),
-            ("ended_by", "string"),
-            ("operator", "string"),
-            ("note", "string"),
-            ("content_type", "string"),
-            ("size_bytes", "bigint"),
-            ("sha256", "string"),
-            ("producer", "string"),
-            ("received_at", "timestamp"),
-            ("quarantine_copy_bytes", "bigint"),
-        ]),
-        rows,
-    }
+    let mut objects: Vec<Value> = d
+        .history
+        .iter()
+        .map(|h| {
+            let mut v = row_object(&h.row);
+            v["ended_by"] = json!(h.action);
+            v["operator"] = json!(h.operator);
+            v["note"] = json!(h.note);
+            v
+        })
+        .collect();
+    let mut current = row_object(&d.row);
+    current["quarantine_copy_bytes"] = json!(d.copy_bytes);
+    objects.push(current);
+    result(
+        "id:string table:string status:string reason:string scan_engine:string \
+         scan_result:string processed_at:timestamp ended_by:string operator:string note:string \
+         content_type:string size_bytes:bigint sha256:string producer:string \
+         received_at:timestamp quarantine_copy_bytes:bigint",
+        &objects,
+    )
 }
 
 /// `id, table, before, after, reason` (`after` null: left as it was, `reason` says why).
 pub fn outcome_result(out: &[Outcome]) -> QueryResult {
-    QueryResult {
-        columns: columns(&[
-            ("id", "string"),
-            ("table", "string"),
-            ("before", "string"),
-            ("after", "string"),
-            ("reason", "string"),
-        ]),
-        rows: out
-            .iter()
-            .map(|o| {
-                vec![
-                    json!(o.id),
-                    json!(o.table),
-                    json!(o.before.as_str()),
-                    json!(o.after.map(|s| s.as_str())),
-                    json!(o.reason),
-                ]
-            })
-            .collect(),
-    }
+    let objects: Vec<Value> = out
+        .iter()
+        .map(|o| serde_json::to_value(o).expect("an outcome serializes"))
+        .collect();
+    result(
+        "id:string table:string before:string after:string reason:string",
+        &objects,
+    )
 }

@@ -6,10 +6,9 @@ use crate::config::Config;
 use crate::platform::build_scanner;
 use anyhow::Context;
 use std::sync::Arc;
-use tarn_core::{Clock, SystemClock};
 use tarn_ingress::{IngressState, table_map};
 use tarn_lake::registry::build_stages;
-use tarn_lake::{Lake, LakeParts, Pipeline};
+use tarn_lake::{Lake, Pipeline};
 use tokio::sync::{Notify, watch};
 
 /// The lake on AWS's services as the configuration names them, with the configured stages
@@ -22,7 +21,6 @@ pub(crate) struct AwsLake {
     pub lake: Lake,
     pub stages: Vec<Arc<dyn tarn_lake::Stage>>,
     pub config: Config,
-    pub clock: Arc<dyn Clock>,
     _managed: Option<crate::clamd::ManagedClamd>,
 }
 
@@ -42,19 +40,7 @@ impl AwsLake {
         } else {
             (None, None)
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let lake = Lake::new(LakeParts {
-            tables: tables.clone(),
-            ingress: ports.ingress.clone(),
-            lake: ports.lake.clone(),
-            quarantine: ports.quarantine.clone(),
-            state: ports.state.clone(),
-            kms: ports.kms.clone(),
-            catalog: ports.catalog.clone(),
-            database: aws.glue_database.clone(),
-            clock: clock.clone(),
-            lock: Arc::new(tarn_aws::S3LakeLock::new(ports.state.clone())),
-        });
+        let lake = ports.lake(tables.clone());
         let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
         Ok(Self {
             aws,
@@ -63,24 +49,20 @@ impl AwsLake {
             lake,
             stages,
             config,
-            clock,
             _managed: managed,
         })
     }
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let AwsLake {
-        aws,
-        ports,
-        tables,
-        lake,
-        stages,
-        config,
-        clock,
-        _managed,
-    } = AwsLake::open(config).await?;
-    let pipeline = Arc::new(Pipeline::new(lake, stages, config.pipeline_config()));
+    let a = AwsLake::open(config).await?;
+    let (aws, ports, config) = (&a.aws, &a.ports, &a.config);
+    let clock = a.lake.clock.clone();
+    let pipeline = Arc::new(Pipeline::new(
+        a.lake.clone(),
+        a.stages.clone(),
+        config.pipeline_config(),
+    ));
     pipeline
         .setup_catalog()
         .await
@@ -88,7 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let notify = Arc::new(Notify::new());
     let state = IngressState {
-        tables: table_map(tables),
+        tables: table_map(a.tables.clone()),
         ingress: ports.ingress.clone(),
         lake: ports.lake.clone(),
         state: ports.state.clone(),

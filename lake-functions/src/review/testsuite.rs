@@ -119,6 +119,50 @@ pub fn pipeline(lake: &Lake, scan: Arc<dyn Stage>) -> Pipeline {
     )
 }
 
+/// Processes what is landed in `lake` with validation and `scan`.
+pub async fn drain(lake: &Lake, scan: Arc<dyn Stage>) {
+    pipeline(lake, scan)
+        .drain()
+        .await
+        .expect("the pipeline runs");
+}
+
+/// The scan stage over the clamd at `addr` (`tcp://...`, `unix://...`).
+pub fn clamd(addr: &str) -> Arc<dyn Stage> {
+    let timeouts = crate::scan::Timeouts {
+        connect: Duration::from_secs(5),
+        scan: Duration::from_secs(30),
+    };
+    let scanner = crate::scan::ClamdScanner::connect(addr, timeouts).expect("a clamd address");
+    Arc::new(ScanStage::new(Arc::new(scanner)))
+}
+
+/// Replay and release over `lake` with validation and `scan`, as operator `olga`.
+pub fn rerun(lake: &Lake, scan: Arc<dyn Stage>) -> Rerun {
+    Rerun {
+        lake: lake.clone(),
+        stages: stages(lake, scan),
+        retry: retry(),
+        operator: "olga".into(),
+    }
+}
+
+/// A rescan of the stored objects `filter` selects with `scan`, as operator `olga`.
+pub async fn rescan_where(
+    lake: &Lake,
+    scan: Arc<dyn Stage>,
+    filter: &RescanFilter,
+) -> super::rescan::RescanReport {
+    rescan(lake, scan.as_ref(), retry(), filter, "olga")
+        .await
+        .expect("the rescan runs")
+}
+
+/// A rescan of every stored object of `lake` with `scan`, as operator `olga`.
+pub async fn rescan_all(lake: &Lake, scan: Arc<dyn Stage>) -> super::rescan::RescanReport {
+    rescan_where(lake, scan, &RescanFilter::default()).await
+}
+
 /// Validation and `scan`, as a lake's tables need them.
 pub fn stages(lake: &Lake, scan: Arc<dyn Stage>) -> Vec<Arc<dyn Stage>> {
     vec![
@@ -171,10 +215,7 @@ pub async fn setup(lake: &Lake) -> Setup {
         [b"a note ".as_slice(), MARKER].concat(),
     )
     .await;
-    pipeline(lake, StubScanner::old().stage())
-        .drain()
-        .await
-        .expect("the pipeline runs");
+    drain(lake, StubScanner::old().stage()).await;
     let json = land("events", "application/json", br#"{"user":"a"}"#.to_vec()).await;
     let png = land(
         "photos",
@@ -182,10 +223,7 @@ pub async fn setup(lake: &Lake) -> Setup {
         crate::commit::testsuite::PNG.to_vec(),
     )
     .await;
-    pipeline(lake, StubScanner::down().stage())
-        .drain()
-        .await
-        .expect("the pipeline runs");
+    drain(lake, StubScanner::down().stage()).await;
     for id in [&json, &png] {
         let row = status_record(lake.state.as_ref(), id)
             .await
@@ -203,13 +241,7 @@ pub async fn setup(lake: &Lake) -> Setup {
 
 /// The replay and the rescan, over `lake`; `Err` when either did not get through.
 pub async fn act(lake: &Lake, s: &Setup) -> Result<(), String> {
-    let rerun = Rerun {
-        lake: lake.clone(),
-        stages: stages(lake, StubScanner::old().stage()),
-        retry: retry(),
-        operator: "sweeper".into(),
-    };
-    rerun
+    rerun(lake, StubScanner::old().stage())
         .replay(&[s.json.clone(), s.png.clone()])
         .await
         .map_err(|e| e.to_string())?;
@@ -219,7 +251,7 @@ pub async fn act(lake: &Lake, s: &Setup) -> Result<(), String> {
         scan.as_ref(),
         retry(),
         &RescanFilter::default(),
-        "sweeper",
+        "olga",
     )
     .await
     .map_err(|e| e.to_string())?;
