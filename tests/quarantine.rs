@@ -156,6 +156,16 @@ async fn an_operator_replays_after_a_schema_fix_and_rescans_with_new_definitions
         running.shutdown().await.unwrap();
     }
 
+    for cmd in [
+        &["quarantine", "list", "--help"][..],
+        &["quarantine", "show", "--help"],
+        &["quarantine", "replay", "--help"],
+        &["quarantine", "release", "--help"],
+        &["rescan", "--help"],
+    ] {
+        assert!(ok(&data, &schemas, cmd).contains("Usage: tarn"), "{cmd:?}");
+    }
+
     // list and show: filters, no content
     let rows = listed(&data, &schemas, &[]);
     assert_eq!(rows.len(), 1, "{rows:?}");

@@ -479,3 +479,38 @@ async fn replay_and_rescan_survive_a_crash_at_every_storage_call() {
     .await;
     assert!(tried > 10);
 }
+
+#[tokio::test]
+async fn serve_s_schedule_rescans_once_the_scanner_reports_new_definitions() {
+    use tarn_lake::review::rescan::watch_definitions;
+    let (_dir, lake) = fresh().await;
+    let marked = land_note(&lake, testsuite::MARKER).await;
+    drain(&lake, StubScanner::old().stage()).await;
+    // what the last check saw: the old definitions
+    let old = StubScanner::old().stage();
+    on_definitions_change(&lake, old.as_ref(), retry(), "stub 1/1", "tarn-rescan")
+        .await
+        .unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let newer = StubScanner::new_definitions();
+    let task = tokio::spawn(watch_definitions(
+        lake.clone(),
+        Arc::new(newer.clone()),
+        newer.stage(),
+        retry(),
+        std::time::Duration::from_millis(20),
+        rx,
+    ));
+    let start = std::time::Instant::now();
+    while row(&lake, &marked).await.status != Status::Quarantined {
+        assert!(start.elapsed().as_secs() < 60, "no rescan after 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let h = history(lake.state.as_ref(), &marked).await.unwrap();
+    assert_eq!(
+        (h[0].action.as_str(), h[0].operator.as_str()),
+        ("rescan", "tarn-rescan")
+    );
+}
