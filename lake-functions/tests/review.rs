@@ -514,3 +514,40 @@ async fn serve_s_schedule_rescans_once_the_scanner_reports_new_definitions() {
         ("rescan", "tarn-rescan")
     );
 }
+
+#[tokio::test]
+async fn the_pipeline_s_recovery_leaves_an_operator_s_batch_in_flight_alone() {
+    use tarn_lake::commit::manifest::{self, Manifest};
+    let (_dir, lake) = fresh().await;
+    let state = lake.state.as_ref();
+    let uncommitted = |batch: &str| Manifest {
+        batch: batch.into(),
+        committed: false,
+        rows: vec![],
+        files: vec![format!("tables/events/dt=2024-05-06/part-{batch}.parquet")],
+        inputs: vec![],
+        claims: vec![],
+        revisions: vec![],
+    };
+    // a `tarn quarantine replay` between its manifest and its commit point, and a dead batch of
+    // the pipeline's own, when `tarn serve` starts
+    manifest::put(state, &uncommitted("review-live"))
+        .await
+        .unwrap();
+    manifest::put(state, &uncommitted("pipeline-dead"))
+        .await
+        .unwrap();
+    lake.recover(std::time::Duration::ZERO).await.unwrap();
+    assert!(
+        manifest::read(state, "review-live")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        manifest::read(state, "pipeline-dead")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

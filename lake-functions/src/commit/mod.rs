@@ -275,7 +275,8 @@ impl Lake {
 
     /// Resolves the batches a crash interrupted: committed ones are finished; uncommitted ones
     /// whose manifest is older than `lease` (the longest a live attempt takes) are rolled back,
-    /// and their documents, still landed, are processed again. Returns the manifests it
+    /// and their documents, still landed, are processed again. Uncommitted revision batches are
+    /// left to the next revision batch, which rolls them back under the write lock. Returns the manifests it
     /// finished. A driver that is its lake's only committer (the local runner) passes zero;
     /// concurrent committers (the Lambdas) pass their timeout.
     pub async fn recover(&self, lease: Duration) -> Result<Vec<Manifest>> {
@@ -286,6 +287,10 @@ impl Lake {
                 info!(batch = %m.batch, documents = m.rows.len(), "finishing a committed batch");
                 self.finish(&m).await?;
                 finished.push(m);
+            } else if m.batch.starts_with(revision::BATCH_PREFIX) {
+                // an operator's command commits these beside the pipeline: only the next
+                // revision batch, under the write lock, knows one is dead (see `commit`)
+                continue;
             } else if (now - written).to_std().unwrap_or_default() >= lease {
                 info!(batch = %m.batch, documents = m.rows.len(), "rolling back an interrupted batch");
                 self.rollback(&m).await?;

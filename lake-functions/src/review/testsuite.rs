@@ -4,7 +4,8 @@
 //! A fresh lake gets a JSON document and a PNG quarantined by a scanner that is down, and a
 //! stored text document a rescan finds infected. An undisturbed replay and rescan count the
 //! storage calls that change something; then, for every possible number of calls, a fresh lake
-//! runs the action over stores that die after that many calls, and a healthy run again. Every
+//! runs the action over stores that die after that many calls, then the pipeline's recovery (as
+//! a `tarn serve` starting then would), and a healthy run again. Every
 //! run must end with each document moved on exactly once: one stored row of the JSON document in
 //! its table, two `documents` rows per document (the earlier outcome and the new one), one
 //! history record, and nothing left over (manifests, quarantine copies of stored documents, the
@@ -356,6 +357,10 @@ where
             act(&dying(&lake, &budget), &s).await.is_err(),
             "a crash after {crash_after} calls is noticed"
         );
+        // the pipeline starting meanwhile (`tarn serve`) recovers what it finds
+        lake.recover(Duration::ZERO)
+            .await
+            .expect("the pipeline's recovery");
         act(&lake, &s)
             .await
             .unwrap_or_else(|e| panic!("the run after a crash at call {crash_after}: {e}"));
