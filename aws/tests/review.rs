@@ -59,6 +59,7 @@ async fn replay_and_rescan_on_s3_survive_a_crash_at_every_storage_call() {
     let schemas = schemas_dir();
     let points = testsuite::crash_sweep(|| fresh(&m.url, schemas.path())).await;
     assert!(points > 10, "{points}");
+    eprintln!("review crash sweep on moto: {points} crash points");
 }
 
 #[tokio::test]

@@ -478,6 +478,7 @@ async fn replay_and_rescan_survive_a_crash_at_every_storage_call() {
     })
     .await;
     assert!(tried > 10);
+    eprintln!("review crash sweep on local stores: {tried} crash points");
 }
 
 #[tokio::test]

@@ -27,9 +27,9 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
+use tarn_lake::Lake;
 use tarn_lake::compact::Compaction;
 use tarn_lake::registry::build_stage;
-use tarn_lake::Lake;
 
 pub type BoxError = lambda_runtime::Error;
 
