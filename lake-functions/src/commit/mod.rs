@@ -17,9 +17,12 @@
 //! An item may carry a [`Revision`] (a replay, release or rescan of a processed document): it is
 //! committed only while the document's status record is still the one the revision replaces;
 //! before that check, committed batches still unfinished are finished, so a committed revision
-//! is never repeated, and interrupted revision batches (ids starting `review-`) are rolled back. Finishing a revision also writes its history record and retires what the
-//! new outcome replaces (the quarantine copy of a document now stored, the sanitized object of
-//! one now quarantined); rolling it back keeps a quarantine copy that was there before.
+//! is never repeated, and interrupted revision batches (ids starting `review-`) are rolled back
+//! (only there, under the lock: [`Lake::recover`] leaves them alone, since an operator's command
+//! may be committing one beside the pipeline). Finishing a revision also writes its history
+//! record and retires what the new outcome replaces (the quarantine copy of a document now
+//! stored, the sanitized object of one now quarantined); rolling it back keeps a quarantine copy
+//! that was there before.
 //!
 //! A crash anywhere leaves a manifest: [`Lake::recover`] (or a driver's own resolution, like the
 //! Lambdas' claims) finishes a committed one and rolls back an uncommitted one
@@ -276,9 +279,9 @@ impl Lake {
     /// Resolves the batches a crash interrupted: committed ones are finished; uncommitted ones
     /// whose manifest is older than `lease` (the longest a live attempt takes) are rolled back,
     /// and their documents, still landed, are processed again. Uncommitted revision batches are
-    /// left to the next revision batch, which rolls them back under the write lock. Returns the manifests it
-    /// finished. A driver that is its lake's only committer (the local runner) passes zero;
-    /// concurrent committers (the Lambdas) pass their timeout.
+    /// left to the next revision batch, which rolls them back under the write lock. Returns the
+    /// manifests it finished. A driver that is its lake's only pipeline committer (the local
+    /// runner) passes zero; concurrent committers (the Lambdas) pass their timeout.
     pub async fn recover(&self, lease: Duration) -> Result<Vec<Manifest>> {
         let now = self.clock.now();
         let mut finished = Vec::new();
