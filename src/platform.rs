@@ -310,20 +310,14 @@ impl Platform {
                 )))
             }
         };
-        let scan = self.pipeline.stages().iter().find(|s| s.name() == "scan");
-        let rescan_task = match (self.config.scan.rescan_check_secs, &self.scanner, scan) {
-            (secs, Some(scanner), Some(scan)) if secs > 0 => {
-                Some(tokio::spawn(tarn_lake::review::rescan::watch_definitions(
-                    self.lake_as(component::RESCAN),
-                    scanner.clone(),
-                    scan.clone(),
-                    self.pipeline.config().retry,
-                    Duration::from_secs(secs),
-                    stop_rx.clone(),
-                )))
-            }
-            _ => None,
-        };
+        let rescan_task = tarn_lake::review::rescan::spawn_watch(
+            self.lake_as(component::RESCAN),
+            self.scanner.clone(),
+            self.pipeline.stages(),
+            self.pipeline.config().retry,
+            self.config.scan.rescan_check_secs,
+            stop_rx.clone(),
+        );
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
         Ok(Running {
             addr,

@@ -483,7 +483,7 @@ async fn replay_and_rescan_survive_a_crash_at_every_storage_call() {
 
 #[tokio::test]
 async fn serve_s_schedule_rescans_once_the_scanner_reports_new_definitions() {
-    use tarn_lake::review::rescan::watch_definitions;
+    use tarn_lake::review::rescan::spawn_watch;
     let (_dir, lake) = fresh().await;
     let marked = land_note(&lake, testsuite::MARKER).await;
     drain(&lake, StubScanner::old().stage()).await;
@@ -494,14 +494,15 @@ async fn serve_s_schedule_rescans_once_the_scanner_reports_new_definitions() {
         .unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let newer = StubScanner::new_definitions();
-    let task = tokio::spawn(watch_definitions(
+    let task = spawn_watch(
         lake.clone(),
-        Arc::new(newer.clone()),
-        newer.stage(),
+        Some(Arc::new(newer.clone())),
+        &testsuite::stages(&lake, newer.stage()),
         retry(),
-        std::time::Duration::from_millis(20),
+        1,
         rx,
-    ));
+    )
+    .expect("a scan stage, a scanner and an interval start the watch");
     let start = std::time::Instant::now();
     while row(&lake, &marked).await.status != Status::Quarantined {
         assert!(start.elapsed().as_secs() < 60, "no rescan after 60 s");

@@ -21,6 +21,8 @@ pub(crate) struct AwsLake {
     pub lake: Lake,
     pub stages: Vec<Arc<dyn tarn_lake::Stage>>,
     pub config: Config,
+    /// the scan stage's engine, when the pipeline scans
+    pub scanner: Option<Arc<dyn tarn_lake::scan::Scanner>>,
     _managed: Option<crate::clamd::ManagedClamd>,
 }
 
@@ -49,6 +51,7 @@ impl AwsLake {
             lake,
             stages,
             config,
+            scanner,
             _managed: managed,
         })
     }
@@ -82,10 +85,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_in_flight: config.ingress.max_in_flight,
         serve_unscanned: config.scan.serve_unscanned || aws.serve_unscanned,
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let _rescan = tarn_lake::review::rescan::spawn_watch(
+        a.lake.clone(),
+        a.scanner.clone(),
+        &a.stages,
+        config.pipeline_config().retry,
+        config.scan.rescan_check_secs,
+        stop_rx.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let p = pipeline.clone();
     let rx = stop_rx.clone();
     let pipeline_task = tokio::spawn(async move { p.run(notify, rx).await });

@@ -303,5 +303,29 @@ pub async fn watch_definitions(
     }
 }
 
+/// Starts [`watch_definitions`] checking every `every_secs` with the scan stage among `stages`,
+/// when there is one, a `scanner`, and `every_secs` is not zero (the schedule off).
+pub fn spawn_watch(
+    lake: Lake,
+    scanner: Option<Arc<dyn Scanner>>,
+    stages: &[Arc<dyn Stage>],
+    retry: RetryPolicy,
+    every_secs: u64,
+    shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let scan = stages.iter().find(|s| s.name() == "scan")?.clone();
+    let scanner = scanner?;
+    (every_secs > 0).then(|| {
+        tokio::spawn(watch_definitions(
+            lake,
+            scanner,
+            scan,
+            retry,
+            Duration::from_secs(every_secs),
+            shutdown,
+        ))
+    })
+}
+
 /// Who rescans on `tarn serve`'s schedule, as history records name it.
 pub const RESCAN: &str = tarn_core::audit::component::RESCAN;
