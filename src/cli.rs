@@ -82,6 +82,99 @@ pub enum Command {
     Templates(TemplatesArgs),
     /// Read the access trail (--since, --user, --table, --event); `tarn audit verify` checks it was not altered
     Audit(AuditArgs),
+    /// Review rejected and quarantined documents: list, show, replay, release
+    #[command(subcommand)]
+    Quarantine(QuarantineAction),
+    /// Scan stored binary objects again with the current engine and definitions; the infected
+    /// go to quarantine
+    Rescan(RescanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineAction {
+    /// List rejected and quarantined documents (never their contents)
+    List(QuarantineListArgs),
+    /// One document's status, quarantine copy and history (never its content)
+    Show(QuarantineShowArgs),
+    /// Run the pipeline again on quarantine copies (after a schema fix or a scanner outage)
+    Replay(QuarantineReplayArgs),
+    /// Make a quarantined document readable without passing the stage that refused it (never
+    /// an infected one)
+    Release(QuarantineReleaseArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct QuarantineFilterArgs {
+    /// only this table
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+    /// only documents whose reason contains TEXT (case ignored), e.g. infected, "scan failed"
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// only rejected or only quarantined documents
+    #[arg(long, value_enum)]
+    pub status: Option<QuarantineStatus>,
+    /// processed at or after T: a time (2024-05-06T10:00:00Z), a day (2024-05-06) or an age (15m, 2h, 7d)
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// processed before T (same forms as --since)
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum QuarantineStatus {
+    Rejected,
+    Quarantined,
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineListArgs {
+    #[command(flatten)]
+    pub filter: QuarantineFilterArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineShowArgs {
+    /// the document's id
+    pub id: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineReplayArgs {
+    /// the documents' ids; without any, every document the filters select
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: QuarantineFilterArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineReleaseArgs {
+    /// the document's id
+    pub id: String,
+    /// why the operator releases it (kept in its row and history)
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RescanArgs {
+    /// only this table's objects
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+    /// only documents received at or after T: a time, a day or an age (as `tarn audit --since`)
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -39,7 +39,7 @@ pub struct Config {
     pub audit: tarn_core::audit::TrailConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanSection {
     /// clamd's address: `tcp://127.0.0.1:3310` or `unix:///run/clamav/clamd.ctl`; without it,
@@ -48,6 +48,19 @@ pub struct ScanSection {
     /// serve `GET .../content` of documents stored without a virus scan (`scan_result`
     /// `skipped`: `pipeline.stages` without `scan`); refused (409 `not_scanned`) by default
     pub serve_unscanned: bool,
+    /// how often `tarn serve` asks the scanner its definitions version, rescanning every stored
+    /// object when it changed (`tarn rescan`); 0 turns the schedule off
+    pub rescan_check_secs: u64,
+}
+
+impl Default for ScanSection {
+    fn default() -> Self {
+        Self {
+            clamd: None,
+            serve_unscanned: false,
+            rescan_check_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

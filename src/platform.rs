@@ -62,6 +62,8 @@ pub struct Platform {
     pub managed_clamd: Option<crate::clamd::ManagedClamd>,
     /// what the platform measures, exposed at `GET /metrics`
     pub metrics: Arc<tarn_ingress::PrometheusRecorder>,
+    /// the scan stage's engine, when the pipeline scans
+    pub scanner: Option<Arc<dyn Scanner>>,
 }
 
 impl Platform {
@@ -163,6 +165,7 @@ impl Platform {
             scan_engine,
             managed_clamd,
             metrics,
+            scanner,
         })
     }
 
@@ -182,6 +185,32 @@ impl Platform {
             lake: self.audited(&self.lake, who),
             quarantine: self.audited(&self.quarantine, who),
             state: self.audited(&self.state, who),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: self.config.database.clone(),
+            clock: self.clock.clone(),
+            lock: self.lake_lock.clone(),
+        })
+    }
+
+    /// The lake as the person running this process works on it (`tarn quarantine`, `tarn
+    /// rescan`): its stores' calls recorded in the trail as that OS user's, made through
+    /// `component`.
+    pub fn lake_as_operator(&self, component: &str) -> Lake {
+        let actor = tarn_core::audit::Actor::local_user();
+        let by = |s: &Arc<LocalObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(
+                AuditedStore::new(s.clone(), self.audit.clone(), component)
+                    .record_empty_lists(false)
+                    .with_identity(actor.clone()),
+            )
+        };
+        Lake::new(LakeParts {
+            tables: self.tables.clone(),
+            ingress: by(&self.ingress),
+            lake: by(&self.lake),
+            quarantine: by(&self.quarantine),
+            state: by(&self.state),
             kms: self.kms.clone(),
             catalog: self.catalog.clone(),
             database: self.config.database.clone(),
@@ -299,6 +328,14 @@ impl Platform {
                 )))
             }
         };
+        let rescan_task = tarn_lake::review::rescan::spawn_watch(
+            self.lake_as(component::RESCAN),
+            self.scanner.clone(),
+            self.pipeline.stages(),
+            self.pipeline.config().retry,
+            self.config.scan.rescan_check_secs,
+            stop_rx.clone(),
+        );
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
         Ok(Running {
             addr,
@@ -307,6 +344,7 @@ impl Platform {
             pipeline: pipeline_task,
             compaction: compaction_task,
             gauges,
+            rescan: rescan_task,
             audit: self.audit.clone(),
             _lock: lock,
         })
@@ -404,6 +442,8 @@ pub struct Running {
     pipeline: JoinHandle<tarn_lake::Result<Report>>,
     compaction: Option<JoinHandle<usize>>,
     gauges: JoinHandle<()>,
+    /// the rescan after definitions updates (`scan.rescan_check_secs`)
+    rescan: Option<JoinHandle<()>>,
     audit: Arc<LocalAuditSink>,
     _lock: ServeLock,
 }
@@ -426,6 +466,9 @@ impl Running {
             c.await.context("compaction task")?;
         }
         self.gauges.await.context("metrics task")?;
+        if let Some(r) = self.rescan {
+            r.await.context("rescan task")?;
+        }
         self.audit
             .flush()
             .await

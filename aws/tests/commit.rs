@@ -120,15 +120,6 @@ impl AwsDriver {
     }
 }
 
-async fn reset(url: &str) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/moto-api/reset"))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
 #[async_trait::async_trait]
 impl CrashDriver for AwsDriver {
     async fn fresh(&self) -> Lake {

@@ -88,6 +88,15 @@ pub struct DocumentRow {
     pub records: Option<i64>,
 }
 
+/// The `scan_result` values the content route serves.
+pub mod scan_result {
+    /// the scan found nothing
+    pub const CLEAN: &str = "clean";
+    /// an operator released the document past a scan that could not decide
+    /// (`tarn quarantine release`): served as an explicit override
+    pub const RELEASED: &str = "released";
+}
+
 /// Lands `document` in the ingress store as `id=<uuid>`, as the ingress does: its base64, sealed
 /// under `{table, id}`, with the metadata of docs/contract.md (Stores and the lake's layout;
 /// `request_time` as given). Returns the id once the store says the object is durable.
@@ -100,23 +109,53 @@ pub async fn land(
     request_time: &str,
     document: &[u8],
 ) -> crate::Result<String> {
-    use base64::Engine;
     let id = uuid::Uuid::new_v4().to_string();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(document);
-    let sealed = crate::envelope::seal(
+    let (sealed, metadata) = landed_object(
         kms,
-        &crate::EncryptionContext::document(table, &id),
-        encoded.as_bytes(),
+        table,
+        &id,
+        producer,
+        content_type,
+        request_time,
+        document,
+        true,
     )
     .await?;
+    ingress.put(&ingress_key(&id), sealed, metadata).await?;
+    Ok(id)
+}
+
+/// The body and metadata of document `id` as it lands: its base64, sealed under `{table, id}`
+/// when `seal` (else as API Gateway writes it, for a bucket that encrypts at rest), with
+/// `table`, `request-time`, `content-type` and `producer`.
+#[allow(clippy::too_many_arguments)]
+pub async fn landed_object(
+    kms: &dyn crate::Kms,
+    table: &str,
+    id: &str,
+    producer: &str,
+    content_type: &str,
+    request_time: &str,
+    document: &[u8],
+    seal: bool,
+) -> crate::Result<(bytes::Bytes, crate::Metadata)> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(document);
+    let sealed = if seal {
+        crate::envelope::seal(
+            kms,
+            &crate::EncryptionContext::document(table, id),
+            encoded.as_bytes(),
+        )
+        .await?
+    } else {
+        encoded.into_bytes()
+    };
     let metadata = crate::Metadata::from([
         (meta::TABLE.to_string(), table.to_string()),
         (meta::REQUEST_TIME.to_string(), request_time.to_string()),
         (meta::CONTENT_TYPE.to_string(), content_type.to_string()),
         (meta::PRODUCER.to_string(), producer.to_string()),
     ]);
-    ingress
-        .put(&ingress_key(&id), sealed.into(), metadata)
-        .await?;
-    Ok(id)
+    Ok((sealed.into(), metadata))
 }

@@ -76,15 +76,27 @@ pub async fn read_sanitized(
             return Ok(Sanitized::Url(url));
         }
     }
+    Ok(Sanitized::Bytes(
+        read_sanitized_bytes(lake, kms, table, id, key).await?,
+    ))
+}
+
+/// The opened bytes [`put_sanitized`] kept at `key` (never a URL). `Error::NotFound` when
+/// nothing is at `key`.
+pub async fn read_sanitized_bytes(
+    lake: &dyn ObjectStore,
+    kms: &dyn Kms,
+    table: &str,
+    id: &str,
+    key: &str,
+) -> Result<Vec<u8>> {
     let got = lake.get(key).await?;
     let sealed = got.info.metadata.contains_key(meta::ENVELOPE) || envelope::is_sealed(&got.body);
     if sealed {
         let ctx = EncryptionContext::document(table, id);
-        Ok(Sanitized::Bytes(
-            envelope::open(kms, &ctx, &got.body).await?,
-        ))
+        envelope::open(kms, &ctx, &got.body).await
     } else {
-        Ok(Sanitized::Bytes(got.body.to_vec()))
+        Ok(got.body.to_vec())
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tarn_core::document::{ingress_key, meta, status_key};
+use tarn_core::document::{ingress_key, meta, scan_result, status_key};
 use tarn_core::objects::{MAX_URL_TTL, Sanitized, read_sanitized};
 use tarn_core::{DocumentRow, ErrorKind as StoreErrorKind, Kms, ObjectStore, Status};
 
@@ -217,9 +217,13 @@ impl Documents {
                 id,
             });
         };
-        // a stored document was scanned clean, or not scanned at all (no scan stage, or a row
-        // written before the scan stage existed): only a clean one is served unless told otherwise
-        if row.scan_result.as_deref() != Some("clean") && !self.serve_unscanned {
+        // a stored document was scanned clean, released by an operator past a scan that could
+        // not decide, or not scanned at all (no scan stage, or a row written before the scan
+        // stage existed): only a clean or released one is served unless told otherwise
+        let served = [scan_result::CLEAN, scan_result::RELEASED];
+        if !served.contains(&row.scan_result.as_deref().unwrap_or_default())
+            && !self.serve_unscanned
+        {
             let scan_result = row.scan_result.clone().unwrap_or_else(|| "null".into());
             tracing::warn!(table = %table, id = %id, %scan_result, "content of an unscanned document refused");
             return Err(IngressError::NotScanned { id, scan_result });

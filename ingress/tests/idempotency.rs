@@ -209,22 +209,8 @@ async fn a_key_finds_its_document_after_processing() {
 /// The real pipeline over the harness's stores (the local runner with validation).
 fn pipeline(h: &Harness) -> tarn_lake::Pipeline {
     use std::sync::Arc;
-    let root = h.dir.path();
     let tables = specs();
-    let lake = tarn_lake::Lake::new(tarn_lake::LakeParts {
-        tables: tables.clone(),
-        ingress: h.ingress.clone(),
-        lake: h.lake.clone(),
-        quarantine: Arc::new(
-            tarn_core::LocalObjectStore::open("tarn-quarantine", root.join("quarantine")).unwrap(),
-        ),
-        state: h.state.clone(),
-        kms: h.kms.clone(),
-        catalog: Arc::new(tarn_catalog::LocalCatalog::open(root.join("catalog")).unwrap()),
-        database: "tarn".into(),
-        clock: Arc::new(tarn_core::SystemClock),
-        lock: Arc::new(tarn_lake::lock::LocalLakeLock::open(root.join("locks")).unwrap()),
-    });
+    let lake = lake(h);
     tarn_lake::Pipeline::new(
         lake,
         vec![Arc::new(

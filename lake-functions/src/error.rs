@@ -38,6 +38,9 @@ pub enum LakeError {
     LockLost { name: String, reason: String },
     #[error("bad lock name {name:?}: use ASCII letters, digits, - and _")]
     BadLockName { name: String },
+    /// an operator's action on a document that it does not apply to (see [`crate::review`])
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl LakeError {
@@ -58,7 +61,8 @@ impl LakeError {
             | LakeError::BadLanding { .. }
             | LakeError::Schema { .. }
             | LakeError::Config(_)
-            | LakeError::BadLockName { .. } => ErrorKind::Permanent,
+            | LakeError::BadLockName { .. }
+            | LakeError::Refused(_) => ErrorKind::Permanent,
             LakeError::LockLost { .. } => ErrorKind::LockLost,
         }
     }

@@ -66,6 +66,28 @@ pub fn undecodable(id: &str, landed: &GetResult, now: DateTime<Utc>) -> (Documen
     (doc, origin)
 }
 
+/// A landed object (or its quarantine copy) opened for the stages: the document and its origin,
+/// with no verdict yet; or, when it cannot be decoded, what its metadata says and a quarantine
+/// verdict. `Err` only for a transient failure (KMS or the store), to be retried.
+pub async fn open_landed(
+    kms: &dyn tarn_core::Kms,
+    id: &str,
+    landed: &GetResult,
+    now: DateTime<Utc>,
+) -> crate::Result<(Document, Origin, Option<Verdict>)> {
+    match landed::decode(kms, &tarn_core::document::ingress_key(id), landed).await {
+        Ok(doc) => {
+            let origin = Origin::of(&doc.body);
+            Ok((doc, origin, None))
+        }
+        Err(e) if e.kind() == crate::error::ErrorKind::Transient => Err(e),
+        Err(e) => {
+            let (doc, origin) = undecodable(id, landed, now);
+            Ok((doc, origin, Some(Verdict::Quarantine(e.to_string()))))
+        }
+    }
+}
+
 /// A document whose landed object was gone before it could be processed (a late redelivery):
 /// its row says `lost`, with `reason`.
 pub fn lost(
@@ -94,6 +116,7 @@ pub fn lost(
         data: vec![],
         object: None,
         landed: None,
+        revision: None,
     }
 }
 
@@ -141,6 +164,7 @@ pub fn batch_item(
         data: vec![],
         object: None,
         landed: None,
+        revision: None,
     };
     let verdict = match verdict {
         Verdict::Continue => match layout.specs.get(&doc.table).map(|s| s.kind) {

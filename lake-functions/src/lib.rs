@@ -4,7 +4,8 @@
 //! - [`stage`]: the small [`Stage`] trait the pipeline runs in configured order, and the one
 //!   retry rule; [`registry`]: stage names to stages;
 //! - [`lake`]: the [`Lake`] context; [`item`]: what a document becomes in its batch;
-//!   [`commit`]: the exactly-once batch commit;
+//!   [`commit`]: the exactly-once batch commit; [`review`]: the quarantine's review, replay
+//!   and release, and rescans of stored objects;
 //! - [`runner`]: the local driver (the embedded platform's pipeline). The Lambda functions
 //!   (`tarn-aws`) are other thin drivers of the same functions.
 
@@ -19,6 +20,7 @@ pub mod lock;
 pub mod metrics;
 pub mod normalize;
 pub mod registry;
+pub mod review;
 pub mod runner;
 pub mod scan;
 pub mod stage;

@@ -14,10 +14,9 @@
 
 use crate::commit::{BatchItem, StateKeys};
 use crate::error::{ErrorKind, Result};
-use crate::item::{self, Origin};
+use crate::item;
 use crate::lake::Lake;
-use crate::landed;
-use crate::stage::{RetryPolicy, Stage, Verdict, run_stages_measured};
+use crate::stage::{RetryPolicy, Stage, run_stages_measured};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -163,6 +162,15 @@ impl Pipeline {
         &self.lake.layout.lake_root
     }
 
+    /// The stages, in the order they run.
+    pub fn stages(&self) -> &[Arc<dyn Stage>] {
+        &self.stages
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
     /// The stages' names in the order they run.
     pub fn stage_names(&self) -> Vec<&'static str> {
         self.stages.iter().map(|s| s.name()).collect()
@@ -197,21 +205,11 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
         let now = self.lake.clock.now();
-        let (doc, origin, verdict) = match landed::decode(self.lake.kms.as_ref(), key, &landed)
-            .await
-        {
-            Ok(mut doc) => {
-                let origin = Origin::of(&doc.body);
-                let verdict =
-                    run_stages_measured(&self.stages, &mut doc, self.config.retry, &self.metrics)
-                        .await;
-                (doc, origin, verdict)
-            }
-            Err(e) if e.kind() == ErrorKind::Transient => return Err(e),
-            Err(e) => {
-                let (doc, origin) = item::undecodable(id, &landed, now);
-                (doc, origin, Verdict::Quarantine(e.to_string()))
-            }
+        let (mut doc, origin, verdict) =
+            item::open_landed(self.lake.kms.as_ref(), id, &landed, now).await?;
+        let verdict = match verdict {
+            Some(v) => v,
+            None => run_stages_measured(&self.stages, &mut doc, self.config.retry, &self.metrics).await,
         };
         let mut it = item::batch_item(&self.lake.layout, doc, origin, verdict, now);
         if it.needs_landed() {

@@ -4,7 +4,10 @@ pub mod audit;
 pub mod compact;
 pub mod demo;
 pub mod ingest;
+pub mod quarantine;
 pub mod query;
+pub mod rescan;
+pub mod review;
 pub mod serve;
 pub mod serve_aws;
 pub mod status;
@@ -45,5 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => status::run(a, config).await,
         Command::Templates(a) => templates::run(a, &config),
         Command::Audit(a) => audit::run(a, &config.data_dir, &config.audit).await,
+        Command::Quarantine(a) => quarantine::run(a, config).await,
+        Command::Rescan(a) => rescan::run(a, config).await,
     }
 }

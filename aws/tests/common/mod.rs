@@ -63,13 +63,18 @@ pub struct Moto {
 pub async fn moto() -> Moto {
     let guard = LOCK.lock().await;
     let url = moto_url();
+    reset(&url).await;
+    Moto { url, _guard: guard }
+}
+
+/// Empties moto (a test holding [`Moto`] may start over).
+pub async fn reset(url: &str) {
     let resp = reqwest::Client::new()
         .post(format!("{url}/moto-api/reset"))
         .send()
         .await
         .expect("moto reset");
     assert!(resp.status().is_success(), "moto reset: {}", resp.status());
-    Moto { url, _guard: guard }
 }
 
 pub fn sdk_config(url: &str) -> SdkConfig {

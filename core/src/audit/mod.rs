@@ -40,6 +40,10 @@ pub mod component {
     pub const PIPELINE: &str = "tarn-pipeline";
     pub const COMPACTION: &str = "tarn-compaction";
     pub const QUERY: &str = "tarn-query";
+    /// an operator's `tarn quarantine` and `tarn rescan` (records name the operator too)
+    pub const REVIEW: &str = "tarn-review";
+    /// `tarn serve`'s rescan after a definitions update
+    pub const RESCAN: &str = "tarn-rescan";
 }
 
 pub(crate) fn gzip(data: &[u8]) -> Result<Vec<u8>> {

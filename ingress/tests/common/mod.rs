@@ -406,3 +406,23 @@ pub fn ensure_open_files(n: u64) {
     )
     .unwrap();
 }
+
+/// The lake under the harness's stores, as the pipeline works with it (its quarantine, catalog
+/// and locks beside them in the harness's dir).
+pub fn lake(h: &Harness) -> tarn_lake::Lake {
+    let root = h.dir.path();
+    tarn_lake::Lake::new(tarn_lake::LakeParts {
+        tables: specs(),
+        ingress: h.ingress.clone(),
+        lake: h.lake.clone(),
+        quarantine: Arc::new(
+            tarn_core::LocalObjectStore::open("tarn-quarantine", root.join("quarantine")).unwrap(),
+        ),
+        state: h.state.clone(),
+        kms: h.kms.clone(),
+        catalog: Arc::new(tarn_catalog::LocalCatalog::open(root.join("catalog")).unwrap()),
+        database: "tarn".into(),
+        clock: Arc::new(tarn_core::SystemClock),
+        lock: Arc::new(tarn_lake::lock::LocalLakeLock::open(root.join("locks")).unwrap()),
+    })
+}

@@ -22,6 +22,9 @@ pub struct Manifest {
     /// claims)
     #[serde(default)]
     pub claims: Vec<String>,
+    /// the batch's revisions ([`super::Revision`]): what each moved document had before
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<super::Revision>,
 }
 
 /// The state-store key of batch `batch`'s manifest.

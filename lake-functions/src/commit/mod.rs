@@ -14,6 +14,16 @@
 //! then, without the lock, [`Lake::finish`]: each document's status record, its landed object
 //! deleted, the batch's consumed inputs and claims deleted, the manifest deleted.
 //!
+//! An item may carry a [`Revision`] (a replay, release or rescan of a processed document): it is
+//! committed only while the document's status record is still the one the revision replaces;
+//! before that check, committed batches still unfinished are finished, so a committed revision
+//! is never repeated, and interrupted revision batches (ids starting `review-`) are rolled back
+//! (only there, under the lock: [`Lake::recover`] leaves them alone, since an operator's command
+//! may be committing one beside the pipeline). Finishing a revision also writes its history
+//! record and retires what the new outcome replaces (the quarantine copy of a document now
+//! stored, the sanitized object of one now quarantined); rolling it back keeps a quarantine copy
+//! that was there before.
+//!
 //! A crash anywhere leaves a manifest: [`Lake::recover`] (or a driver's own resolution, like the
 //! Lambdas' claims) finishes a committed one and rolls back an uncommitted one
 //! ([`Lake::rollback`]: its files, objects and quarantine copies deleted), after which its
@@ -22,11 +32,13 @@
 
 pub mod manifest;
 pub mod plan;
+pub mod revision;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use manifest::Manifest;
 pub use plan::{BatchItem, BatchPlan, PlannedFile};
+pub use revision::{HistoryEntry, Revision};
 
 use crate::error::{LakeError, Result};
 use crate::lake::Lake;
@@ -77,6 +89,9 @@ impl Lake {
             Some(m) => self.undo_writes(&m).await?,
             None => {}
         }
+        if items.iter().any(|it| it.revision.is_some()) {
+            self.resolve_revisions(batch).await?;
+        }
         // documents another attempt committed meanwhile (their status records are written) are
         // done: a batch never writes a document twice
         let items = self.not_committed(items).await?;
@@ -98,6 +113,7 @@ impl Lake {
             files: plan.files.iter().map(|f| f.key.clone()).collect(),
             inputs: keys.inputs,
             claims: keys.claims,
+            revisions: items.iter().filter_map(|it| it.revision.clone()).collect(),
         };
         manifest::put(state, &m).await?;
         plan::write(self, &plan, &items).await?;
@@ -109,11 +125,18 @@ impl Lake {
         Ok(m.rows)
     }
 
-    /// `items` without those whose document already has a status record.
+    /// `items` without those whose document already has a status record, except revisions
+    /// whose document's status record is still the one they replace.
     async fn not_committed(&self, items: Vec<BatchItem>) -> Result<Vec<BatchItem>> {
         let checked: Vec<(BatchItem, bool)> = futures::stream::iter(items)
             .map(|it| async move {
-                let done = self.state.head(&status_key(&it.row.id)).await?.is_some();
+                let done = match &it.revision {
+                    None => self.state.head(&status_key(&it.row.id)).await?.is_some(),
+                    Some(r) => {
+                        revision::status_record(self.state.as_ref(), &it.row.id).await?
+                            != Some(r.previous.clone())
+                    }
+                };
                 Ok::<_, LakeError>((it, done))
             })
             .buffered(AT_ONCE)
@@ -125,9 +148,30 @@ impl Lake {
             .collect())
     }
 
-    /// A committed batch's last step: status records, landed objects, inputs, claims and the
-    /// manifest. Idempotent.
+    /// A committed batch's last step: history records, status records, landed objects, what
+    /// revisions retire, inputs, claims and the manifest. Idempotent.
     pub async fn finish(&self, m: &Manifest) -> Result<()> {
+        let now_of = |id: &str| m.rows.iter().find(|r| r.id == id);
+        for r in &m.revisions {
+            let Some(row) = now_of(&r.previous.id) else {
+                continue;
+            };
+            let entry = HistoryEntry {
+                row: r.previous.clone(),
+                action: r.action.clone(),
+                operator: r.operator.clone(),
+                note: r.note.clone(),
+                superseded_at: row.processed_at,
+            };
+            let body = serde_json::to_vec(&entry).expect("a history entry serializes");
+            self.state
+                .put(
+                    &revision::history_key(&entry),
+                    body.into(),
+                    Default::default(),
+                )
+                .await?;
+        }
         futures::stream::iter(m.rows.iter().cloned())
             .map(|row| async move {
                 let body = serde_json::to_vec(&row).expect("a row serializes");
@@ -143,12 +187,54 @@ impl Lake {
         // landed objects go only once every status is durable
         let landed: Vec<String> = m.rows.iter().map(|r| ingress_key(&r.id)).collect();
         delete_all(self.ingress.as_ref(), landed).await?;
+        for r in &m.revisions {
+            let Some(row) = now_of(&r.previous.id) else {
+                continue;
+            };
+            if r.had_copy() && row.status == Status::Stored {
+                self.quarantine
+                    .delete(&quarantine_key(&r.previous.table_name, &r.previous.id))
+                    .await?;
+            }
+            if let Some(old) = &r.previous.object_key
+                && row.object_key.as_ref() != Some(old)
+            {
+                self.lake.delete(old).await?;
+            }
+        }
         delete_all(
             self.state.as_ref(),
             m.inputs.iter().chain(&m.claims).cloned().collect(),
         )
         .await?;
         self.state.delete(&manifest::manifest_key(&m.batch)).await?;
+        Ok(())
+    }
+
+    /// Finishes every committed batch whose finish a crash cut short (uncommitted ones are left
+    /// to their committer). Safe beside live committers: finishing is idempotent.
+    pub async fn finish_committed(&self) -> Result<()> {
+        for (m, _) in manifest::list(self.state.as_ref()).await? {
+            if m.committed {
+                self.finish(&m).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Called holding the write lock before a batch of revisions: committed batches still
+    /// unfinished are finished (else a revision they committed would look undone), and the
+    /// uncommitted revision batches other than `batch` are rolled back (under the lock, an
+    /// uncommitted manifest is an attempt that died before its commit point).
+    async fn resolve_revisions(&self, batch: &str) -> Result<()> {
+        for (m, _) in manifest::list(self.state.as_ref()).await? {
+            if m.committed {
+                self.finish(&m).await?;
+            } else if m.batch != batch && m.batch.starts_with(revision::BATCH_PREFIX) {
+                info!(batch = %m.batch, "rolling back an interrupted revision batch");
+                self.rollback(&m).await?;
+            }
+        }
         Ok(())
     }
 
@@ -172,10 +258,18 @@ impl Lake {
         let mut lake_keys = m.files.clone();
         lake_keys.extend(m.rows.iter().filter_map(|r| r.object_key.clone()));
         delete_all(self.lake.as_ref(), lake_keys).await?;
+        // a revised document's copy from before the batch stays
+        let kept: BTreeSet<&str> = m
+            .revisions
+            .iter()
+            .filter(|r| r.had_copy())
+            .map(|r| r.previous.id.as_str())
+            .collect();
         let copies = m
             .rows
             .iter()
             .filter(|r| matches!(r.status, Status::Rejected | Status::Quarantined))
+            .filter(|r| !kept.contains(r.id.as_str()))
             .map(|r| quarantine_key(&r.table_name, &r.id))
             .collect();
         delete_all(self.quarantine.as_ref(), copies).await?;
@@ -184,9 +278,10 @@ impl Lake {
 
     /// Resolves the batches a crash interrupted: committed ones are finished; uncommitted ones
     /// whose manifest is older than `lease` (the longest a live attempt takes) are rolled back,
-    /// and their documents, still landed, are processed again. Returns the manifests it
-    /// finished. A driver that is its lake's only committer (the local runner) passes zero;
-    /// concurrent committers (the Lambdas) pass their timeout.
+    /// and their documents, still landed, are processed again. Uncommitted revision batches are
+    /// left to the next revision batch, which rolls them back under the write lock. Returns the
+    /// manifests it finished. A driver that is its lake's only pipeline committer (the local
+    /// runner) passes zero; concurrent committers (the Lambdas) pass their timeout.
     pub async fn recover(&self, lease: Duration) -> Result<Vec<Manifest>> {
         let now = self.clock.now();
         let mut finished = Vec::new();
@@ -195,6 +290,10 @@ impl Lake {
                 info!(batch = %m.batch, documents = m.rows.len(), "finishing a committed batch");
                 self.finish(&m).await?;
                 finished.push(m);
+            } else if m.batch.starts_with(revision::BATCH_PREFIX) {
+                // an operator's command commits these beside the pipeline: only the next
+                // revision batch, under the write lock, knows one is dead (see `commit`)
+                continue;
             } else if (now - written).to_std().unwrap_or_default() >= lease {
                 info!(batch = %m.batch, documents = m.rows.len(), "rolling back an interrupted batch");
                 self.rollback(&m).await?;

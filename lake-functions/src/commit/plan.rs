@@ -28,6 +28,8 @@ pub struct BatchItem {
     pub object: Option<Bytes>,
     /// rejected or quarantined: the landed object, copied to quarantine as it is
     pub landed: Option<GetResult>,
+    /// set when the item moves an already processed document on ([`super::revision`])
+    pub revision: Option<super::Revision>,
 }
 
 impl BatchItem {

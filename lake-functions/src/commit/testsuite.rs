@@ -101,8 +101,8 @@ fn dying(lake: &Lake, budget: &Arc<AtomicUsize>) -> Lake {
     })
 }
 
-/// Every value of column `col` in the Parquet files under `prefix`.
-async fn column(store: &dyn ObjectStore, prefix: &str, col: &str) -> Vec<String> {
+/// Every value of column `col` in the Parquet files under `prefix`, sorted.
+pub async fn column(store: &dyn ObjectStore, prefix: &str, col: &str) -> Vec<String> {
     let mut out = Vec::new();
     for o in store.list(prefix).await.unwrap() {
         if !o.key.ends_with(".parquet") {
