@@ -270,3 +270,67 @@ async fn raw_partition(client: &aws_sdk_glue::Client, dt: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+#[tokio::test]
+async fn presigned_part_urls_take_plain_puts_and_the_completed_object_is_sse_kms() {
+    let m = moto().await;
+    create_bucket(&m.url, "parts").await;
+    let key = create_key(&m.url).await;
+    let store = S3ObjectStore::new(s3(&m.url), "parts", Some(key.clone())).with_prefix("in");
+    let meta: Metadata = [("table".to_string(), "photos".to_string())].into();
+    let upload = store
+        .create_multipart("id=big", meta.clone())
+        .await
+        .unwrap();
+    let min = tarn_core::store::MIN_PART_SIZE as usize;
+    let body: Vec<u8> = (0..min + 4321).map(|i| (i % 253) as u8).collect();
+    let http = reqwest::Client::new();
+    for (number, chunk) in [(1u32, &body[..min]), (2, &body[min..])] {
+        let url = store
+            .presign_upload_part(
+                "id=big",
+                &upload,
+                number,
+                std::time::Duration::from_secs(600),
+            )
+            .await
+            .unwrap()
+            .expect("s3 presigns part urls");
+        assert!(
+            url.contains("partNumber=") && url.contains("X-Amz-Signature="),
+            "{url}"
+        );
+        // a plain PUT, no credentials, no sdk
+        let resp = http.put(&url).body(chunk.to_vec()).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        assert!(resp.headers().contains_key("etag"));
+    }
+    // the server completes from what it lists, as the ingress does
+    let parts = store.list_parts("id=big", &upload).await.unwrap();
+    assert_eq!(
+        parts.iter().map(|p| (p.number, p.size)).collect::<Vec<_>>(),
+        [(1, min as u64), (2, 4321)]
+    );
+    assert!(
+        store
+            .complete_multipart("id=big", &upload, &parts, true)
+            .await
+            .unwrap()
+    );
+    let got = store.get("id=big").await.unwrap();
+    assert!(got.body == body, "the parts in order");
+    assert_eq!(got.info.metadata, meta);
+    let raw = s3(&m.url)
+        .head_object()
+        .bucket("parts")
+        .key("in/id=big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms"),
+        "a completed upload is SSE-KMS"
+    );
+    assert_eq!(raw.ssekms_key_id(), Some(key.as_str()));
+}
