@@ -15,6 +15,7 @@ pub mod error;
 pub mod keyfile;
 pub mod kms;
 pub mod objects;
+pub mod parts;
 pub mod store;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testing;
