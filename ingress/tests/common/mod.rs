@@ -28,6 +28,8 @@ pub struct Options {
     pub serve: ServeConfig,
     /// serve the content of documents stored without a scan
     pub serve_unscanned: bool,
+    /// the declared tables (the cases' by default)
+    pub tables: Vec<tarn_catalog::TableSpec>,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             with_issuer: true,
             serve: ServeConfig::default(),
             serve_unscanned: false,
+            tables: specs(),
         }
     }
 }
@@ -81,7 +84,7 @@ impl Harness {
         let kms = Arc::new(LocalKms::open_or_create(LocalKms::path_in(root)).unwrap());
         let notify = Arc::new(Notify::new());
         let ingress_state = IngressState {
-            tables: table_map(specs()),
+            tables: table_map(opts.tables),
             ingress: ingress.clone(),
             lake: lake.clone(),
             state: state.clone(),
@@ -216,6 +219,55 @@ impl Harness {
         s.write_all(request).await.unwrap();
         read_reply(&mut s).await
     }
+}
+
+/// The real pipeline over the harness's stores (the local runner with validation).
+pub fn pipeline(h: &Harness, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake::Pipeline {
+    use std::sync::Arc;
+    let root = h.dir.path();
+    let lake = tarn_lake::Lake::new(tarn_lake::LakeParts {
+        tables: tables.clone(),
+        ingress: h.ingress.clone(),
+        lake: h.lake.clone(),
+        quarantine: Arc::new(
+            tarn_core::LocalObjectStore::open("tarn-quarantine", root.join("quarantine")).unwrap(),
+        ),
+        state: h.state.clone(),
+        kms: h.kms.clone(),
+        catalog: Arc::new(tarn_catalog::LocalCatalog::open(root.join("catalog")).unwrap()),
+        database: "tarn".into(),
+        clock: Arc::new(tarn_core::SystemClock),
+        lock: Arc::new(tarn_lake::lock::LocalLakeLock::open(root.join("locks")).unwrap()),
+    });
+    tarn_lake::Pipeline::new(
+        lake,
+        vec![Arc::new(
+            tarn_lake::validate::Validate::new(&tables).unwrap(),
+        )],
+        tarn_lake::PipelineConfig::default(),
+    )
+}
+
+/// Rows in the Parquet files under `tables/<table>/` of the lake.
+pub fn rows(h: &Harness, table: &str) -> i64 {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut n = 0;
+    let mut stack = vec![h.lake.root().join("tables").join(table)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let r = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+                n += r.metadata().file_metadata().num_rows();
+            }
+        }
+    }
+    n
 }
 
 impl Drop for Harness {
