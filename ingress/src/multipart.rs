@@ -12,14 +12,24 @@
 //! completion ([`crate::admit_multipart_upload`]); the real type is checked on the bytes by the
 //! pipeline, as for every document.
 
+use crate::admission::{UploadHead, admit_multipart_upload};
+use crate::auth::Claims;
 use crate::error::{IngressError, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tarn_catalog::TableSpec;
 use tarn_core::document::{ingress_key, meta, status_key};
 use tarn_core::store::{MAX_PARTS, MIN_PART_SIZE, Part};
 use tarn_core::{Clock, Kms, Metadata, ObjectStore, parts};
+
+/// The header of a start that names the document's media type.
+pub const CONTENT_TYPE_HEADER: &str = "upload-content-type";
+/// The header of a start that names the document's size in bytes.
+pub const LENGTH_HEADER: &str = "upload-length";
 
 /// How long an upload may take, from its start to its completion; its part URLs expire with it.
 pub const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -128,7 +138,99 @@ pub struct Uploads {
     pub clock: Arc<dyn Clock>,
 }
 
+impl Started {
+    /// The HTTP answer's status and body (docs/contract.md, Multipart uploads); a replay's
+    /// answer also carries `Idempotency-Replayed: true`.
+    pub fn answer(&self) -> (u16, Value) {
+        match self {
+            Started::Replayed { id } => (
+                200,
+                json!({"success": true, "data": {"id": id, "replayed": true}}),
+            ),
+            Started::Upload {
+                record,
+                parts,
+                resumed,
+            } => (
+                if *resumed { 200 } else { 201 },
+                json!({"success": true, "data": {
+                    "id": record.id,
+                    "content_type": record.content_type,
+                    "size": record.size,
+                    "part_size": record.part_size,
+                    "parts": parts,
+                    "expires_at": record.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "resumed": resumed,
+                }}),
+            ),
+        }
+    }
+}
+
+impl Completed {
+    /// The HTTP answer's body (200; a replay's answer also carries `Idempotency-Replayed: true`).
+    pub fn answer(&self) -> Value {
+        if self.replayed {
+            json!({"success": true, "data": {"id": self.id, "replayed": true}})
+        } else {
+            json!({"success": true, "data": {"id": self.id}})
+        }
+    }
+}
+
 impl Uploads {
+    /// `POST /table/{name}/uploads`: [`admit_multipart_upload`] on the start's head (its
+    /// `Upload-Content-Type` and `Upload-Length` in place of `Content-Type` and
+    /// `Content-Length`), then [`Self::start`].
+    pub async fn start_checked(
+        &self,
+        tables: &BTreeMap<String, TableSpec>,
+        head: &UploadHead<'_>,
+        caller: Result<Claims>,
+    ) -> Result<Started> {
+        let a = admit_multipart_upload(tables, head, caller)?;
+        let size = a
+            .content_length
+            .expect("a multipart admission has a length");
+        self.start(
+            &a.spec.name,
+            &a.caller.username,
+            &a.content_type,
+            size,
+            a.id,
+        )
+        .await
+    }
+
+    /// `POST /table/{name}/uploads/{id}/complete`: the caller's own upload, the start's checks
+    /// again on what it declared (the table or the caller's groups may have changed since), then
+    /// [`Self::complete`]. With the record, for the log.
+    pub async fn complete_checked(
+        &self,
+        tables: &BTreeMap<String, TableSpec>,
+        table: &str,
+        id: &str,
+        caller: Claims,
+    ) -> Result<(Completed, UploadRecord)> {
+        let record = self.own_record(table, id, &caller.username).await?;
+        let size = record.size.to_string();
+        let head = UploadHead {
+            table,
+            content_type: Some(record.content_type.as_bytes()),
+            content_length: Some(size.as_bytes()),
+            idempotency_keys: &[],
+        };
+        admit_multipart_upload(tables, &head, Ok(caller))?;
+        let done = self.complete(&record).await?;
+        Ok((done, record))
+    }
+
+    /// `DELETE /table/{name}/uploads/{id}`: the caller's own upload, aborted.
+    pub async fn abort_checked(&self, table: &str, id: &str, caller: &Claims) -> Result<()> {
+        let record = self.own_record(table, id, &caller.username).await?;
+        self.abort(&record).await
+    }
+
     /// Starts the upload of a document of `table` by `producer` (both checked by the caller),
     /// under `keyed` (an idempotency key's id) or a new id. A keyed start whose document already
     /// landed is [`Started::Replayed`]; one whose upload is in progress resumes it (the first

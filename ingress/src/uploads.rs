@@ -4,11 +4,12 @@
 //! lands the document, `DELETE /table/{name}/uploads/{id}` aborts. Every route checks the token;
 //! an upload is its producer's alone (anyone else gets 404 `unknown_upload`).
 
-use crate::admission::{Admitted, UploadHead, admit_multipart_upload};
+use crate::admission::UploadHead;
+use crate::auth::Claims;
 use crate::checks::authenticate;
 use crate::error::{IngressError, Result};
 use crate::idempotency;
-use crate::multipart::{Started, UploadRecord, Uploads};
+use crate::multipart::{CONTENT_TYPE_HEADER, LENGTH_HEADER, Started, Uploads};
 use crate::state::App;
 use crate::upload::read_capped;
 use axum::Json;
@@ -17,15 +18,10 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tarn_catalog::schemas::is_valid_table_name;
-
-/// The header of a start that names the document's media type.
-pub const CONTENT_TYPE_HEADER: &str = "upload-content-type";
-/// The header of a start that names the document's size in bytes.
-pub const LENGTH_HEADER: &str = "upload-length";
 
 /// How often a start looks for expired uploads to abort.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -59,42 +55,26 @@ fn sweep_now_and_then(app: &App) {
     });
 }
 
-/// The multipart admission of a request's head: the `Upload-Content-Type` and `Upload-Length`
-/// headers (at the start; at completion, the record's), the key, the token.
-async fn admit<'a>(
-    app: &'a App,
-    name: &str,
-    headers: &HeaderMap,
-    content_type: Option<&[u8]>,
-    length: Option<&[u8]>,
-) -> Result<Admitted<'a>> {
-    let keys: Vec<&[u8]> = headers
-        .get_all(idempotency::HEADER)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    let head = UploadHead {
-        table: name,
-        content_type,
-        content_length: length,
-        idempotency_keys: &keys,
-    };
-    let caller = if is_valid_table_name(name) {
-        authenticate(app, headers).await
-    } else {
-        Err(IngressError::InvalidTableName)
-    };
-    admit_multipart_upload(&app.s.tables, &head, caller)
+/// A JSON answer; with `Idempotency-Replayed: true` when its data says it is a replay.
+fn answer(status: u16, body: Value) -> Response {
+    let replayed = body["data"]["replayed"] == json!(true);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut resp = (status, Json(body)).into_response();
+    if replayed {
+        resp.headers_mut().insert(
+            idempotency::REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    resp
 }
 
-fn replayed(id: &str) -> Response {
-    let mut resp =
-        Json(json!({"success": true, "data": {"id": id, "replayed": true}})).into_response();
-    resp.headers_mut().insert(
-        idempotency::REPLAYED_HEADER,
-        HeaderValue::from_static("true"),
-    );
-    resp
+/// The caller of an upload route: the table name first, then the token.
+async fn caller(app: &App, name: &str, headers: &HeaderMap) -> Result<Claims> {
+    if !is_valid_table_name(name) {
+        return Err(IngressError::InvalidTableName);
+    }
+    authenticate(app, headers).await
 }
 
 pub(crate) async fn start(
@@ -103,74 +83,34 @@ pub(crate) async fn start(
     headers: HeaderMap,
 ) -> Result<Response> {
     let name = name.map(|Path(n)| n).unwrap_or_default();
-    let a = admit(
-        &app,
-        &name,
-        &headers,
-        headers.get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes()),
-        headers.get(LENGTH_HEADER).map(|v| v.as_bytes()),
-    )
-    .await?;
-    sweep_now_and_then(&app);
-    let size = a
-        .content_length
-        .expect("a multipart admission has a length");
+    let keys: Vec<&[u8]> = headers
+        .get_all(idempotency::HEADER)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let head = UploadHead {
+        table: &name,
+        content_type: headers.get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes()),
+        content_length: headers.get(LENGTH_HEADER).map(|v| v.as_bytes()),
+        idempotency_keys: &keys,
+    };
+    let claims = caller(&app, &name, &headers).await;
     let started = uploads(&app)
-        .start(
-            &a.spec.name,
-            &a.caller.username,
-            &a.content_type,
-            size,
-            a.id,
-        )
+        .start_checked(&app.s.tables, &head, claims)
         .await?;
-    match started {
+    sweep_now_and_then(&app);
+    match &started {
         Started::Replayed { id } => {
-            tracing::info!(table = %name, id = %id, producer = %a.caller.username, "idempotency key replayed at an upload's start; nothing to send");
-            Ok(replayed(&id))
+            tracing::info!(table = %name, id = %id, "idempotency key replayed at an upload's start; nothing to send")
         }
         Started::Upload {
-            record,
-            parts,
-            resumed,
+            record, resumed, ..
         } => {
-            tracing::info!(table = %name, id = %record.id, producer = %record.producer, bytes = record.size, parts = parts.len(), resumed, "upload started");
-            let status = if resumed {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            Ok((
-                status,
-                Json(json!({"success": true, "data": {
-                    "id": record.id,
-                    "content_type": record.content_type,
-                    "size": record.size,
-                    "part_size": record.part_size,
-                    "parts": parts,
-                    "expires_at": record.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "resumed": resumed,
-                }})),
-            )
-                .into_response())
+            tracing::info!(table = %name, id = %record.id, producer = %record.producer, bytes = record.size, parts = record.parts(), resumed, "upload started")
         }
     }
-}
-
-/// The caller's upload `id` of table `name`, after the token check.
-async fn own_upload(
-    app: &App,
-    name: &str,
-    id: &str,
-    headers: &HeaderMap,
-) -> Result<(Uploads, UploadRecord)> {
-    if !is_valid_table_name(name) {
-        return Err(IngressError::InvalidTableName);
-    }
-    let caller = authenticate(app, headers).await?;
-    let uploads = uploads(app);
-    let record = uploads.own_record(name, id, &caller.username).await?;
-    Ok((uploads, record))
+    let (status, body) = started.answer();
+    Ok(answer(status, body))
 }
 
 pub(crate) async fn put_part(
@@ -187,7 +127,9 @@ pub(crate) async fn put_part(
     let Path((name, id, number)) = path.map_err(|_| {
         IngressError::BadUpload("part numbers are whole numbers from 1 to 10000".into())
     })?;
-    let (uploads, record) = own_upload(&app, &name, &id, &headers).await?;
+    let claims = caller(&app, &name, &headers).await?;
+    let uploads = uploads(&app);
+    let record = uploads.own_record(&name, &id, &claims.username).await?;
     let want = record.part_len(number)?;
     let body = read_capped(body, want, Some(want), || {
         IngressError::BadUpload(format!(
@@ -196,8 +138,10 @@ pub(crate) async fn put_part(
     })
     .await?;
     let etag = uploads.put_part(&record, number, body).await?;
-    let mut resp =
-        Json(json!({"success": true, "data": {"number": number, "etag": etag}})).into_response();
+    let mut resp = answer(
+        200,
+        json!({"success": true, "data": {"number": number, "etag": etag}}),
+    );
     if let Ok(v) = HeaderValue::from_str(&etag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -210,34 +154,19 @@ pub(crate) async fn complete(
     headers: HeaderMap,
 ) -> Result<Response> {
     let (name, id) = path.map(|Path(p)| p).unwrap_or_default();
-    let (uploads, record) = own_upload(&app, &name, &id, &headers).await?;
-    // the start's checks again, on what it declared: the table may have changed since
-    let size = record.size.to_string();
-    admit(
-        &app,
-        &name,
-        &headers_without_key(&headers),
-        Some(record.content_type.as_bytes()),
-        Some(size.as_bytes()),
-    )
-    .await?;
-    let done = uploads.complete(&record).await?;
+    let claims = caller(&app, &name, &headers).await?;
+    let (done, record) = uploads(&app)
+        .complete_checked(&app.s.tables, &name, &id, claims)
+        .await?;
     if done.replayed {
         tracing::info!(table = %name, id = %done.id, producer = %record.producer, "idempotency key replayed at completion; nothing landed");
-        return Ok(replayed(&done.id));
+    } else {
+        tracing::info!(table = %name, id = %done.id, producer = %record.producer, content_type = %record.content_type, bytes = record.size, "document landed from an upload");
+        if let Some(notify) = &app.s.notify {
+            notify.notify_one();
+        }
     }
-    tracing::info!(table = %name, id = %done.id, producer = %record.producer, content_type = %record.content_type, bytes = record.size, "document landed from an upload");
-    if let Some(notify) = &app.s.notify {
-        notify.notify_one();
-    }
-    Ok(Json(json!({"success": true, "data": {"id": done.id}})).into_response())
-}
-
-/// The request's headers without `Idempotency-Key` (the upload's id already holds the key).
-fn headers_without_key(headers: &HeaderMap) -> HeaderMap {
-    let mut h = headers.clone();
-    h.remove(idempotency::HEADER);
-    h
+    Ok(answer(200, done.answer()))
 }
 
 pub(crate) async fn abort(
@@ -246,8 +175,11 @@ pub(crate) async fn abort(
     headers: HeaderMap,
 ) -> Result<Response> {
     let (name, id) = path.map(|Path(p)| p).unwrap_or_default();
-    let (uploads, record) = own_upload(&app, &name, &id, &headers).await?;
-    uploads.abort(&record).await?;
-    tracing::info!(table = %name, id = %id, producer = %record.producer, "upload aborted");
-    Ok(Json(json!({"success": true, "data": {"id": id, "aborted": true}})).into_response())
+    let claims = caller(&app, &name, &headers).await?;
+    uploads(&app).abort_checked(&name, &id, &claims).await?;
+    tracing::info!(table = %name, id = %id, producer = %claims.username, "upload aborted");
+    Ok(answer(
+        200,
+        json!({"success": true, "data": {"id": id, "aborted": true}}),
+    ))
 }
