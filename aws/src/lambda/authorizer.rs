@@ -169,7 +169,7 @@ fn header<'a>(headers: Option<&'a Value>, name: &str) -> Option<&'a str> {
 
 /// Every value of a header (any case): `multiValueHeaders` where the event has them, else the
 /// one value of `headers`.
-fn header_values<'a>(event: &'a Value, name: &str) -> Vec<&'a str> {
+pub(crate) fn header_values<'a>(event: &'a Value, name: &str) -> Vec<&'a str> {
     let matching = |v: Option<&'a Value>| -> Vec<&'a Value> {
         v.and_then(Value::as_object)
             .map(|m| {
