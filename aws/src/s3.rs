@@ -279,7 +279,8 @@ impl S3ObjectStore {
                     size: chunk.len() as u64,
                 });
             }
-            self.mp_complete(key, &upload_id, &parts, false).await?;
+            self.mp_complete_parts(key, &upload_id, &parts, false)
+                .await?;
             let n_parts = body.len().div_ceil(PART_SIZE);
             match self
                 .client

@@ -125,6 +125,19 @@ impl S3ObjectStore {
     ) -> Result<bool> {
         let stored = self.mp_list_parts(key, upload_id).await?;
         let parts = check_completion(key, named, &stored)?;
+        self.mp_complete_parts(key, upload_id, &parts, if_absent)
+            .await
+    }
+
+    /// CompleteMultipartUpload of `parts` as given (no ListParts: a put that uploaded them
+    /// itself knows them, and needs no `s3:ListMultipartUploadParts`).
+    pub(super) async fn mp_complete_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[Part],
+        if_absent: bool,
+    ) -> Result<bool> {
         let completed: Vec<CompletedPart> = parts
             .iter()
             .map(|p| {
