@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod platform;
+pub mod producer;
 
 pub use config::Config;
 pub use platform::{Platform, Running};
