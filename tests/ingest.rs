@@ -215,3 +215,95 @@ async fn the_readme_python_producer_speaks_the_same_protocol() {
         assert_eq!(st["data"]["content_type"], "image/jpeg", "{st}");
     }
 }
+
+/// A front that forwards every request to `upstream`, but answers the first POST of a document
+/// 502 after forwarding it: the document landed, its answer was lost.
+async fn lossy_front(upstream: String) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lost = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream, lost) = (client.clone(), upstream.clone(), lost.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let mut fwd = client.request(parts.method.clone(), format!("{upstream}{}", parts.uri));
+            for (k, v) in &parts.headers {
+                if k != "host" {
+                    fwd = fwd.header(k, v);
+                }
+            }
+            let resp = fwd.body(body).send().await.unwrap();
+            let status = resp.status();
+            let bytes = resp.bytes().await.unwrap();
+            if parts.method == "POST"
+                && parts.uri.path().ends_with("/object")
+                && !lost.swap(true, Ordering::SeqCst)
+            {
+                return Response::builder()
+                    .status(502)
+                    .body(Body::from("bad gateway"))
+                    .unwrap();
+            }
+            Response::builder()
+                .status(status.as_u16())
+                .header("content-type", "application/json")
+                .body(Body::from(bytes))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_retried_under_the_same_key_and_lands_once() {
+    let s = serve().await;
+    let token = writer_token(&s);
+    let front = lossy_front(s.base.clone()).await;
+    let files = tempfile::tempdir().unwrap();
+    let photo = files.path().join("one.jpg");
+    jpeg(&photo, 1500);
+    let out = tarn(&[
+        "ingest",
+        "--url",
+        &front,
+        "--token",
+        &token,
+        "--table",
+        "photos",
+        "--format",
+        "json",
+        &photo.display().to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rows[0]["replayed"], true,
+        "the retry found the first landing: {}",
+        rows[0]
+    );
+    assert!(
+        stderr.contains("sent 1 of 1 (1500 bytes), 1 replays, 0 refused"),
+        "{stderr}"
+    );
+    // one document: its status is there, under the id the retry answered
+    let id = rows[0]["id"].as_str().unwrap();
+    let st = status(&s, &token, id).await;
+    assert_eq!(st["data"]["id"], id, "{st}");
+    let landed_or_processed = std::fs::read_dir(Path::new(&s.data_dir).join("ingress"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("id="))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(landed_or_processed <= 1, "never a second landing");
+}
