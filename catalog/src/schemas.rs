@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 /// The hard ceiling on a JSON table's documents, and on any document sent in one request (API
 /// Gateway's payload limit): larger binary documents go up as multipart uploads.
 pub const MAX_DOCUMENT_BYTES: u64 = 10 * 1024 * 1024;
+/// The largest document any of `tables` takes (their largest `max_bytes`; one request's
+/// [`MAX_DOCUMENT_BYTES`] when there is no table): what a scanner's size limits must admit.
+pub fn largest_document<'a>(tables: impl IntoIterator<Item = &'a TableSpec>) -> u64 {
+    tables
+        .into_iter()
+        .map(|t| t.max_bytes)
+        .max()
+        .unwrap_or(MAX_DOCUMENT_BYTES)
+}
+
 /// The hard ceiling on a binary table's documents (sent as multipart uploads above
 /// [`MAX_DOCUMENT_BYTES`]).
 pub const MAX_BINARY_DOCUMENT_BYTES: u64 = 1024 * 1024 * 1024;
@@ -481,6 +491,9 @@ mod tests {
             binary(MAX_BINARY_DOCUMENT_BYTES).unwrap().max_bytes,
             1 << 30
         );
+        let t = [binary(5).unwrap(), binary(1 << 30).unwrap()];
+        assert_eq!(largest_document(&t), 1 << 30);
+        assert_eq!(largest_document(&[]), MAX_DOCUMENT_BYTES);
         let e = binary(MAX_BINARY_DOCUMENT_BYTES + 1).unwrap_err();
         assert!(
             e.to_string().contains("1024 MiB) for a binary table"),

@@ -169,7 +169,11 @@ impl Functions {
         let mirror = self.definitions.clone().ok_or(
             "the scan stage needs clamd_addr (TARN_AWS_CLAMD_ADDR) or the definitions mirror (TARN_AWS_CLAMAV_DEFINITIONS)",
         )?;
-        let m = Arc::new(scan::MirroredClamd::new(mirror, &self.clamav_dir));
+        let m = Arc::new(
+            scan::MirroredClamd::new(mirror, &self.clamav_dir).for_documents_up_to(
+                tarn_catalog::schemas::largest_document(self.lake.layout.specs.values()),
+            ),
+        );
         Ok((m.clone(), Some(m)))
     }
 
