@@ -223,6 +223,16 @@ impl Harness {
 
 /// The real pipeline over the harness's stores (the local runner with validation).
 pub fn pipeline(h: &Harness, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake::Pipeline {
+    let validate = std::sync::Arc::new(tarn_lake::validate::Validate::new(&tables).unwrap());
+    pipeline_with(h, tables, vec![validate])
+}
+
+/// The real pipeline over the harness's stores, with the given stages.
+pub fn pipeline_with(
+    h: &Harness,
+    tables: Vec<tarn_catalog::TableSpec>,
+    stages: Vec<std::sync::Arc<dyn tarn_lake::Stage>>,
+) -> tarn_lake::Pipeline {
     use std::sync::Arc;
     let root = h.dir.path();
     let lake = tarn_lake::Lake::new(tarn_lake::LakeParts {
@@ -239,13 +249,7 @@ pub fn pipeline(h: &Harness, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake:
         clock: Arc::new(tarn_core::SystemClock),
         lock: Arc::new(tarn_lake::lock::LocalLakeLock::open(root.join("locks")).unwrap()),
     });
-    tarn_lake::Pipeline::new(
-        lake,
-        vec![Arc::new(
-            tarn_lake::validate::Validate::new(&tables).unwrap(),
-        )],
-        tarn_lake::PipelineConfig::default(),
-    )
+    tarn_lake::Pipeline::new(lake, stages, tarn_lake::PipelineConfig::default())
 }
 
 /// Rows in the Parquet files under `tables/<table>/` of the lake.
