@@ -5,17 +5,12 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn tarn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tarn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("tarn runs")
-}
+mod common;
+
+use common::tarn;
 
 /// `tarn serve` on a fresh data dir, stopped (SIGTERM) when dropped.
 struct Serve {

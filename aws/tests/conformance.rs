@@ -41,19 +41,10 @@ async fn s3_object_store_passes_the_conformance_suite() {
 
     // a server-side copy keeps SSE-KMS under the platform key, under a prefix too
     prefixed.copy("a/b", "c/d=1/e").await.unwrap();
-    let raw = s3(&m.url)
-        .head_object()
-        .bucket("conformance")
-        .key("state/c/d=1/e")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        raw.server_side_encryption().map(|s| s.as_str()),
-        Some("aws:kms"),
-        "a copy is SSE-KMS"
+        sse_kms_key(&m.url, "conformance", "state/c/d=1/e", "a copy").await,
+        key
     );
-    assert_eq!(raw.ssekms_key_id(), Some(key.as_str()));
 }
 
 #[tokio::test]
@@ -71,18 +62,7 @@ async fn s3_puts_are_sse_kms_with_the_platform_key_and_large_bodies_go_multipart
         .put("small", Bytes::from_static(b"hello"), meta.clone())
         .await
         .unwrap();
-    let head = s3(&m.url)
-        .head_object()
-        .bucket("big")
-        .key("small")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        head.server_side_encryption().map(|s| s.as_str()),
-        Some("aws:kms")
-    );
-    assert_eq!(head.ssekms_key_id(), Some(key.as_str()));
+    assert_eq!(sse_kms_key(&m.url, "big", "small", "a put").await, key);
 
     // 20 MiB: three parts
     let body: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
@@ -320,17 +300,8 @@ async fn presigned_part_urls_take_plain_puts_and_the_completed_object_is_sse_kms
     let got = store.get("id=big").await.unwrap();
     assert!(got.body == body, "the parts in order");
     assert_eq!(got.info.metadata, meta);
-    let raw = s3(&m.url)
-        .head_object()
-        .bucket("parts")
-        .key("in/id=big")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        raw.server_side_encryption().map(|s| s.as_str()),
-        Some("aws:kms"),
-        "a completed upload is SSE-KMS"
+        sse_kms_key(&m.url, "parts", "in/id=big", "a completed upload").await,
+        key
     );
-    assert_eq!(raw.ssekms_key_id(), Some(key.as_str()));
 }

@@ -107,17 +107,7 @@ async fn parts_go_to_presigned_s3_urls_and_the_completed_upload_lands_as_a_docum
     assert_eq!(md[meta::PRODUCER], "alice");
     assert_eq!(md[meta::CONTENT_TYPE], "image/jpeg");
     assert_eq!(md[meta::ENCODING], tarn_core::parts::RAW);
-    let head = s3(&m.url)
-        .head_object()
-        .bucket("tarn-ingress")
-        .key(ingress_key(&id))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        head.server_side_encryption().map(|s| s.as_str()),
-        Some("aws:kms")
-    );
+    sse_kms_key(&m.url, "tarn-ingress", &ingress_key(&id), "a landed upload").await;
     // the pipeline reads it as any landed document
     let d = tarn_lake::landed::decode(p.ports.kms.as_ref(), &ingress_key(&id), &landed)
         .await

@@ -17,6 +17,15 @@ pub(crate) fn table_name(name: std::result::Result<String, PathRejection>) -> Re
     }
 }
 
+/// Every raw value of the request's `Idempotency-Key` header (none: a request without a key).
+pub(crate) fn idempotency_keys(headers: &HeaderMap) -> Vec<&[u8]> {
+    headers
+        .get_all(crate::idempotency::HEADER)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
 /// Verifies the token of `Authorization` (raw, or `Bearer <jwt>`).
 pub(crate) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Claims> {
     let raw = headers

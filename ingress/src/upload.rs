@@ -3,7 +3,7 @@
 //! Idempotency keys).
 
 use crate::admission::{Admitted, UploadHead, admit_upload};
-use crate::checks::authenticate;
+use crate::checks::{authenticate, idempotency_keys};
 use crate::error::{IngressError, Result};
 use crate::idempotency;
 use crate::state::{App, IngressState};
@@ -36,11 +36,7 @@ pub(crate) async fn post_document(
         .map_err(|_| IngressError::Overloaded)?;
     // a path segment that does not decode is no table name
     let name = name.map(|Path(n)| n).unwrap_or_default();
-    let keys: Vec<&[u8]> = headers
-        .get_all(idempotency::HEADER)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
+    let keys = idempotency_keys(&headers);
     let head = UploadHead {
         table: &name,
         content_type: headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),

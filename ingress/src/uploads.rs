@@ -6,7 +6,7 @@
 
 use crate::admission::UploadHead;
 use crate::auth::Claims;
-use crate::checks::authenticate;
+use crate::checks::{authenticate, idempotency_keys};
 use crate::error::{IngressError, Result};
 use crate::idempotency;
 use crate::multipart::{CONTENT_TYPE_HEADER, LENGTH_HEADER, Started, Uploads};
@@ -83,11 +83,7 @@ pub(crate) async fn start(
     headers: HeaderMap,
 ) -> Result<Response> {
     let name = name.map(|Path(n)| n).unwrap_or_default();
-    let keys: Vec<&[u8]> = headers
-        .get_all(idempotency::HEADER)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
+    let keys = idempotency_keys(&headers);
     let head = UploadHead {
         table: &name,
         content_type: headers.get(CONTENT_TYPE_HEADER).map(|v| v.as_bytes()),
@@ -148,13 +144,23 @@ pub(crate) async fn put_part(
     Ok(resp)
 }
 
+/// The table, upload id and caller of a route on one upload.
+async fn upload_route(
+    app: &App,
+    path: std::result::Result<Path<(String, String)>, PathRejection>,
+    headers: &HeaderMap,
+) -> Result<(String, String, Claims)> {
+    let (name, id) = path.map(|Path(p)| p).unwrap_or_default();
+    let claims = caller(app, &name, headers).await?;
+    Ok((name, id, claims))
+}
+
 pub(crate) async fn complete(
     State(app): State<App>,
     path: std::result::Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let (name, id) = path.map(|Path(p)| p).unwrap_or_default();
-    let claims = caller(&app, &name, &headers).await?;
+    let (name, id, claims) = upload_route(&app, path, &headers).await?;
     let (done, record) = uploads(&app)
         .complete_checked(&app.s.tables, &name, &id, claims)
         .await?;
@@ -174,8 +180,7 @@ pub(crate) async fn abort(
     path: std::result::Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let (name, id) = path.map(|Path(p)| p).unwrap_or_default();
-    let claims = caller(&app, &name, &headers).await?;
+    let (name, id, claims) = upload_route(&app, path, &headers).await?;
     uploads(&app).abort_checked(&name, &id, &claims).await?;
     tracing::info!(table = %name, id = %id, producer = %claims.username, "upload aborted");
     Ok(answer(

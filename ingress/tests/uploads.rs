@@ -70,6 +70,11 @@ async fn start(
     Reply::from_response(req.send().await.unwrap()).await
 }
 
+/// A start of a JPEG upload to the scans table.
+async fn start_jpeg(h: &Harness, token: &str, size: usize, key: Option<&str>) -> Reply {
+    start(h, SCANS, Some(token), Some("image/jpeg"), Some(size), key).await
+}
+
 async fn send(
     h: &Harness,
     method: reqwest::Method,
@@ -108,15 +113,7 @@ async fn a_large_document_sent_in_parts_lands_sealed_and_drains_like_a_posted_on
     let h = harness().await;
     let token = h.token("alice", &["tarn-writers"]);
     let doc = jpeg(17 * MIB + 123, b"MARKER-PLAINTEXT");
-    let r = start(
-        &h,
-        SCANS,
-        Some(&token),
-        Some("image/jpeg"),
-        Some(doc.len()),
-        None,
-    )
-    .await;
+    let r = start_jpeg(&h, &token, doc.len(), None).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let started = r.json()["data"].clone();
     let id = started["id"].as_str().unwrap().to_string();
@@ -196,7 +193,7 @@ async fn starts_parts_and_completions_are_checked() {
     start(&h, SCANS, None, Some("image/jpeg"), Some(n), None)
         .await
         .expect(401, "missing_token");
-    start(&h, SCANS, Some(&reader), Some("image/jpeg"), Some(n), None)
+    start_jpeg(&h, &reader, n, None)
         .await
         .expect(403, "forbidden");
     start(
@@ -218,22 +215,15 @@ async fn starts_parts_and_completions_are_checked() {
     start(&h, SCANS, Some(&alice), Some("image/jpeg"), None, None)
         .await
         .expect(400, "bad_upload");
-    start(
-        &h,
-        SCANS,
-        Some(&alice),
-        Some("image/jpeg"),
-        Some(64 * MIB + 1),
-        None,
-    )
-    .await
-    .expect(413, "too_large");
-    start(&h, SCANS, Some(&alice), Some("image/jpeg"), Some(0), None)
+    start_jpeg(&h, &alice, 64 * MIB + 1, None)
+        .await
+        .expect(413, "too_large");
+    start_jpeg(&h, &alice, 0, None)
         .await
         .expect(400, "empty_body");
     assert!(h.state.list("uploads/").await.unwrap().is_empty());
 
-    let r = start(&h, SCANS, Some(&alice), Some("image/jpeg"), Some(n), None).await;
+    let r = start_jpeg(&h, &alice, n, None).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["data"]["id"].as_str().unwrap().to_string();
     let part = |k: u32| format!("/table/{SCANS}/uploads/{id}/parts/{k}");
@@ -321,15 +311,7 @@ async fn a_keyed_upload_resumes_then_replays_and_shares_posts_ids() {
     let h = harness().await;
     let alice = h.token("alice", &["tarn-writers"]);
     let doc = jpeg(100, b"small");
-    let first = start(
-        &h,
-        SCANS,
-        Some(&alice),
-        Some("image/jpeg"),
-        Some(doc.len()),
-        Some("k-1"),
-    )
-    .await;
+    let first = start_jpeg(&h, &alice, doc.len(), Some("k-1")).await;
     assert_eq!(first.status, 201, "{}", first.text());
     let id = first.json()["data"]["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -338,29 +320,12 @@ async fn a_keyed_upload_resumes_then_replays_and_shares_posts_ids() {
         "the same id scheme as POST"
     );
     // the start's answer was lost: the retry resumes the same upload
-    let again = start(
-        &h,
-        SCANS,
-        Some(&alice),
-        Some("image/jpeg"),
-        Some(doc.len()),
-        Some("k-1"),
-    )
-    .await;
+    let again = start_jpeg(&h, &alice, doc.len(), Some("k-1")).await;
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["data"]["id"], id.as_str());
     assert_eq!(again.json()["data"]["resumed"], true);
     // concurrent starts of one new key: one upload
-    let racers = (0..8).map(|_| {
-        start(
-            &h,
-            SCANS,
-            Some(&alice),
-            Some("image/jpeg"),
-            Some(5),
-            Some("k-2"),
-        )
-    });
+    let racers = (0..8).map(|_| start_jpeg(&h, &alice, 5, Some("k-2")));
     let replies = futures::future::join_all(racers).await;
     assert!(
         replies
@@ -380,15 +345,7 @@ async fn a_keyed_upload_resumes_then_replays_and_shares_posts_ids() {
     .await;
     assert_eq!(done.status, 200, "{}", done.text());
     // once landed, the key is a replay: at a start, and for a POST with the same key
-    let late = start(
-        &h,
-        SCANS,
-        Some(&alice),
-        Some("image/jpeg"),
-        Some(doc.len()),
-        Some("k-1"),
-    )
-    .await;
+    let late = start_jpeg(&h, &alice, doc.len(), Some("k-1")).await;
     assert_eq!(late.status, 200, "{}", late.text());
     assert_eq!(late.json()["data"], json!({"id": id, "replayed": true}));
     assert_eq!(late.header("idempotency-replayed"), Some("true"));
@@ -416,7 +373,7 @@ async fn aborted_and_expired_uploads_are_gone() {
             .unwrap()
             .count()
     };
-    let r = start(&h, SCANS, Some(&alice), Some("image/jpeg"), Some(10), None).await;
+    let r = start_jpeg(&h, &alice, 10, None).await;
     let id = r.json()["data"]["id"].as_str().unwrap().to_string();
     let part = format!("/table/{SCANS}/uploads/{id}/parts/1");
     let r = send(&h, reqwest::Method::PUT, &part, &alice, jpeg(10, b"")).await;
@@ -444,7 +401,7 @@ async fn aborted_and_expired_uploads_are_gone() {
     .expect(404, "unknown_upload");
 
     // an upload not completed within a day expires
-    let r = start(&h, SCANS, Some(&alice), Some("image/jpeg"), Some(10), None).await;
+    let r = start_jpeg(&h, &alice, 10, None).await;
     let id = r.json()["data"]["id"].as_str().unwrap().to_string();
     h.clock.advance(chrono::Duration::hours(24));
     let alice = h.token("alice", &["tarn-writers"]);
@@ -464,7 +421,7 @@ async fn aborted_and_expired_uploads_are_gone() {
     );
     assert!(h.state.list("uploads/").await.unwrap().is_empty());
     // and one nobody touches again is swept
-    let r = start(&h, SCANS, Some(&alice), Some("image/jpeg"), Some(10), None).await;
+    let r = start_jpeg(&h, &alice, 10, None).await;
     assert_eq!(r.status, 201);
     h.clock.advance(chrono::Duration::hours(25));
     let sweeper = tarn_ingress::Uploads {

@@ -43,6 +43,24 @@ impl S3ObjectStore {
             .ok_or_else(|| self.svc("CreateMultipartUpload", key, "no upload id".into()))
     }
 
+    /// The UploadPart request of part `number` (checked) of the upload, without its body.
+    fn part_request(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+    ) -> Result<aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder> {
+        validate_key(key)?;
+        check_part_number(number)?;
+        Ok(self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .upload_id(upload_id)
+            .part_number(number as i32))
+    }
+
     pub(super) async fn mp_upload_part(
         &self,
         key: &str,
@@ -50,15 +68,8 @@ impl S3ObjectStore {
         number: u32,
         body: Bytes,
     ) -> Result<String> {
-        validate_key(key)?;
-        check_part_number(number)?;
         let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .upload_id(upload_id)
-            .part_number(number as i32)
+            .part_request(key, upload_id, number)?
             .body(ByteStream::from(body))
             .send()
             .await
@@ -202,17 +213,10 @@ impl S3ObjectStore {
         number: u32,
         expires_in: Duration,
     ) -> Result<Option<String>> {
-        validate_key(key)?;
-        check_part_number(number)?;
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
             .map_err(|e| Error::InvalidInput(format!("presigned url expiry: {e}")))?;
         let req = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .upload_id(upload_id)
-            .part_number(number as i32)
+            .part_request(key, upload_id, number)?
             .presigned(config)
             .await
             .map_err(|e| self.svc("UploadPart (presign)", key, describe(&e)))?;
