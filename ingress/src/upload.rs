@@ -3,7 +3,7 @@
 //! Idempotency keys).
 
 use crate::admission::{Admitted, UploadHead, admit_upload};
-use crate::checks::{authenticate, idempotency_keys};
+use crate::checks::{authenticate, idempotency_keys, upload_permit};
 use crate::error::{IngressError, Result};
 use crate::idempotency;
 use crate::state::{App, IngressState};
@@ -29,11 +29,7 @@ pub(crate) async fn post_document(
     body: Body,
 ) -> Result<Response> {
     // shed load before any work (token checks cost RSA); never queue
-    let _permit = app
-        .permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| IngressError::Overloaded)?;
+    let _permit = upload_permit(&app)?;
     // a path segment that does not decode is no table name
     let name = name.map(|Path(n)| n).unwrap_or_default();
     let keys = idempotency_keys(&headers);

@@ -6,7 +6,7 @@
 
 use crate::admission::UploadHead;
 use crate::auth::Claims;
-use crate::checks::{authenticate, idempotency_keys};
+use crate::checks::{authenticate, idempotency_keys, upload_permit};
 use crate::error::{IngressError, Result};
 use crate::idempotency;
 use crate::multipart::{CONTENT_TYPE_HEADER, LENGTH_HEADER, Started, Uploads};
@@ -115,11 +115,7 @@ pub(crate) async fn put_part(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let _permit = app
-        .permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| IngressError::Overloaded)?;
+    let _permit = upload_permit(&app)?;
     let Path((name, id, number)) = path.map_err(|_| {
         IngressError::BadUpload("part numbers are whole numbers from 1 to 10000".into())
     })?;

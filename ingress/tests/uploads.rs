@@ -104,8 +104,10 @@ async fn send_parts(h: &Harness, token: &str, started: &Value, doc: &[u8]) {
     }
 }
 
-fn complete_path(id: &str) -> String {
-    format!("/table/{SCANS}/uploads/{id}/complete")
+/// `POST /table/scans/uploads/{id}/complete` with `token`.
+async fn complete(h: &Harness, id: &str, token: &str) -> Reply {
+    let path = format!("/table/{SCANS}/uploads/{id}/complete");
+    send(h, reqwest::Method::POST, &path, token, vec![]).await
 }
 
 #[tokio::test]
@@ -133,14 +135,7 @@ async fn a_large_document_sent_in_parts_lands_sealed_and_drains_like_a_posted_on
         "nothing lands before completion"
     );
 
-    let r = send(
-        &h,
-        reqwest::Method::POST,
-        &complete_path(&id),
-        &token,
-        vec![],
-    )
-    .await;
+    let r = complete(&h, &id, &token).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["data"]["id"], id.as_str());
     assert_eq!(h.landed().await, vec![ingress_key(&id)]);
@@ -157,14 +152,7 @@ async fn a_large_document_sent_in_parts_lands_sealed_and_drains_like_a_posted_on
     );
     // the upload's record is gone, and so is the upload
     assert!(h.state.list("uploads/").await.unwrap().is_empty());
-    let again = send(
-        &h,
-        reqwest::Method::POST,
-        &complete_path(&id),
-        &token,
-        vec![],
-    )
-    .await;
+    let again = complete(&h, &id, &token).await;
     again.expect(404, "unknown_upload");
 
     // the real pipeline takes it as any document
@@ -232,9 +220,7 @@ async fn starts_parts_and_completions_are_checked() {
     send(&h, reqwest::Method::PUT, &part(1), &bob, vec![0; 10])
         .await
         .expect(404, "unknown_upload");
-    send(&h, reqwest::Method::POST, &complete_path(&id), &bob, vec![])
-        .await
-        .expect(404, "unknown_upload");
+    complete(&h, &id, &bob).await.expect(404, "unknown_upload");
     // parts have their planned sizes and numbers
     send(&h, reqwest::Method::PUT, &part(1), &alice, vec![0; 10])
         .await
@@ -262,14 +248,7 @@ async fn starts_parts_and_completions_are_checked() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // part 1 missing
-    let r = send(
-        &h,
-        reqwest::Method::POST,
-        &complete_path(&id),
-        &alice,
-        vec![],
-    )
-    .await;
+    let r = complete(&h, &id, &alice).await;
     r.expect(400, "bad_upload");
     assert!(r.message().contains("part 1"), "{}", r.message());
     assert!(h.landed().await.is_empty());
@@ -284,24 +263,9 @@ async fn starts_parts_and_completions_are_checked() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let demoted = h.token("alice", &["tarn-readers"]);
-    send(
-        &h,
-        reqwest::Method::POST,
-        &complete_path(&id),
-        &demoted,
-        vec![],
-    )
-    .await
-    .expect(403, "forbidden");
+    complete(&h, &id, &demoted).await.expect(403, "forbidden");
     assert!(h.landed().await.is_empty());
-    let r = send(
-        &h,
-        reqwest::Method::POST,
-        &complete_path(&id),
-        &alice,
-        vec![],
-    )
-    .await;
+    let r = complete(&h, &id, &alice).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(h.landed().await, vec![ingress_key(&id)]);
 }
@@ -335,14 +299,7 @@ async fn a_keyed_upload_resumes_then_replays_and_shares_posts_ids() {
     assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1);
 
     send_parts(&h, &alice, &first.json()["data"], &doc).await;
-    let done = send(
-        &h,
-        reqwest::Method::POST,
-        &complete_path(&id),
-        &alice,
-        vec![],
-    )
-    .await;
+    let done = complete(&h, &id, &alice).await;
     assert_eq!(done.status, 200, "{}", done.text());
     // once landed, the key is a replay: at a start, and for a POST with the same key
     let late = start_jpeg(&h, &alice, doc.len(), Some("k-1")).await;
@@ -390,15 +347,9 @@ async fn aborted_and_expired_uploads_are_gone() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["data"]["aborted"], true);
     assert_eq!(uploads_dir(&h.ingress), 0, "the parts are dropped");
-    send(
-        &h,
-        reqwest::Method::POST,
-        &complete_path(&id),
-        &alice,
-        vec![],
-    )
-    .await
-    .expect(404, "unknown_upload");
+    complete(&h, &id, &alice)
+        .await
+        .expect(404, "unknown_upload");
 
     // an upload not completed within a day expires
     let r = start_jpeg(&h, &alice, 10, None).await;
