@@ -204,15 +204,29 @@ impl Uploads {
 
     /// `POST /table/{name}/uploads/{id}/complete`: the caller's own upload, the start's checks
     /// again on what it declared (the table or the caller's groups may have changed since), then
-    /// [`Self::complete`]. With the record, for the log.
+    /// [`Self::complete`]. A completion repeated after one that landed the document (its answer
+    /// lost) finds no upload any more, but the caller's document: it answers the replay. The
+    /// record, when there was one (for the log).
     pub async fn complete_checked(
         &self,
         tables: &BTreeMap<String, TableSpec>,
         table: &str,
         id: &str,
         caller: Claims,
-    ) -> Result<(Completed, UploadRecord)> {
-        let record = self.own_record(table, id, &caller.username).await?;
+    ) -> Result<(Completed, Option<UploadRecord>)> {
+        let record = match self.own_record(table, id, &caller.username).await {
+            Ok(r) => r,
+            Err(e) => {
+                if self.landed_by(table, id, &caller.username).await? {
+                    let done = Completed {
+                        id: id.to_string(),
+                        replayed: true,
+                    };
+                    return Ok((done, None));
+                }
+                return Err(e);
+            }
+        };
         let size = record.size.to_string();
         let head = UploadHead {
             table,
@@ -222,7 +236,26 @@ impl Uploads {
         };
         admit_multipart_upload(tables, &head, Ok(caller))?;
         let done = self.complete(&record).await?;
-        Ok((done, record))
+        Ok((done, Some(record)))
+    }
+
+    /// Whether document `id` of `table` landed from `producer`: its landed object's metadata, or
+    /// once processed its status record, say so.
+    async fn landed_by(&self, table: &str, id: &str, producer: &str) -> Result<bool> {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Ok(false);
+        }
+        if let Some(info) = self.ingress.head(&ingress_key(id)).await? {
+            let m = &info.metadata;
+            return Ok(m.get(meta::TABLE).map(String::as_str) == Some(table)
+                && m.get(meta::PRODUCER).map(String::as_str) == Some(producer));
+        }
+        match self.state.get(&status_key(id)).await {
+            Ok(got) => Ok(serde_json::from_slice::<tarn_core::DocumentRow>(&got.body)
+                .is_ok_and(|row| row.table_name == table && row.producer == producer)),
+            Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `DELETE /table/{name}/uploads/{id}`: the caller's own upload, aborted.

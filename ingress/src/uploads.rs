@@ -157,15 +157,19 @@ pub(crate) async fn complete(
     headers: HeaderMap,
 ) -> Result<Response> {
     let (name, id, claims) = upload_route(&app, path, &headers).await?;
+    let producer = claims.username.clone();
     let (done, record) = uploads(&app)
         .complete_checked(&app.s.tables, &name, &id, claims)
         .await?;
-    if done.replayed {
-        tracing::info!(table = %name, id = %done.id, producer = %record.producer, "idempotency key replayed at completion; nothing landed");
-    } else {
-        tracing::info!(table = %name, id = %done.id, producer = %record.producer, content_type = %record.content_type, bytes = record.size, "document landed from an upload");
-        if let Some(notify) = &app.s.notify {
-            notify.notify_one();
+    match record {
+        Some(r) if !done.replayed => {
+            tracing::info!(table = %name, id = %done.id, producer = %producer, content_type = %r.content_type, bytes = r.size, "document landed from an upload");
+            if let Some(notify) = &app.s.notify {
+                notify.notify_one();
+            }
+        }
+        _ => {
+            tracing::info!(table = %name, id = %done.id, producer = %producer, "the upload's document had landed already; nothing new landed")
         }
     }
     Ok(answer(200, done.answer()))
