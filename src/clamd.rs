@@ -29,8 +29,9 @@ pub struct ManagedClamd {
     _running: Running,
 }
 
-/// Starts clamd when it is installed; `Ok(None)` when it is not.
-pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
+/// Starts clamd when it is installed, for documents up to `largest_document` bytes (its size
+/// limits follow); `Ok(None)` when it is not installed.
+pub async fn start(data_dir: &Path, largest_document: u64) -> anyhow::Result<Option<ManagedClamd>> {
     let dir = data_dir.join("clamd").canonicalize().or_else(|_| {
         std::fs::create_dir_all(data_dir.join("clamd"))?;
         data_dir.join("clamd").canonicalize()
@@ -44,6 +45,7 @@ pub async fn start(data_dir: &Path) -> anyhow::Result<Option<ManagedClamd>> {
     let Some(setup) = ClamdSetup::installed(&dir, &db) else {
         return Ok(None);
     };
+    let setup = setup.for_documents_up_to(largest_document);
     if test_only {
         std::fs::create_dir_all(&db)?;
         for (name, text) in TEST_SIGNATURES {

@@ -300,7 +300,8 @@ pub struct IngestArgs {
     /// the table to write to
     #[arg(long)]
     pub table: String,
-    /// the files to send, one document each
+    /// the files to send, one document each; a directory sends every file under it (recursively,
+    /// names starting with `.` skipped)
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// the ingress's base URL
@@ -312,6 +313,16 @@ pub struct IngestArgs {
     /// the content type of every file [default: from each file's extension]
     #[arg(long)]
     pub content_type: Option<String>,
+    /// documents sent at once
+    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// files larger than this go up as multipart uploads (at most 10MiB, what one request takes)
+    #[arg(long, default_value = "8MiB")]
+    pub multipart_threshold: String,
+    /// attempts per request on a transient failure (connection, timeout, 408, 429, 5xx), all
+    /// with the document's idempotency key
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod metrics;
 pub mod platform;
 pub mod status;
+pub mod producer;
 
 pub use config::Config;
 pub use platform::{Platform, Running};

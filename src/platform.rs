@@ -425,7 +425,11 @@ pub(crate) async fn build_scanner(
             .with_context(|| format!("clamd at {addr} does not answer; start it or fix --clamd"))?;
         return Ok((Arc::new(s), None));
     }
-    if let Some(m) = crate::clamd::start(&config.data_dir).await? {
+    // clamd's size limits follow the largest table's max_bytes
+    let largest = load_schemas(&config.schemas)
+        .map(|t| tarn_catalog::schemas::largest_document(&t))
+        .unwrap_or(tarn_catalog::schemas::MAX_DOCUMENT_BYTES);
+    if let Some(m) = crate::clamd::start(&config.data_dir, largest).await? {
         return Ok((m.scanner.clone(), Some(m)));
     }
     tracing::warn!(

@@ -4,16 +4,11 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn tarn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tarn"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("tarn runs")
-}
+mod common;
+
+use common::tarn;
 
 fn ok(args: &[&str]) -> String {
     let out = tarn(args);

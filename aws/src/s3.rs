@@ -10,7 +10,8 @@
 //!   answer `false`; a `409 ConditionalRequestConflict` is retried;
 //! - `copy` is `CopyObject` (metadata copied with the body, SSE-KMS under the platform key as a
 //!   put), for objects up to 5 GiB;
-//! - bodies above [`MULTIPART_THRESHOLD`] go up as multipart uploads (aborted on failure);
+//! - multipart uploads are S3's own ([`multipart`]), presigned part URLs included; bodies above
+//!   [`MULTIPART_THRESHOLD`] go up through them (aborted on failure);
 //!   conditional writes are always one PUT (S3 takes up to 5 GiB in one), so their atomicity is
 //!   S3's own;
 //! - `get_range` is `GetObject` with a `Range: bytes=first-last` header (`416 InvalidRange`: the
@@ -23,15 +24,15 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption,
-};
+use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
-use tarn_core::store::{check_range, range_past_end};
+use tarn_core::store::{Part, check_range, range_past_end};
+
+mod multipart;
 use tarn_core::{Error, GetResult, Metadata, ObjectInfo, ObjectStore, Result, validate_key};
 
 /// What a put requires of the object already at its key.
@@ -261,81 +262,31 @@ impl S3ObjectStore {
         }
     }
 
+    /// A large body as a multipart upload of [`PART_SIZE`] parts through the port's own
+    /// operations, aborted when any step fails.
     async fn put_multipart(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<bool> {
-        let full = self.full_key(key);
-        let mut create = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full)
-            .set_metadata(Some(to_headers(metadata)));
-        if let Some(k) = &self.kms_key_id {
-            create = create
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(k);
-        }
-        let upload = create
-            .send()
-            .await
-            .map_err(|e| self.svc("CreateMultipartUpload", key, describe(&e)))?;
-        let upload_id = upload
-            .upload_id()
-            .ok_or_else(|| self.svc("CreateMultipartUpload", key, "no upload id".into()))?
-            .to_string();
+        let upload_id = self.mp_create(key, metadata).await?;
         let result = async {
             let mut parts = Vec::new();
             for (i, chunk) in body.chunks(PART_SIZE).enumerate() {
-                let n = i as i32 + 1;
-                let out = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .upload_id(&upload_id)
-                    .part_number(n)
-                    .body(ByteStream::from(body.slice_ref(chunk)))
-                    .send()
-                    .await
-                    .map_err(|e| self.svc("UploadPart", key, describe(&e)))?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(n)
-                        .set_e_tag(out.e_tag().map(String::from))
-                        .build(),
-                );
+                let number = i as u32 + 1;
+                let etag = self
+                    .mp_upload_part(key, &upload_id, number, body.slice_ref(chunk))
+                    .await?;
+                parts.push(Part {
+                    number,
+                    etag,
+                    size: chunk.len() as u64,
+                });
             }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .or_else(|e| {
-                    // some S3 look-alikes (moto) answer 200 with a body the SDK does not parse:
-                    // the upload is complete when the object is there with its parts
-                    if status(&e) == Some(200) {
-                        Ok(())
-                    } else {
-                        Err(self.svc(
-                            "CompleteMultipartUpload",
-                            key,
-                            format!("HTTP {:?}: {}", status(&e), describe(&e)),
-                        ))
-                    }
-                })?;
+            self.mp_complete_parts(key, &upload_id, &parts, false)
+                .await?;
             let n_parts = body.len().div_ceil(PART_SIZE);
             match self
                 .client
                 .head_object()
                 .bucket(&self.bucket)
-                .key(&full)
+                .key(self.full_key(key))
                 .send()
                 .await
             {
@@ -365,14 +316,7 @@ impl S3ObjectStore {
         }
         .await;
         if !matches!(result, Ok(true)) {
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .send()
-                .await;
+            let _ = self.mp_abort(key, &upload_id).await;
         }
         result
     }
@@ -420,6 +364,49 @@ impl ObjectStore for S3ObjectStore {
             .await
             .map_err(|e| self.svc("GetObject (presign)", key, describe(&e)))?;
         Ok(Some(req.uri().to_string()))
+    }
+
+    async fn create_multipart(&self, key: &str, metadata: Metadata) -> Result<String> {
+        self.mp_create(key, metadata).await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String> {
+        self.mp_upload_part(key, upload_id, number, body).await
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>> {
+        self.mp_list_parts(key, upload_id).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[Part],
+        if_absent: bool,
+    ) -> Result<bool> {
+        self.mp_complete(key, upload_id, parts, if_absent).await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.mp_abort(key, upload_id).await
+    }
+
+    async fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        expires_in: Duration,
+    ) -> Result<Option<String>> {
+        self.mp_presign_part(key, upload_id, number, expires_in)
+            .await
     }
 
     async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {

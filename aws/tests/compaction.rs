@@ -240,23 +240,10 @@ async fn a_carried_file_is_copied_by_s3_and_stays_sse_kms_under_the_platform_key
     assert_eq!(copy.info.metadata, src.info.metadata);
     // every file of the compacted partition, the carried one too, is SSE-KMS under the platform
     // key, as the files ingestion wrote
-    let s3 = s3(&m.url);
     for key in outputs.iter().map(|o| &o.key).chain([&big.key]) {
-        let head = s3
-            .head_object()
-            .bucket("tarn-lake")
-            .key(key)
-            .send()
-            .await
-            .unwrap();
         assert_eq!(
-            head.server_side_encryption().map(|s| s.as_str()),
-            Some("aws:kms"),
-            "{key}"
-        );
-        assert_eq!(
-            head.ssekms_key_id(),
-            Some(p.config.kms_key_id.as_str()),
+            sse_kms_key(&m.url, "tarn-lake", key, key).await,
+            p.config.kms_key_id,
             "{key}"
         );
     }

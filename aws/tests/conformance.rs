@@ -41,19 +41,10 @@ async fn s3_object_store_passes_the_conformance_suite() {
 
     // a server-side copy keeps SSE-KMS under the platform key, under a prefix too
     prefixed.copy("a/b", "c/d=1/e").await.unwrap();
-    let raw = s3(&m.url)
-        .head_object()
-        .bucket("conformance")
-        .key("state/c/d=1/e")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        raw.server_side_encryption().map(|s| s.as_str()),
-        Some("aws:kms"),
-        "a copy is SSE-KMS"
+        sse_kms_key(&m.url, "conformance", "state/c/d=1/e", "a copy").await,
+        key
     );
-    assert_eq!(raw.ssekms_key_id(), Some(key.as_str()));
 }
 
 #[tokio::test]
@@ -71,18 +62,7 @@ async fn s3_puts_are_sse_kms_with_the_platform_key_and_large_bodies_go_multipart
         .put("small", Bytes::from_static(b"hello"), meta.clone())
         .await
         .unwrap();
-    let head = s3(&m.url)
-        .head_object()
-        .bucket("big")
-        .key("small")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        head.server_side_encryption().map(|s| s.as_str()),
-        Some("aws:kms")
-    );
-    assert_eq!(head.ssekms_key_id(), Some(key.as_str()));
+    assert_eq!(sse_kms_key(&m.url, "big", "small", "a put").await, key);
 
     // 20 MiB: three parts
     let body: Vec<u8> = (0..20u32 << 20).map(|i| (i % 253) as u8).collect();
@@ -269,4 +249,59 @@ async fn raw_partition(client: &aws_sdk_glue::Client, dt: &str) -> String {
         .location()
         .unwrap()
         .to_string()
+}
+
+#[tokio::test]
+async fn presigned_part_urls_take_plain_puts_and_the_completed_object_is_sse_kms() {
+    let m = moto().await;
+    create_bucket(&m.url, "parts").await;
+    let key = create_key(&m.url).await;
+    let store = S3ObjectStore::new(s3(&m.url), "parts", Some(key.clone())).with_prefix("in");
+    let meta: Metadata = [("table".to_string(), "photos".to_string())].into();
+    let upload = store
+        .create_multipart("id=big", meta.clone())
+        .await
+        .unwrap();
+    let min = tarn_core::store::MIN_PART_SIZE as usize;
+    let body: Vec<u8> = (0..min + 4321).map(|i| (i % 253) as u8).collect();
+    let http = reqwest::Client::new();
+    for (number, chunk) in [(1u32, &body[..min]), (2, &body[min..])] {
+        let url = store
+            .presign_upload_part(
+                "id=big",
+                &upload,
+                number,
+                std::time::Duration::from_secs(600),
+            )
+            .await
+            .unwrap()
+            .expect("s3 presigns part urls");
+        assert!(
+            url.contains("partNumber=") && url.contains("X-Amz-Signature="),
+            "{url}"
+        );
+        // a plain PUT, no credentials, no sdk
+        let resp = http.put(&url).body(chunk.to_vec()).send().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        assert!(resp.headers().contains_key("etag"));
+    }
+    // the server completes from what it lists, as the ingress does
+    let parts = store.list_parts("id=big", &upload).await.unwrap();
+    assert_eq!(
+        parts.iter().map(|p| (p.number, p.size)).collect::<Vec<_>>(),
+        [(1, min as u64), (2, 4321)]
+    );
+    assert!(
+        store
+            .complete_multipart("id=big", &upload, &parts, true)
+            .await
+            .unwrap()
+    );
+    let got = store.get("id=big").await.unwrap();
+    assert!(got.body == body, "the parts in order");
+    assert_eq!(got.info.metadata, meta);
+    assert_eq!(
+        sse_kms_key(&m.url, "parts", "in/id=big", "a completed upload").await,
+        key
+    );
 }

@@ -10,8 +10,22 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The hard ceiling on a document's size, whatever a table says (API Gateway's payload limit).
+/// The hard ceiling on a JSON table's documents, and on any document sent in one request (API
+/// Gateway's payload limit): larger binary documents go up as multipart uploads.
 pub const MAX_DOCUMENT_BYTES: u64 = 10 * 1024 * 1024;
+/// The largest document any of `tables` takes (their largest `max_bytes`; one request's
+/// [`MAX_DOCUMENT_BYTES`] when there is no table): what a scanner's size limits must admit.
+pub fn largest_document<'a>(tables: impl IntoIterator<Item = &'a TableSpec>) -> u64 {
+    tables
+        .into_iter()
+        .map(|t| t.max_bytes)
+        .max()
+        .unwrap_or(MAX_DOCUMENT_BYTES)
+}
+
+/// The hard ceiling on a binary table's documents (sent as multipart uploads above
+/// [`MAX_DOCUMENT_BYTES`]).
+pub const MAX_BINARY_DOCUMENT_BYTES: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 /// The metadata table every document gets a row in.
 pub const DOCUMENTS_TABLE: &str = "documents";
@@ -242,12 +256,6 @@ impl TableSpec {
         } else {
             x.accept
         };
-        let max_bytes = x.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
-        if max_bytes == 0 || max_bytes > MAX_DOCUMENT_BYTES {
-            return Err(bad(format!(
-                "x-tarn.max_bytes must be between 1 and {MAX_DOCUMENT_BYTES} (10 MiB)"
-            )));
-        }
         let json_count = accept
             .iter()
             .filter(|a| JSON_TYPES.contains(&a.as_str()))
@@ -261,6 +269,21 @@ impl TableSpec {
                 ));
             }
         };
+        let max_bytes = x.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
+        let ceiling = match kind {
+            TableKind::Json => MAX_DOCUMENT_BYTES,
+            TableKind::Binary => MAX_BINARY_DOCUMENT_BYTES,
+        };
+        if max_bytes == 0 || max_bytes > ceiling {
+            return Err(bad(format!(
+                "x-tarn.max_bytes must be between 1 and {ceiling} ({} MiB) for a {} table",
+                ceiling >> 20,
+                match kind {
+                    TableKind::Json => "JSON",
+                    TableKind::Binary => "binary",
+                }
+            )));
+        }
         let mut columns = Vec::new();
         if kind == TableKind::Json {
             if schema.get("type").and_then(Value::as_str) != Some("object") {
@@ -457,6 +480,25 @@ mod tests {
         assert_eq!(b.kind, TableKind::Binary);
         assert_eq!(b.partition, Granularity::Month);
         assert!(b.table_def("file:///lake/").is_none());
+    }
+
+    #[test]
+    fn binary_tables_take_documents_up_to_1_gib() {
+        let binary = |max: u64| {
+            spec(json!({"title": "t", "x-tarn": {"accept": ["image/jpeg"], "max_bytes": max}}))
+        };
+        assert_eq!(
+            binary(MAX_BINARY_DOCUMENT_BYTES).unwrap().max_bytes,
+            1 << 30
+        );
+        let t = [binary(5).unwrap(), binary(1 << 30).unwrap()];
+        assert_eq!(largest_document(&t), 1 << 30);
+        assert_eq!(largest_document(&[]), MAX_DOCUMENT_BYTES);
+        let e = binary(MAX_BINARY_DOCUMENT_BYTES + 1).unwrap_err();
+        assert!(
+            e.to_string().contains("1024 MiB) for a binary table"),
+            "{e}"
+        );
     }
 
     #[test]

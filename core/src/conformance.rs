@@ -156,6 +156,7 @@ pub async fn object_store(store: &dyn ObjectStore) {
     etags_and_conditional_writes(store).await;
     server_side_copy(store).await;
     ranged_reads(store).await;
+    multipart_uploads(store).await;
 
     // larger bodies survive byte for byte, and are read in part at any offset
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -173,6 +174,149 @@ pub async fn object_store(store: &dyn ObjectStore) {
             "the bytes {range:?} of a large object"
         );
     }
+}
+
+/// Multipart uploads: parts stored by number (a part sent again replaces it), listed with their
+/// sizes, assembled in order with the upload's metadata, nothing visible before completion; the
+/// completion's checks; conditional completion; aborts.
+async fn multipart_uploads(store: &dyn ObjectStore) {
+    use crate::store::{MIN_PART_SIZE, Part};
+    let min = MIN_PART_SIZE as usize;
+    let body: Vec<u8> = (0..2 * min + 1000).map(|i| (i * 13 % 251) as u8).collect();
+    let m = meta(&[("table", "photos"), ("content-type", "image/jpeg")]);
+    let key = "id=multi";
+    let upload = store
+        .create_multipart(key, m.clone())
+        .await
+        .expect("create");
+    // part 2 first, part 1 twice: the second replaces the first
+    let etag2 = store
+        .upload_part(key, &upload, 2, Bytes::from(body[min..2 * min].to_vec()))
+        .await
+        .expect("part 2");
+    store
+        .upload_part(key, &upload, 1, Bytes::from(vec![0u8; min]))
+        .await
+        .expect("part 1, first try");
+    let etag1 = store
+        .upload_part(key, &upload, 1, Bytes::from(body[..min].to_vec()))
+        .await
+        .expect("part 1 again");
+    let etag3 = store
+        .upload_part(key, &upload, 3, Bytes::from(body[2 * min..].to_vec()))
+        .await
+        .expect("part 3");
+    assert!(
+        store.head(key).await.unwrap().is_none(),
+        "nothing is visible before completion"
+    );
+    let parts = store.list_parts(key, &upload).await.expect("list parts");
+    let listed: Vec<(u32, u64)> = parts.iter().map(|p| (p.number, p.size)).collect();
+    assert_eq!(
+        listed,
+        [(1, min as u64), (2, min as u64), (3, 1000)],
+        "parts by number, with their sizes"
+    );
+    for (p, etag) in parts.iter().zip([&etag1, &etag2, &etag3]) {
+        assert_eq!(p.etag.trim_matches('"'), etag.trim_matches('"'));
+    }
+    let named = |list: &[(u32, &String)]| -> Vec<Part> {
+        list.iter()
+            .map(|(n, e)| Part {
+                number: *n,
+                etag: (*e).clone(),
+                size: 0,
+            })
+            .collect()
+    };
+    // refused completions change nothing
+    for bad in [
+        named(&[]),
+        named(&[(2, &etag2), (1, &etag1)]),
+        named(&[(1, &etag2)]),
+        // part 3 is too small to be followed by anything
+        named(&[(1, &etag1), (3, &etag3), (4, &etag3)]),
+    ] {
+        let e = store
+            .complete_multipart(key, &upload, &bad, false)
+            .await
+            .expect_err("a bad completion is refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}: {e}");
+    }
+    assert!(store.head(key).await.unwrap().is_none());
+    assert!(
+        store
+            .complete_multipart(
+                key,
+                &upload,
+                &named(&[(1, &etag1), (2, &etag2), (3, &etag3)]),
+                true,
+            )
+            .await
+            .expect("complete")
+    );
+    let got = store.get(key).await.unwrap();
+    assert!(got.body == body, "the parts in order, byte for byte");
+    assert_eq!(got.info.metadata, m, "the metadata given at create");
+    assert_eq!(got.info.size, body.len() as u64);
+    assert!(
+        store
+            .list("id=")
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.key == key),
+        "a completed upload is listed"
+    );
+    // the upload is gone once completed
+    assert_eq!(
+        store.list_parts(key, &upload).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // a conditional completion over an existing object lands nothing
+    let again = store.create_multipart(key, Metadata::new()).await.unwrap();
+    let e = store
+        .upload_part(key, &again, 1, Bytes::from_static(b"other"))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .complete_multipart(key, &again, &named(&[(1, &e)]), true)
+            .await
+            .unwrap(),
+        "if_absent finds the object"
+    );
+    assert!(store.get(key).await.unwrap().body == body);
+    // unconditional: replaces it
+    assert!(
+        store
+            .complete_multipart(key, &again, &named(&[(1, &e)]), false)
+            .await
+            .unwrap()
+    );
+    let got = store.get(key).await.unwrap();
+    assert_eq!(&got.body[..], b"other");
+    assert!(got.info.metadata.is_empty());
+
+    // abort drops the parts, twice is fine; an unknown upload is not found
+    let dropped = store.create_multipart("id=dropped", m).await.unwrap();
+    store
+        .upload_part("id=dropped", &dropped, 1, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    store.abort_multipart("id=dropped", &dropped).await.unwrap();
+    store.abort_multipart("id=dropped", &dropped).await.unwrap();
+    assert_eq!(
+        store
+            .list_parts("id=dropped", &dropped)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert!(store.head("id=dropped").await.unwrap().is_none());
+    store.delete(key).await.unwrap();
 }
 
 /// `get_range` gives the bytes asked for, up to the object's end; refuses an empty range and one

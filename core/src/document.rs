@@ -14,6 +14,9 @@ pub mod meta {
     pub const REASON: &str = "reason";
     /// set on sanitized objects sealed with envelope encryption ([`crate::objects`])
     pub const ENVELOPE: &str = "envelope";
+    /// set on documents landed through a multipart upload: how their body is encoded
+    /// ([`crate::parts`]); absent on a POSTed document (its base64)
+    pub const ENCODING: &str = "encoding";
 }
 
 /// The ingress store key of a document: `id=<uuid>`.

@@ -16,6 +16,7 @@ pub mod keyfile;
 pub mod kms;
 pub mod metrics;
 pub mod objects;
+pub mod parts;
 pub mod store;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testing;

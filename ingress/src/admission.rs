@@ -10,7 +10,7 @@ use crate::error::{IngressError, Result};
 use crate::idempotency::{document_id, parse_key};
 use std::collections::BTreeMap;
 use tarn_catalog::TableSpec;
-use tarn_catalog::schemas::is_valid_table_name;
+use tarn_catalog::schemas::{MAX_DOCUMENT_BYTES, is_valid_table_name};
 
 /// An upload's request head, as the edge sees it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,10 +48,44 @@ pub struct Admitted<'t> {
 /// `invalid_idempotency_key` when it breaks [`parse_key`]'s rules or is sent more than once).
 /// What only the body can tell (its real
 /// length when not declared, whether it can be read) is left to the reader of the body.
+///
+/// One request carries at most [`MAX_DOCUMENT_BYTES`] (API Gateway's payload limit): a longer
+/// declared length is 413 `too_large` saying to send a multipart upload, whatever the table's
+/// `max_bytes`.
 pub fn admit_upload<'t>(
     tables: &'t BTreeMap<String, TableSpec>,
     head: &UploadHead<'_>,
     caller: Result<Claims>,
+) -> Result<Admitted<'t>> {
+    admit(tables, head, caller, Carrier::OneRequest)
+}
+
+/// The start (and again the completion) of a multipart upload (docs/contract.md, Multipart
+/// uploads): [`admit_upload`]'s checks in its order, with the `Upload-Content-Type` and
+/// `Upload-Length` headers in place of `Content-Type` and `Content-Length`; the length is
+/// required (400 `bad_upload`) and goes up to the table's `max_bytes`.
+pub fn admit_multipart_upload<'t>(
+    tables: &'t BTreeMap<String, TableSpec>,
+    head: &UploadHead<'_>,
+    caller: Result<Claims>,
+) -> Result<Admitted<'t>> {
+    admit(tables, head, caller, Carrier::Multipart)
+}
+
+/// How the document travels.
+#[derive(Clone, Copy, PartialEq)]
+enum Carrier {
+    /// in the body of one request
+    OneRequest,
+    /// in the parts of a multipart upload
+    Multipart,
+}
+
+fn admit<'t>(
+    tables: &'t BTreeMap<String, TableSpec>,
+    head: &UploadHead<'_>,
+    caller: Result<Claims>,
+    carrier: Carrier,
 ) -> Result<Admitted<'t>> {
     let name = head.table;
     if !is_valid_table_name(name) {
@@ -91,7 +125,19 @@ pub fn admit_upload<'t>(
                 max_bytes: spec.max_bytes,
             });
         }
+        Some(n) if carrier == Carrier::OneRequest && n > MAX_DOCUMENT_BYTES => {
+            return Err(IngressError::TooLargeForOneRequest {
+                table: name.to_string(),
+                limit: MAX_DOCUMENT_BYTES,
+                max_bytes: spec.max_bytes,
+            });
+        }
         Some(0) => return Err(IngressError::EmptyBody),
+        None if carrier == Carrier::Multipart => {
+            return Err(IngressError::BadUpload(
+                "an upload-length header is required: the document's size in bytes".into(),
+            ));
+        }
         _ => {}
     }
     let id = match head.idempotency_keys {

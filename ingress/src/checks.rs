@@ -17,6 +17,24 @@ pub(crate) fn table_name(name: std::result::Result<String, PathRejection>) -> Re
     }
 }
 
+/// One of the upload permits, or 503 `overloaded` when every one is taken (load is shed before
+/// any work, token checks included; never queued).
+pub(crate) fn upload_permit(app: &App) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    app.permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| IngressError::Overloaded)
+}
+
+/// Every raw value of the request's `Idempotency-Key` header (none: a request without a key).
+pub(crate) fn idempotency_keys(headers: &HeaderMap) -> Vec<&[u8]> {
+    headers
+        .get_all(crate::idempotency::HEADER)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
 /// Verifies the token of `Authorization` (raw, or `Bearer <jwt>`).
 pub(crate) async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Claims> {
     let raw = headers

@@ -76,6 +76,18 @@ pub enum IngressError {
     },
     #[error("the document is larger than table {table}'s limit of {max_bytes} bytes")]
     TooLarge { table: String, max_bytes: u64 },
+    #[error(
+        "the document is larger than the {limit} bytes one request takes; send it as a multipart upload (POST /table/{table}/uploads), table {table} takes up to {max_bytes}"
+    )]
+    TooLargeForOneRequest {
+        table: String,
+        limit: u64,
+        max_bytes: u64,
+    },
+    #[error("no upload {id} in table {table} (finished, aborted or expired): start a new one")]
+    UnknownUpload { table: String, id: String },
+    #[error("{0}")]
+    BadUpload(String),
     #[error("the document is empty")]
     EmptyBody,
     #[error("the request body could not be read: {0}")]
@@ -129,6 +141,7 @@ impl IngressError {
             | E::EmptyBody
             | E::BadBody(_)
             | E::InvalidIdempotencyKey
+            | E::BadUpload(_)
             | E::InvalidInput(_) => ErrorKind::BadRequest,
             E::Auth(a) => match a.kind() {
                 AuthErrorKind::Unavailable => ErrorKind::Unavailable,
@@ -136,13 +149,14 @@ impl IngressError {
             },
             E::Forbidden(_) => ErrorKind::Forbidden,
             E::UnknownTable { .. }
+            | E::UnknownUpload { .. }
             | E::UnknownDocument { .. }
             | E::NoObject { .. }
             | E::NotFound(_) => ErrorKind::NotFound,
             E::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             E::BodyTimeout(_) => ErrorKind::RequestTimeout,
             E::NotStored { .. } | E::NotScanned { .. } => ErrorKind::Conflict,
-            E::TooLarge { .. } => ErrorKind::TooLarge,
+            E::TooLarge { .. } | E::TooLargeForOneRequest { .. } => ErrorKind::TooLarge,
             E::UnsupportedContentType { .. } => ErrorKind::UnsupportedMediaType,
             E::Overloaded => ErrorKind::Unavailable,
             E::Io { .. } | E::Key { .. } | E::Store(_) | E::Internal(_) => ErrorKind::Internal,
@@ -164,7 +178,9 @@ impl IngressError {
             E::Forbidden(_) => "forbidden",
             E::MissingContentType => "missing_content_type",
             E::UnsupportedContentType { .. } => "unsupported_content_type",
-            E::TooLarge { .. } => "too_large",
+            E::TooLarge { .. } | E::TooLargeForOneRequest { .. } => "too_large",
+            E::UnknownUpload { .. } => "unknown_upload",
+            E::BadUpload(_) => "bad_upload",
             E::EmptyBody => "empty_body",
             E::BadBody(_) => "bad_body",
             E::InvalidIdempotencyKey => "invalid_idempotency_key",
@@ -255,6 +271,28 @@ mod tests {
                 },
                 413,
                 "too_large",
+            ),
+            (
+                IngressError::TooLargeForOneRequest {
+                    table: "t".into(),
+                    limit: 10,
+                    max_bytes: 30,
+                },
+                413,
+                "too_large",
+            ),
+            (
+                IngressError::UnknownUpload {
+                    table: "t".into(),
+                    id: "i".into(),
+                },
+                404,
+                "unknown_upload",
+            ),
+            (
+                IngressError::BadUpload("part 2 has 3 bytes".into()),
+                400,
+                "bad_upload",
             ),
             (IngressError::Overloaded, 503, "overloaded"),
             (

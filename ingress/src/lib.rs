@@ -4,6 +4,8 @@
 //!   claims) and [`DevIssuer`], the local dev token issuer.
 //! - [`admit_upload`] decides whether an upload may land from its head (table, token, content
 //!   type and length, idempotency key): the local server and the AWS authorizer both call it.
+//! - [`multipart`]: multipart uploads of large documents ([`Uploads`]), the same protocol on
+//!   both backends; [`admit_multipart_upload`] checks their start and completion.
 //! - [`idempotency`]: the `Idempotency-Key` rules and [`document_id`], a keyed upload's
 //!   deterministic id on both backends.
 //! - [`router`] builds the HTTP API (docs/contract.md, Ingress HTTP API) from an
@@ -28,6 +30,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 mod middleware;
+pub mod multipart;
 mod read;
 mod routes;
 mod serve;
@@ -35,8 +38,9 @@ mod server;
 mod state;
 mod timed_body;
 mod upload;
+mod uploads;
 
-pub use admission::{Admitted, UploadHead, admit_upload, media_type};
+pub use admission::{Admitted, UploadHead, admit_multipart_upload, admit_upload, media_type};
 pub use auth::{
     AuthError, AuthErrorKind, Claims, DEV_CLIENT_ID, DEV_ISSUER, DevIssuer, Jwks, JwksSource,
     JwksVerifier, StaticJwks, TokenVerifier, VerifierConfig,
@@ -45,6 +49,7 @@ pub use documents::{Content, Documents};
 pub use error::{ErrorKind, IngressError, Result};
 pub use idempotency::document_id;
 pub use metrics::{PrometheusRecorder, instrument};
+pub use multipart::{UPLOAD_TTL, Uploads};
 pub use serve::{DEFAULT_MAX_CONNECTIONS, ServeConfig, default_max_connections, serve, serve_with};
 pub use server::{router, router_with_audit};
 pub use state::{DEFAULT_MAX_IN_FLIGHT, IngressState, table_map};

@@ -38,7 +38,7 @@ pub(crate) async fn not_found(uri: Uri) -> IngressError {
             return IngressError::InvalidTableName;
         }
     }
-    IngressError::NotFound("no such route; see the ingress api: POST /table/{name}/object, GET /table/{name}/object/{id}[/content], GET /health".into())
+    IngressError::NotFound("no such route; see the ingress api: POST /table/{name}/object, POST /table/{name}/uploads, GET /table/{name}/object/{id}[/content], GET /health".into())
 }
 
 pub(crate) async fn method_not_allowed() -> IngressError {

@@ -2,10 +2,10 @@
 //! [`IngressState`].
 
 use crate::state::{App, IngressState};
-use crate::{middleware, read, routes, upload};
+use crate::{middleware, read, routes, upload, uploads};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use std::sync::Arc;
 use tarn_core::audit::AuditSink;
 
@@ -33,6 +33,20 @@ pub fn router_with_audit(state: IngressState, audit: Option<Arc<dyn AuditSink>>)
             "/table/{name}/object",
             // the handler enforces each table's max_bytes while streaming
             post(upload::post_document).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/table/{name}/uploads", post(uploads::start))
+        .route(
+            "/table/{name}/uploads/{id}/parts/{number}",
+            // the handler enforces each part's size while streaming
+            put(uploads::put_part).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/table/{name}/uploads/{id}/complete",
+            post(uploads::complete),
+        )
+        .route(
+            "/table/{name}/uploads/{id}",
+            axum::routing::delete(uploads::abort),
         )
         .route("/table/{name}/object/{id}", get(read::get_status))
         .route("/table/{name}/object/{id}/content", get(read::get_content))

@@ -3,7 +3,7 @@
 //! Idempotency keys).
 
 use crate::admission::{Admitted, UploadHead, admit_upload};
-use crate::checks::authenticate;
+use crate::checks::{authenticate, idempotency_keys, upload_permit};
 use crate::error::{IngressError, Result};
 use crate::idempotency;
 use crate::state::{App, IngressState};
@@ -19,7 +19,7 @@ use chrono::SecondsFormat;
 use futures::StreamExt;
 use serde_json::json;
 use tarn_catalog::TableSpec;
-use tarn_catalog::schemas::is_valid_table_name;
+use tarn_catalog::schemas::{MAX_DOCUMENT_BYTES, is_valid_table_name};
 use tarn_core::document::{ingress_key, meta, status_key};
 
 pub(crate) async fn post_document(
@@ -29,18 +29,10 @@ pub(crate) async fn post_document(
     body: Body,
 ) -> Result<Response> {
     // shed load before any work (token checks cost RSA); never queue
-    let _permit = app
-        .permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| IngressError::Overloaded)?;
+    let _permit = upload_permit(&app)?;
     // a path segment that does not decode is no table name
     let name = name.map(|Path(n)| n).unwrap_or_default();
-    let keys: Vec<&[u8]> = headers
-        .get_all(idempotency::HEADER)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
+    let keys = idempotency_keys(&headers);
     let head = UploadHead {
         table: &name,
         content_type: headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
@@ -96,15 +88,41 @@ pub(crate) async fn post_document(
     Ok(Json(json!({"success": true, "data": {"id": id}})).into_response())
 }
 
-/// Reads the body chunk by chunk, refusing it as soon as it exceeds the table's `max_bytes` (a
-/// declared `Content-Length` over it was refused by [`admit_upload`]). Never holds more than
-/// `max_bytes`.
+/// Reads the body chunk by chunk, refusing it as soon as it exceeds the table's `max_bytes` or
+/// the [`MAX_DOCUMENT_BYTES`] one request takes (a declared `Content-Length` over them was
+/// refused by [`admit_upload`]). Never holds more than the smaller of the two.
 async fn read_limited(body: Body, spec: &TableSpec, declared: Option<u64>) -> Result<Bytes> {
-    let max = spec.max_bytes;
-    let too_large = || IngressError::TooLarge {
-        table: spec.name.clone(),
-        max_bytes: max,
+    let too_large = || {
+        if spec.max_bytes > MAX_DOCUMENT_BYTES {
+            IngressError::TooLargeForOneRequest {
+                table: spec.name.clone(),
+                limit: MAX_DOCUMENT_BYTES,
+                max_bytes: spec.max_bytes,
+            }
+        } else {
+            IngressError::TooLarge {
+                table: spec.name.clone(),
+                max_bytes: spec.max_bytes,
+            }
+        }
     };
+    read_capped(
+        body,
+        spec.max_bytes.min(MAX_DOCUMENT_BYTES),
+        declared,
+        too_large,
+    )
+    .await
+}
+
+/// Reads the body chunk by chunk, refusing it (`too_large`) as soon as it exceeds `max` bytes;
+/// an empty body is 400 `empty_body`. Never holds more than `max`.
+pub(crate) async fn read_capped(
+    body: Body,
+    max: u64,
+    declared: Option<u64>,
+    too_large: impl Fn() -> IngressError,
+) -> Result<Bytes> {
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max) as usize);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {

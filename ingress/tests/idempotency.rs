@@ -206,42 +206,6 @@ async fn a_key_finds_its_document_after_processing() {
     assert_eq!(h.landed().await, vec![ingress_key(&id_of(&bob))]);
 }
 
-/// The real pipeline over the harness's stores (the local runner with validation).
-fn pipeline(h: &Harness) -> tarn_lake::Pipeline {
-    use std::sync::Arc;
-    let tables = specs();
-    let lake = lake(h);
-    tarn_lake::Pipeline::new(
-        lake,
-        vec![Arc::new(
-            tarn_lake::validate::Validate::new(&tables).unwrap(),
-        )],
-        tarn_lake::PipelineConfig::default(),
-    )
-}
-
-/// Rows in the Parquet files under `tables/<table>/` of the lake.
-fn rows(h: &Harness, table: &str) -> i64 {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let mut n = 0;
-    let mut stack = vec![h.lake.root().join("tables").join(table)];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let r = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
-                n += r.metadata().file_metadata().num_rows();
-            }
-        }
-    }
-    n
-}
-
 #[tokio::test]
 async fn concurrent_retries_drain_into_one_document_and_one_set_of_rows() {
     let h = Harness::start_with(Options {
@@ -249,7 +213,7 @@ async fn concurrent_retries_drain_into_one_document_and_one_set_of_rows() {
         ..Options::default()
     })
     .await;
-    let p = pipeline(&h);
+    let p = pipeline(&h, specs());
     p.setup_catalog().await.unwrap();
     let body = r#"[{"kind": "a", "n": 1}, {"kind": "b", "n": 2}]"#;
     let retries = (0..20).map(|_| post_keyed(&h, "alice", JSON_TABLE, "drain-1", body));

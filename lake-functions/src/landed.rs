@@ -6,7 +6,7 @@ use crate::stage::Document;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use tarn_core::document::{id_from_ingress_key, meta};
-use tarn_core::{EncryptionContext, GetResult, Kms, envelope};
+use tarn_core::{EncryptionContext, GetResult, Kms, envelope, parts};
 
 /// Parses `request-time`: RFC 3339 (tarn's ingress) or API Gateway's `$context.requestTime`
 /// (`09/Apr/2015:12:34:56 +0000`).
@@ -46,22 +46,34 @@ pub async fn decode(kms: &dyn Kms, key: &str, object: &GetResult) -> Result<Docu
         .get(meta::REQUEST_TIME)
         .and_then(|t| parse_request_time(t))
         .ok_or_else(|| bad("no or unreadable request-time metadata"))?;
-    let encoded = if envelope::is_sealed(&object.body) {
-        envelope::open(kms, &EncryptionContext::document(&table, &id), &object.body).await?
-    } else {
-        // on AWS the bucket encrypts (SSE-KMS) and the body arrives as API Gateway wrote it
-        object.body.to_vec()
+    let body: bytes::Bytes = match m.get(meta::ENCODING).map(String::as_str) {
+        // a POSTed document: its base64, sealed by the ingress or, on AWS, as API Gateway
+        // wrote it (the bucket encrypts with SSE-KMS)
+        None => {
+            let encoded = if envelope::is_sealed(&object.body) {
+                envelope::open(kms, &EncryptionContext::document(&table, &id), &object.body).await?
+            } else {
+                object.body.to_vec()
+            };
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim_ascii())
+                .map_err(|e| bad(&format!("body is not base64: {e}")))?
+                .into()
+        }
+        // a multipart landing: the document's bytes, or its sealed parts (tarn_core::parts)
+        Some(parts::RAW) => object.body.clone(),
+        Some(parts::SEALED_PARTS) => parts::open_parts(kms, &table, &id, &object.body)
+            .await?
+            .into(),
+        Some(other) => return Err(bad(&format!("unknown encoding {other:?}"))),
     };
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim_ascii())
-        .map_err(|e| bad(&format!("body is not base64: {e}")))?;
     Ok(Document::new(
         id,
         table,
         content_type,
         producer,
         received_at,
-        body.into(),
+        body,
     ))
 }
 

@@ -1,12 +1,19 @@
-//! `tarn ingest`: a producer client.
+//! `tarn ingest`: a producer client. Files and directories (recursively) go up to
+//! `--concurrency` at once, each as one POST or, above `--multipart-threshold`, as a multipart
+//! upload ([`crate::producer`]), every request retried on transient failures under the
+//! document's own idempotency key. One progress bar counts bytes; a summary (sent, replays,
+//! refused with reasons) goes to stderr; ids go to stdout (`--format json`: a JSON array).
 
 use crate::cli::{Format, IngestArgs};
 use crate::config::Config;
+use crate::producer::{Posted, Producer};
 use anyhow::{Context, bail};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde_json::Value;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tarn_catalog::schemas::MAX_DOCUMENT_BYTES;
 use tarn_ingress::DevIssuer;
 
 /// The content type of a file, from its extension.
@@ -29,18 +36,7 @@ pub fn content_type_for(path: &Path) -> &'static str {
     }
 }
 
-/// What the ingress answered for one document.
-#[derive(Debug, Clone, Serialize)]
-pub struct Posted {
-    pub status: u16,
-    /// the document id on success
-    pub id: Option<String>,
-    /// the error code and message otherwise
-    pub code: Option<String>,
-    pub message: Option<String>,
-}
-
-/// POSTs one document.
+/// POSTs one document, without an idempotency key and without retries (the demo's producer).
 pub async fn post(
     client: &reqwest::Client,
     base: &str,
@@ -49,36 +45,105 @@ pub async fn post(
     content_type: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<Posted> {
-    let resp = client
-        .post(format!("{base}/table/{table}/object"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("sending to {base} (is `tarn serve` running? pass --url)"))?;
-    let status = resp.status().as_u16();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
-    Ok(Posted {
-        status,
-        id: s("/data/id"),
-        code: s("/error/code"),
-        message: s("/error/message"),
-    })
+    let producer = Producer {
+        client: client.clone(),
+        base: base.trim_end_matches('/').to_string(),
+        token: token.to_string(),
+        attempts: 1,
+    };
+    producer.post(table, content_type, None, body.into()).await
 }
 
-#[derive(Serialize)]
+/// The files to send: each file named, and every file under each directory named (recursively,
+/// in name order, skipping names that start with `.`), each once.
+pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading directory {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("reading directory {}", dir.display()))?;
+        entries.sort();
+        for path in entries {
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+            {
+                continue;
+            }
+            // symlinks to files are followed, to directories not (no loops)
+            let link = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if link.is_dir() {
+                walk(&path, out)?;
+            } else if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let md = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
+        if md.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    Ok(out)
+}
+
+/// One file's outcome, as `--format json|csv` prints it.
+#[derive(Debug, Serialize)]
 struct Row {
     file: String,
     status: u16,
     id: Option<String>,
+    replayed: bool,
     error: Option<String>,
 }
 
+/// Sends one file: one POST at or under `threshold` bytes, a multipart upload above.
+async fn send_file(
+    producer: &Producer,
+    args: &IngestArgs,
+    threshold: u64,
+    file: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<Posted> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    let ct = args
+        .content_type
+        .as_deref()
+        .unwrap_or_else(|| content_type_for(file));
+    // one key per document: every retry of it, POST or upload, lands it once
+    let key = format!("tarn-ingest-{}", uuid::Uuid::new_v4());
+    if size <= threshold {
+        let body = tokio::fs::read(file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        let p = producer
+            .post(&args.table, ct, Some(&key), body.into())
+            .await?;
+        bar.inc(size);
+        Ok(p)
+    } else {
+        let sent = |n: u64| bar.inc(n);
+        producer
+            .upload(&args.table, ct, &key, file, size, &sent)
+            .await
+    }
+}
+
 pub async fn run(args: IngestArgs, config: &Config) -> anyhow::Result<()> {
-    let token = match args.token {
-        Some(t) => t,
+    let token = match &args.token {
+        Some(t) => t.clone(),
         None => {
             if !DevIssuer::key_path(&config.data_dir).exists() {
                 bail!(
@@ -94,67 +159,144 @@ pub async fn run(args: IngestArgs, config: &Config) -> anyhow::Result<()> {
             )?
         }
     };
-    let client = reqwest::Client::new();
-    let bar = ProgressBar::new(args.files.len() as u64);
+    let threshold = tarn_lake::compact::parse_size(&args.multipart_threshold)
+        .map_err(|e| anyhow::anyhow!("--multipart-threshold: {e}"))?;
+    if threshold > MAX_DOCUMENT_BYTES {
+        bail!(
+            "--multipart-threshold {threshold} is over the {MAX_DOCUMENT_BYTES} bytes one request takes; pass at most 10MiB"
+        );
+    }
+    let files = collect_files(&args.files)?;
+    if files.is_empty() {
+        bail!("no files to send under {:?}", args.files);
+    }
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let producer = Producer {
+        client: reqwest::Client::new(),
+        base: args.url.trim_end_matches('/').to_string(),
+        token,
+        attempts: args.attempts,
+    };
+    let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"),
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+        )
+        .expect("a valid template"),
     );
-    let mut rows = Vec::new();
-    let mut failed = 0;
-    for file in &args.files {
-        bar.set_message(file.display().to_string());
-        let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let ct = args
-            .content_type
-            .as_deref()
-            .unwrap_or_else(|| content_type_for(file));
-        let p = post(&client, &args.url, &args.table, &token, ct, body).await?;
-        let error = p
-            .code
-            .as_ref()
-            .map(|c| format!("{c}: {}", p.message.clone().unwrap_or_default()));
-        if p.id.is_none() {
-            failed += 1;
+    let outcomes: Vec<(usize, anyhow::Result<Posted>)> =
+        futures::stream::iter(files.iter().enumerate())
+            .map(|(i, f)| {
+                let (producer, args, bar) = (&producer, &args, &bar);
+                async move { (i, send_file(producer, args, threshold, f, bar).await) }
+            })
+            .buffer_unordered(args.concurrency as usize)
+            .collect()
+            .await;
+    bar.finish_and_clear();
+    let mut outcomes = outcomes;
+    outcomes.sort_by_key(|(i, _)| *i);
+
+    let mut rows = Vec::with_capacity(files.len());
+    let (mut sent, mut replays, mut sent_bytes) = (0, 0, 0u64);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, outcome) in outcomes {
+        let file = &files[i];
+        let (status, id, replayed, error) = match outcome {
+            Ok(p) => {
+                let error = p
+                    .code
+                    .as_ref()
+                    .map(|c| format!("{c}: {}", p.message.clone().unwrap_or_default()));
+                (p.status, p.id, p.replayed, error)
+            }
+            Err(e) => (0, None, false, Some(format!("unreachable: {e:#}"))),
+        };
+        match (&id, &error) {
+            (Some(_), _) => {
+                sent += 1;
+                sent_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+                if replayed {
+                    replays += 1;
+                }
+            }
+            (None, e) => {
+                let reason = e.clone().unwrap_or_else(|| format!("http {status}"));
+                let code = reason.split(':').next().unwrap_or("").to_string();
+                *reasons.entry(code).or_default() += 1;
+                eprintln!("{}: refused ({status}) {reason}", file.display());
+            }
         }
-        if args.format == Format::Table {
-            bar.suspend(|| match (&p.id, &error) {
-                (Some(id), _) => println!("{id}  {}", file.display()),
-                (None, e) => eprintln!(
-                    "{}: {} {}",
-                    file.display(),
-                    p.status,
-                    e.as_deref().unwrap_or("")
-                ),
-            });
+        if args.format == Format::Table
+            && let Some(id) = &id
+        {
+            println!("{id}  {}", file.display());
         }
         rows.push(Row {
             file: file.display().to_string(),
-            status: p.status,
-            id: p.id,
+            status,
+            id,
+            replayed,
             error,
         });
-        bar.inc(1);
     }
-    bar.finish_and_clear();
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Csv => {
-            println!("file,status,id,error");
+            println!("file,status,id,replayed,error");
             for r in &rows {
                 let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
                 println!(
-                    "{},{},{},{}",
+                    "{},{},{},{},{}",
                     q(&r.file),
                     r.status,
                     r.id.as_deref().unwrap_or(""),
+                    r.replayed,
                     q(r.error.as_deref().unwrap_or(""))
                 );
             }
         }
         Format::Table => {}
     }
-    if failed > 0 {
-        bail!("{failed} of {} documents were refused", rows.len());
+    let refused = rows.len() - sent;
+    let why: Vec<String> = reasons.iter().map(|(c, n)| format!("{n} {c}")).collect();
+    eprintln!(
+        "sent {sent} of {} ({sent_bytes} bytes), {replays} replays, {refused} refused{}",
+        rows.len(),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join(", "))
+        }
+    );
+    if refused > 0 {
+        bail!("{refused} of {} documents were refused", rows.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_are_walked_in_order_without_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        for f in ["a.json", "b/x.jpg", "b/c/y.pdf", ".hidden", ".git/config"] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        let got = collect_files(&[root.to_path_buf(), root.join("a.json")]).unwrap();
+        let rel: Vec<String> = got
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(rel, ["a.json", "b/c/y.pdf", "b/x.jpg"], "each file once");
+        assert!(collect_files(&[root.join("missing")]).is_err());
+    }
 }

@@ -25,7 +25,9 @@
 //!   that a repeat meets S3's 412 and the integration answers the first id; else a fresh one.
 //!
 //! Status and content routes: a content request needs `tarn-readers`/`tarn-readers-<table>`, a
-//! status request any valid token (the documents function checks the producer). Every Allow
+//! status request any valid token (the documents function checks the producer). The multipart
+//! upload routes need any valid token: the documents function runs their checks
+//! ([`tarn_ingress::admit_multipart_upload`]) and answers them itself. Every Allow
 //! names the caller (`username`, `sub`, `groups` as a JSON array: a Cognito group name may hold
 //! a comma) for the integration.
 
@@ -53,6 +55,10 @@ pub enum Route {
     ReadContent(String),
     /// `GET /table/{name}/object/{id}`: any valid token (the status endpoint checks the producer)
     Status(String),
+    /// the multipart upload routes (`POST /table/{name}/uploads`, `POST
+    /// /table/{name}/uploads/{id}/complete`, `DELETE /table/{name}/uploads/{id}`): any valid
+    /// token (the documents function runs the upload's checks and owns the answer)
+    Upload(String),
     Other,
 }
 
@@ -64,6 +70,9 @@ pub fn route(method: &str, path: &str) -> Route {
         ("POST", ["table", name, "object"]) => Route::Write(name.to_string()),
         ("GET", ["table", name, "object", _id, "content"]) => Route::ReadContent(name.to_string()),
         ("GET", ["table", name, "object", _id]) => Route::Status(name.to_string()),
+        ("POST", ["table", name, "uploads"])
+        | ("POST", ["table", name, "uploads", _, "complete"])
+        | ("DELETE", ["table", name, "uploads", _]) => Route::Upload(name.to_string()),
         _ => Route::Other,
     }
 }
@@ -86,6 +95,9 @@ pub fn route_of_event(event: &Value) -> Option<Route> {
         ("POST", "/table/{name}/object", Some(n)) => Route::Write(n),
         ("GET", "/table/{name}/object/{id}", Some(n)) => Route::Status(n),
         ("GET", "/table/{name}/object/{id}/content", Some(n)) => Route::ReadContent(n),
+        ("POST", "/table/{name}/uploads", Some(n))
+        | ("POST", "/table/{name}/uploads/{id}/complete", Some(n))
+        | ("DELETE", "/table/{name}/uploads/{id}", Some(n)) => Route::Upload(n),
         _ => Route::Other,
     })
 }
@@ -121,7 +133,7 @@ pub fn allowed(claims: &Claims, route: &Route) -> bool {
     match route {
         Route::Write(t) => claims.can_write(t),
         Route::ReadContent(t) => claims.can_read(t),
-        Route::Status(_) => true,
+        Route::Status(_) | Route::Upload(_) => true,
         Route::Other => false,
     }
 }
@@ -157,7 +169,7 @@ fn header<'a>(headers: Option<&'a Value>, name: &str) -> Option<&'a str> {
 
 /// Every value of a header (any case): `multiValueHeaders` where the event has them, else the
 /// one value of `headers`.
-fn header_values<'a>(event: &'a Value, name: &str) -> Vec<&'a str> {
+pub(crate) fn header_values<'a>(event: &'a Value, name: &str) -> Vec<&'a str> {
     let matching = |v: Option<&'a Value>| -> Vec<&'a Value> {
         v.and_then(Value::as_object)
             .map(|m| {
@@ -409,6 +421,18 @@ mod tests {
             Route::Status("events".into())
         );
         assert_eq!(route("DELETE", "/table/events/object/x"), Route::Other);
+        for (m, p) in [
+            ("POST", "/table/scans/uploads"),
+            ("POST", "/table/scans/uploads/u-1/complete"),
+            ("DELETE", "/table/scans/uploads/u-1"),
+        ] {
+            assert_eq!(route(m, p), Route::Upload("scans".into()), "{m} {p}");
+        }
+        // parts go to presigned S3 URLs on AWS, never through the API
+        assert_eq!(
+            route("PUT", "/table/scans/uploads/u-1/parts/1"),
+            Route::Other
+        );
         assert_eq!(
             parse_method_arn(
                 "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/table/events/object"

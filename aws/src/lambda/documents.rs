@@ -11,17 +11,23 @@
 //! - content: a `307` to a presigned S3 URL that lives at most 5 minutes (objects in the lake are
 //!   SSE-KMS under the platform key, so S3 decrypts them for the URL's reader).
 //!
+//! With [`DocumentsFunction::with_uploads`] it also serves the multipart upload routes
+//! ([`super::uploads`]).
+//!
 //! Errors are the JSON bodies with their statuses of docs/contract.md, Ingress HTTP API.
 
+use super::uploads::UploadsFunction;
 use base64::Engine;
 use serde_json::{Value, json};
 use tarn_ingress::error::error_body;
 use tarn_ingress::{Claims, Content, Documents, ErrorKind, IngressError};
 
-/// The function: [`Documents`] over the AWS ports.
+/// The function: [`Documents`] over the AWS ports, and the multipart upload routes
+/// ([`super::uploads`]) when given.
 #[derive(Debug, Clone)]
 pub struct DocumentsFunction {
     pub documents: Documents,
+    pub uploads: Option<UploadsFunction>,
 }
 
 /// What an API Gateway proxy event asks for.
@@ -89,7 +95,7 @@ fn answer(status: u16, headers: Value, body: String, base64: bool) -> Value {
     })
 }
 
-fn json_answer(status: u16, body: &Value) -> Value {
+pub(crate) fn json_answer(status: u16, body: &Value) -> Value {
     answer(
         status,
         json!({"Content-Type": "application/json", "Cache-Control": "no-store"}),
@@ -98,7 +104,7 @@ fn json_answer(status: u16, body: &Value) -> Value {
     )
 }
 
-fn error_answer(e: &IngressError, request_id: &str) -> Value {
+pub(crate) fn error_answer(e: &IngressError, request_id: &str) -> Value {
     let kind = e.kind();
     let message = if kind == ErrorKind::Internal {
         tracing::error!(error = %e, "request failed");
@@ -115,7 +121,16 @@ fn error_answer(e: &IngressError, request_id: &str) -> Value {
 
 impl DocumentsFunction {
     pub fn new(documents: Documents) -> Self {
-        Self { documents }
+        Self {
+            documents,
+            uploads: None,
+        }
+    }
+
+    /// The function serving the multipart upload routes too.
+    pub fn with_uploads(mut self, uploads: UploadsFunction) -> Self {
+        self.uploads = Some(uploads);
+        self
     }
 
     /// Answers one API Gateway proxy event (never an `Err`: every failure is an HTTP answer).
@@ -125,6 +140,9 @@ impl DocumentsFunction {
             .and_then(Value::as_str)
             .unwrap_or("-")
             .to_string();
+        if let (Some(uploads), Some(req)) = (&self.uploads, super::uploads::request(&event)) {
+            return uploads.handle(req, &event).await;
+        }
         let Some(req) = request(&event) else {
             return json_answer(
                 404,

@@ -8,7 +8,8 @@
 //! - [`pipeline::NormalizeFunction`]: hand-offs → Parquet, sealed objects, `documents` rows,
 //!   partitions in Glue, exactly once per document id;
 //! - [`authorizer::Authorizer`]: API Gateway's Lambda authorizer;
-//! - [`documents::DocumentsFunction`]: the status and content routes (Lambda proxy integration).
+//! - [`documents::DocumentsFunction`]: the status and content routes, and the multipart upload
+//!   routes ([`uploads::UploadsFunction`]) (Lambda proxy integration).
 //!
 //! Every SQS handler answers with `batchItemFailures` (the function's event source mapping needs
 //! `ReportBatchItemFailures`), so a failed message is retried alone.
@@ -19,6 +20,7 @@ pub mod events;
 pub mod pipeline;
 pub mod scan;
 pub mod updater;
+pub mod uploads;
 
 use crate::config::AwsConfig;
 use crate::ports::AwsPorts;
@@ -161,7 +163,11 @@ impl Functions {
         let mirror = self.definitions.clone().ok_or(
             "the scan stage needs clamd_addr (TARN_AWS_CLAMD_ADDR) or the definitions mirror (TARN_AWS_CLAMAV_DEFINITIONS)",
         )?;
-        let m = Arc::new(scan::MirroredClamd::new(mirror, &self.clamav_dir));
+        let m = Arc::new(
+            scan::MirroredClamd::new(mirror, &self.clamav_dir).for_documents_up_to(
+                tarn_catalog::schemas::largest_document(self.lake.layout.specs.values()),
+            ),
+        );
         Ok((m.clone(), Some(m)))
     }
 
@@ -203,6 +209,15 @@ impl Functions {
             )
             .serve_unscanned(self.config.serve_unscanned),
         )
+        .with_uploads(uploads::UploadsFunction {
+            uploads: tarn_ingress::Uploads {
+                ingress: self.lake.ingress.clone(),
+                state: self.lake.state.clone(),
+                kms: self.lake.kms.clone(),
+                clock: Arc::new(SystemClock),
+            },
+            tables: self.lake.layout.specs.clone(),
+        })
     }
 
     pub fn compaction(&self) -> CompactionFunction {

@@ -162,6 +162,8 @@ struct Warm {
 pub struct MirroredClamd {
     mirror: Arc<dyn ObjectStore>,
     dir: PathBuf,
+    /// the largest document it is sent: clamd's size limits follow
+    largest_document: u64,
     refresh: Duration,
     warm: tokio::sync::Mutex<Option<Warm>>,
     scanner: RwLock<Option<Arc<dyn Scanner>>>,
@@ -183,11 +185,18 @@ impl MirroredClamd {
         Self {
             mirror,
             dir: dir.into(),
+            largest_document: tarn_catalog::schemas::MAX_DOCUMENT_BYTES,
             refresh: DEFAULT_REFRESH,
             warm: tokio::sync::Mutex::new(None),
             scanner: RwLock::new(None),
             cold_start: RwLock::new(None),
         }
+    }
+
+    /// clamd for documents up to `bytes` (the largest table's `max_bytes`).
+    pub fn for_documents_up_to(mut self, bytes: u64) -> Self {
+        self.largest_document = bytes;
+        self
     }
 
     /// Look at the mirror for new definitions at most this often while warm.
@@ -239,9 +248,11 @@ impl MirroredClamd {
         let mut known = BTreeMap::new();
         let fetched = sync_definitions(self.mirror.as_ref(), &db, &mut known).await?;
         let fetch = began.elapsed();
-        let setup = ClamdSetup::installed(self.dir.join("clamd"), &db).ok_or(
-            "clamd is not installed in this image (the scan function's image installs it; see aws/scan/Dockerfile)",
-        )?;
+        let setup = ClamdSetup::installed(self.dir.join("clamd"), &db)
+            .ok_or(
+                "clamd is not installed in this image (the scan function's image installs it; see aws/scan/Dockerfile)",
+            )?
+            .for_documents_up_to(self.largest_document);
         let clamd = ManagedClamd::start(&setup)
             .await
             .map_err(|e| e.to_string())?;

@@ -96,6 +96,24 @@ pub fn s3(url: &str) -> aws_sdk_s3::Client {
     )
 }
 
+/// The KMS key an object is encrypted under, after checking it is SSE-KMS (`what` names the
+/// object in the failure).
+pub async fn sse_kms_key(url: &str, bucket: &str, key: &str, what: &str) -> String {
+    let head = s3(url)
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms"),
+        "{what} is SSE-KMS"
+    );
+    head.ssekms_key_id().unwrap_or_default().to_string()
+}
+
 pub async fn create_bucket(url: &str, name: &str) {
     s3(url)
         .create_bucket()

@@ -151,6 +151,11 @@ pub enum EventName {
     ListObjects,
     DeleteObject,
     CopyObject,
+    CreateMultipartUpload,
+    UploadPart,
+    ListParts,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
 }
 
 impl EventName {
@@ -162,12 +167,20 @@ impl EventName {
             EventName::ListObjects => "ListObjects",
             EventName::DeleteObject => "DeleteObject",
             EventName::CopyObject => "CopyObject",
+            EventName::CreateMultipartUpload => "CreateMultipartUpload",
+            EventName::UploadPart => "UploadPart",
+            EventName::ListParts => "ListParts",
+            EventName::CompleteMultipartUpload => "CompleteMultipartUpload",
+            EventName::AbortMultipartUpload => "AbortMultipartUpload",
         }
     }
     pub fn read_only(self) -> bool {
         matches!(
             self,
-            EventName::GetObject | EventName::HeadObject | EventName::ListObjects
+            EventName::GetObject
+                | EventName::HeadObject
+                | EventName::ListObjects
+                | EventName::ListParts
         )
     }
 }

@@ -6,7 +6,7 @@ use super::record::{Actor, AuditEvent, EventName, table_of_key};
 use super::sink::AuditSink;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::store::{GetResult, Metadata, ObjectInfo, ObjectStore};
+use crate::store::{GetResult, Metadata, ObjectInfo, ObjectStore, Part};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -215,6 +215,85 @@ impl ObjectStore for AuditedStore {
         content_type: &str,
     ) -> Result<Option<String>> {
         self.inner.presign_get(key, expires_in, content_type).await
+    }
+
+    async fn create_multipart(&self, key: &str, metadata: Metadata) -> Result<String> {
+        let mut e = self.object_event(EventName::CreateMultipartUpload, key);
+        table_from_meta(&mut e, &metadata);
+        let r = self.inner.create_multipart(key, metadata).await;
+        if let Ok(id) = &r {
+            e.request_extra.insert("uploadId".into(), json!(id));
+        }
+        self.finish(e, &r);
+        r
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String> {
+        let mut e = self.object_event(EventName::UploadPart, key);
+        e.request_extra.insert("uploadId".into(), json!(upload_id));
+        e.request_extra.insert("partNumber".into(), json!(number));
+        bytes(&mut e, body.len() as u64, 0);
+        let r = self.inner.upload_part(key, upload_id, number, body).await;
+        self.finish(e, &r);
+        r
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>> {
+        let mut e = self.object_event(EventName::ListParts, key);
+        e.request_extra.insert("uploadId".into(), json!(upload_id));
+        let r = self.inner.list_parts(key, upload_id).await;
+        self.finish(e, &r);
+        r
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[Part],
+        if_absent: bool,
+    ) -> Result<bool> {
+        let mut e = self.object_event(EventName::CompleteMultipartUpload, key);
+        e.request_extra.insert("uploadId".into(), json!(upload_id));
+        if if_absent {
+            e.request_extra.insert("If-None-Match".into(), json!("*"));
+        }
+        let r = self
+            .inner
+            .complete_multipart(key, upload_id, parts, if_absent)
+            .await;
+        if let Ok(false) = r {
+            e.error = Some(precondition_failed());
+        }
+        self.finish(e, &r);
+        r
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let mut e = self.object_event(EventName::AbortMultipartUpload, key);
+        e.request_extra.insert("uploadId".into(), json!(upload_id));
+        let r = self.inner.abort_multipart(key, upload_id).await;
+        self.finish(e, &r);
+        r
+    }
+
+    /// Not an access itself: the PUT through the URL is the store's to record
+    async fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>> {
+        self.inner
+            .presign_upload_part(key, upload_id, number, expires_in)
+            .await
     }
 
     async fn put(&self, key: &str, body: Bytes, metadata: Metadata) -> Result<()> {

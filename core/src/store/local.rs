@@ -3,8 +3,8 @@
 use super::commit::{Committer, Op};
 use super::xattr;
 use super::{
-    GetResult, META_DIR, Metadata, ObjectInfo, ObjectStore, TMP_DIR, check_range, range_past_end,
-    validate_key,
+    GetResult, META_DIR, Metadata, ObjectInfo, ObjectStore, Part, TMP_DIR, UPLOADS_DIR,
+    check_range, range_past_end, validate_key,
 };
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -51,7 +51,12 @@ impl LocalObjectStore {
         xattrs: bool,
     ) -> Result<Self> {
         let root = root.into();
-        for dir in [root.clone(), root.join(META_DIR), root.join(TMP_DIR)] {
+        for dir in [
+            root.clone(),
+            root.join(META_DIR),
+            root.join(TMP_DIR),
+            root.join(UPLOADS_DIR),
+        ] {
             fs::create_dir_all(&dir).map_err(Error::io("creating bucket directory", &dir))?;
         }
         let root = root
@@ -73,6 +78,11 @@ impl LocalObjectStore {
         &self.root
     }
 
+    /// Whether metadata and ETags live in xattrs.
+    pub(super) fn xattrs(&self) -> bool {
+        self.xattrs
+    }
+
     /// The file that holds `key`'s body.
     pub fn path_of(&self, key: &str) -> PathBuf {
         self.root.join(key)
@@ -82,13 +92,13 @@ impl LocalObjectStore {
         self.root.join(META_DIR).join(format!("{key}.json"))
     }
 
-    fn tmp_path(&self) -> PathBuf {
+    pub(super) fn tmp_path(&self) -> PathBuf {
         self.root
             .join(TMP_DIR)
             .join(uuid::Uuid::new_v4().to_string())
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&LocalObjectStore) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -105,7 +115,11 @@ impl LocalObjectStore {
 
     /// A synced temp file holding `body`; for an object's body (`metadata` given), with its
     /// metadata and a new ETag in xattrs (when they are used).
-    fn write_tmp_with(&self, body: &[u8], metadata: Option<&Metadata>) -> Result<PathBuf> {
+    pub(super) fn write_tmp_with(
+        &self,
+        body: &[u8],
+        metadata: Option<&Metadata>,
+    ) -> Result<PathBuf> {
         let tmp = self.tmp_path();
         let mut f = File::create(&tmp).map_err(Error::io("creating temp file", &tmp))?;
         f.write_all(body)
@@ -120,7 +134,7 @@ impl LocalObjectStore {
     }
 
     /// Sets an object file's metadata (when there is any) and a new ETag.
-    fn set_xattrs(&self, f: &File, path: &Path, metadata: &Metadata) -> Result<()> {
+    pub(super) fn set_xattrs(&self, f: &File, path: &Path, metadata: &Metadata) -> Result<()> {
         if !metadata.is_empty() {
             let m = serde_json::to_vec(metadata).map_err(|e| Error::InvalidInput(e.to_string()))?;
             xattr::set(f, xattr::META, &m).map_err(Error::io("setting metadata", path))?;
@@ -347,6 +361,20 @@ impl LocalObjectStore {
             return Ok(false);
         }
         let tmp = self.write_tmp_with(body, Some(metadata))?;
+        self.place_tmp(key, tmp, metadata, if_absent)
+    }
+
+    /// Puts the synced temp file `tmp` (an object's body, with its metadata and ETag in xattrs
+    /// when they are used) into place at `key`: renamed over any object there, or with
+    /// `if_absent` linked only when there is none (`Ok(false)` then). The temp file is gone after.
+    pub(super) fn place_tmp(
+        &self,
+        key: &str,
+        tmp: PathBuf,
+        metadata: &Metadata,
+        if_absent: bool,
+    ) -> Result<bool> {
+        let dest = self.path_of(key);
         // with xattrs the metadata came with the body; an old sidecar must not outlive it
         let sidecar = if self.xattrs {
             &Metadata::new()
@@ -442,7 +470,7 @@ impl LocalObjectStore {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io("syncing directory", dir))
@@ -570,6 +598,80 @@ impl ObjectStore for LocalObjectStore {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn create_multipart(&self, key: &str, metadata: Metadata) -> Result<String> {
+        validate_key(key)?;
+        let key = key.to_string();
+        self.blocking(move |s| s.create_multipart_sync(&key, &metadata))
+            .await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String> {
+        validate_key(key)?;
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        self.blocking(move |s| s.upload_part_sync(&key, &upload_id, number, &body))
+            .await
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>> {
+        validate_key(key)?;
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        self.blocking(move |s| s.list_parts_sync(&key, &upload_id))
+            .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[Part],
+        if_absent: bool,
+    ) -> Result<bool> {
+        validate_key(key)?;
+        let (k, id, parts) = (key.to_string(), upload_id.to_string(), parts.to_vec());
+        let (tmp, metadata) = self
+            .blocking(move |s| s.assemble_sync(&k, &id, &parts))
+            .await?;
+        let placed = if if_absent {
+            let (k, m) = (key.to_string(), metadata.clone());
+            self.blocking(move |s| s.place_tmp(&k, tmp, &m, true))
+                .await?
+        } else {
+            // through the committer, as every replacing write
+            let key = key.to_string();
+            let sidecar = if self.xattrs {
+                Metadata::new()
+            } else {
+                metadata
+            };
+            self.committer
+                .submit(move |done| Op::Place {
+                    key,
+                    tmp,
+                    metadata: sidecar,
+                    done,
+                })
+                .await?
+        };
+        if placed {
+            let id = upload_id.to_string();
+            self.blocking(move |s| s.remove_upload_sync(&id)).await?;
+        }
+        Ok(placed)
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        validate_key(key)?;
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        self.blocking(move |s| s.abort_multipart_sync(&key, &upload_id))
+            .await
     }
 }
 

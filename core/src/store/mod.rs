@@ -27,12 +27,27 @@
 //!   KMS key (S3 with SSE-KMS); callers seal what they keep themselves otherwise.
 //! - `presign_get`, when it gives a URL, lets whoever holds it read the object (decrypted, with
 //!   the given content type) until the expiry passes, and not after.
+//! - multipart uploads ([`multipart`]): `create_multipart` starts one for a key with the object's
+//!   metadata and gives its upload id; `upload_part` stores part `number` (1 to 10000), replacing
+//!   an earlier part of that number, and gives its ETag; `list_parts` gives the stored parts by
+//!   number; `complete_multipart` assembles the named parts, in order, into the object at the key
+//!   (durably, as `put`; with `if_absent`, only when no object is there: `Ok(false)` then, the
+//!   upload left to abort), after which the upload is gone; `abort_multipart` drops the upload
+//!   and its parts and succeeds when it is already gone. An unknown upload is `Error::NotFound`;
+//!   a completion naming no part, a part not stored with the named ETag, parts out of order or a
+//!   part but the last under [`MIN_PART_SIZE`] is `Error::InvalidInput`. Nothing of an upload is
+//!   visible at its key before it completes. `presign_upload_part`, when it gives a URL, lets
+//!   whoever holds it PUT that part until the expiry passes. A store without multipart uploads
+//!   answers `Error::Config` (the default).
 
 mod commit;
 mod local;
+mod local_multipart;
+pub mod multipart;
 mod xattr;
 
 pub use local::LocalObjectStore;
+pub use multipart::{MAX_PARTS, MIN_PART_SIZE, Part};
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -45,6 +60,8 @@ use std::ops::Range;
 const META_DIR: &str = ".tarn-meta";
 /// The local store's directory of files not yet renamed into place.
 const TMP_DIR: &str = ".tarn-tmp";
+/// The local store's directory of multipart uploads in progress (one directory per upload).
+const UPLOADS_DIR: &str = ".tarn-uploads";
 
 /// User metadata of an object (S3's `x-amz-meta-*`), keys lowercase.
 pub type Metadata = BTreeMap<String, String>;
@@ -118,6 +135,57 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         content_type: &str,
     ) -> Result<Option<String>> {
         let _ = (key, expires_in, content_type);
+        Ok(None)
+    }
+    /// Starts a multipart upload of the object at `key`, which will carry `metadata`; its upload
+    /// id (S3's CreateMultipartUpload).
+    async fn create_multipart(&self, key: &str, metadata: Metadata) -> Result<String> {
+        let _ = (key, metadata);
+        Err(multipart::unsupported("create_multipart"))
+    }
+    /// Stores part `number` of the upload, replacing an earlier part of that number; its ETag.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String> {
+        let _ = (key, upload_id, number, body);
+        Err(multipart::unsupported("upload_part"))
+    }
+    /// The upload's stored parts, by number.
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>> {
+        let _ = (key, upload_id);
+        Err(multipart::unsupported("list_parts"))
+    }
+    /// Assembles `parts` (their numbers and ETags; sizes are not read) into the object at `key`;
+    /// with `if_absent`, `Ok(false)` when an object is already there.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[Part],
+        if_absent: bool,
+    ) -> Result<bool> {
+        let _ = (key, upload_id, parts, if_absent);
+        Err(multipart::unsupported("complete_multipart"))
+    }
+    /// Drops the upload and its parts; `Ok(())` when it is already gone.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let _ = (key, upload_id);
+        Err(multipart::unsupported("abort_multipart"))
+    }
+    /// A URL that PUTs part `number` of the upload without credentials until `expires_in` has
+    /// passed; `Ok(None)` when the store has no such URLs (the default).
+    async fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>> {
+        let _ = (key, upload_id, number, expires_in);
         Ok(None)
     }
 }

@@ -28,6 +28,8 @@ pub struct Options {
     pub serve: ServeConfig,
     /// serve the content of documents stored without a scan
     pub serve_unscanned: bool,
+    /// the declared tables (the cases' by default)
+    pub tables: Vec<tarn_catalog::TableSpec>,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             with_issuer: true,
             serve: ServeConfig::default(),
             serve_unscanned: false,
+            tables: specs(),
         }
     }
 }
@@ -81,7 +84,7 @@ impl Harness {
         let kms = Arc::new(LocalKms::open_or_create(LocalKms::path_in(root)).unwrap());
         let notify = Arc::new(Notify::new());
         let ingress_state = IngressState {
-            tables: table_map(specs()),
+            tables: table_map(opts.tables),
             ingress: ingress.clone(),
             lake: lake.clone(),
             state: state.clone(),
@@ -216,6 +219,44 @@ impl Harness {
         s.write_all(request).await.unwrap();
         read_reply(&mut s).await
     }
+}
+
+/// The real pipeline over the harness's stores (the local runner with validation).
+pub fn pipeline(h: &Harness, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake::Pipeline {
+    let validate = std::sync::Arc::new(tarn_lake::validate::Validate::new(&tables).unwrap());
+    pipeline_with(h, tables, vec![validate])
+}
+
+/// The real pipeline over the harness's stores, with the given stages.
+pub fn pipeline_with(
+    h: &Harness,
+    tables: Vec<tarn_catalog::TableSpec>,
+    stages: Vec<std::sync::Arc<dyn tarn_lake::Stage>>,
+) -> tarn_lake::Pipeline {
+    let lake = lake_of(h, tables);
+    tarn_lake::Pipeline::new(lake, stages, tarn_lake::PipelineConfig::default())
+}
+
+/// Rows in the Parquet files under `tables/<table>/` of the lake.
+pub fn rows(h: &Harness, table: &str) -> i64 {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut n = 0;
+    let mut stack = vec![h.lake.root().join("tables").join(table)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let r = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+                n += r.metadata().file_metadata().num_rows();
+            }
+        }
+    }
+    n
 }
 
 impl Drop for Harness {
@@ -410,9 +451,14 @@ pub fn ensure_open_files(n: u64) {
 /// The lake under the harness's stores, as the pipeline works with it (its quarantine, catalog
 /// and locks beside them in the harness's dir).
 pub fn lake(h: &Harness) -> tarn_lake::Lake {
+    lake_of(h, specs())
+}
+
+/// The lake over the harness's stores, with `tables`.
+pub fn lake_of(h: &Harness, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake::Lake {
     let root = h.dir.path();
     tarn_lake::Lake::new(tarn_lake::LakeParts {
-        tables: specs(),
+        tables,
         ingress: h.ingress.clone(),
         lake: h.lake.clone(),
         quarantine: Arc::new(

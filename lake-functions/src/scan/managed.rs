@@ -16,10 +16,21 @@ use tracing::info;
 /// (the scan stage quarantines both as unscannable). MaxFileSize is above MaxScanSize: clamd
 /// cuts an archive member past MaxFileSize short without an alert, while more than MaxScanSize
 /// of content (a member past it included) raises one.
-pub const LIMITS: &str = "HeuristicAlerts yes\nAlertExceedsMax yes\nAlertEncrypted yes\nMaxScanSize 200M\nMaxFileSize 201M\n";
+pub const LIMITS: &str = "HeuristicAlerts yes\nAlertExceedsMax yes\nAlertEncrypted yes\n";
 
-/// The largest stream clamd accepts (documents are at most 10 MiB behind API Gateway).
-pub const STREAM_MAX_LENGTH: &str = "12M";
+/// clamd's size limits for documents up to `largest` bytes (the largest table's `max_bytes`), in
+/// whole MiB as clamd reads them: `StreamMaxLength` `largest` plus 2 MiB (12M for the 10 MiB of
+/// one request), `MaxScanSize` at least that and at least 200M, `MaxFileSize` 1M above it (clamd
+/// cuts a member past it short without an alert, while more than MaxScanSize raises one). The
+/// configuration lines.
+pub fn size_limits(largest: u64) -> String {
+    let stream = largest.div_ceil(1 << 20) + 2;
+    let scan = stream.max(200);
+    format!(
+        "StreamMaxLength {stream}M\nMaxScanSize {scan}M\nMaxFileSize {}M\n",
+        scan + 1
+    )
+}
 
 /// How long clamd may take to load its database and answer (the full official database takes
 /// 20 to 60 s on one vCPU).
@@ -36,6 +47,9 @@ pub struct ClamdSetup {
     pub database: PathBuf,
     /// how long to wait for clamd to answer after starting it
     pub start_timeout: Duration,
+    /// the largest document it is sent (the largest table's `max_bytes`): its size limits
+    /// follow ([`size_limits`])
+    pub largest_document: u64,
 }
 
 impl ClamdSetup {
@@ -47,7 +61,14 @@ impl ClamdSetup {
             dir: dir.into(),
             database: database.into(),
             start_timeout: DEFAULT_START_TIMEOUT,
+            largest_document: tarn_catalog::schemas::MAX_DOCUMENT_BYTES,
         })
+    }
+
+    /// The same clamd, for documents up to `bytes` (the largest table's `max_bytes`).
+    pub fn for_documents_up_to(mut self, bytes: u64) -> Self {
+        self.largest_document = bytes;
+        self
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -59,16 +80,18 @@ impl ClamdSetup {
     }
 
     /// clamd's configuration: foreground, its unix socket (owner only), the database, where it
-    /// writes scanned streams (`scan_tmp`), its log and pid files, the stream limit and
-    /// [`LIMITS`]. As root (a developer machine, CI), clamd is told to stay root.
+    /// writes scanned streams (`scan_tmp`), its log and pid files, the size limits of
+    /// [`size_limits`] and [`LIMITS`]. As root (a developer machine, CI), clamd is told to stay
+    /// root.
     pub fn config_text(&self, scan_tmp: &Path, as_root: bool) -> String {
         format!(
-            "Foreground yes\nLocalSocket {}\nLocalSocketMode 600\nDatabaseDirectory {}\nTemporaryDirectory {}\nLogFile {}\nPidFile {}\nStreamMaxLength {STREAM_MAX_LENGTH}\nMaxThreads 4\n{LIMITS}{}",
+            "Foreground yes\nLocalSocket {}\nLocalSocketMode 600\nDatabaseDirectory {}\nTemporaryDirectory {}\nLogFile {}\nPidFile {}\nMaxThreads 4\n{}{LIMITS}{}",
             self.socket().display(),
             self.database.display(),
             scan_tmp.display(),
             self.log().display(),
             self.dir.join("clamd.pid").display(),
+            size_limits(self.largest_document),
             if as_root { "User root\n" } else { "" },
         )
     }
@@ -275,12 +298,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_size_limits_follow_the_largest_document() {
+        let lines = |b: u64| size_limits(b).lines().map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            lines(10 << 20),
+            [
+                "StreamMaxLength 12M",
+                "MaxScanSize 200M",
+                "MaxFileSize 201M"
+            ]
+        );
+        assert_eq!(
+            lines(1 << 30),
+            [
+                "StreamMaxLength 1026M",
+                "MaxScanSize 1026M",
+                "MaxFileSize 1027M"
+            ]
+        );
+        assert_eq!(lines(1)[0], "StreamMaxLength 3M");
+        let setup = ClamdSetup {
+            binary: "/usr/sbin/clamd".into(),
+            dir: "/tmp/c".into(),
+            database: "/tmp/c/db".into(),
+            start_timeout: DEFAULT_START_TIMEOUT,
+            largest_document: 0,
+        }
+        .for_documents_up_to(1 << 30);
+        let text = setup.config_text(Path::new("/tmp/c/tmp"), false);
+        assert!(text.lines().any(|l| l == "StreamMaxLength 1026M"), "{text}");
+    }
+
+    #[test]
     fn the_config_reports_what_clamd_cannot_read() {
         let s = ClamdSetup {
             binary: "/usr/sbin/clamd".into(),
             dir: "/tmp/c".into(),
             database: "/tmp/c/db".into(),
             start_timeout: DEFAULT_START_TIMEOUT,
+            largest_document: 10 << 20,
         };
         let text = s.config_text(Path::new("/tmp/c/tmp"), false);
         for line in [
@@ -292,6 +348,8 @@ mod tests {
             "AlertEncrypted yes",
             "HeuristicAlerts yes",
             "StreamMaxLength 12M",
+            "MaxScanSize 200M",
+            "MaxFileSize 201M",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
