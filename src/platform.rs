@@ -54,6 +54,8 @@ pub struct Platform {
     pub verifier: Arc<dyn TokenVerifier>,
     pub clock: Arc<dyn Clock>,
     pub pipeline: Arc<Pipeline>,
+    /// the lake on the unaudited stores, which [`Platform::lake_as`] wraps
+    plain_lake: Lake,
     /// shared by the pipeline and compaction (see `tarn_lake::compact`)
     pub lake_lock: Arc<dyn LakeLock>,
     /// the engine the scan stage uses, as documents name it
@@ -99,8 +101,8 @@ impl Platform {
             )
             .await?,
         );
-        let by = |s: &Arc<LocalObjectStore>, who: &str| -> Arc<dyn ObjectStore> {
-            Arc::new(AuditedStore::new(s.clone(), audit.clone(), who).record_empty_lists(false))
+        let by = |s: Arc<dyn ObjectStore>, who: &str| -> Arc<dyn ObjectStore> {
+            Arc::new(AuditedStore::new(s, audit.clone(), who).record_empty_lists(false))
         };
         let kms = Arc::new(LocalKms::open_or_create(LocalKms::path_in(&dir))?);
         let catalog = Arc::new(LocalCatalog::open(dir.join("catalog"))?);
@@ -125,18 +127,19 @@ impl Platform {
         };
         let stages = build_stages(&config.pipeline.stages, &tables, scanner.as_ref())?;
         let lake_lock: Arc<dyn LakeLock> = Arc::new(LocalLakeLock::open(dir.join("locks"))?);
-        let pipeline_lake = Lake::new(LakeParts {
+        let plain_lake = Lake::new(LakeParts {
             tables: tables.clone(),
-            ingress: by(&ingress, component::PIPELINE),
-            lake: by(&lake, component::PIPELINE),
-            quarantine: by(&quarantine, component::PIPELINE),
-            state: by(&state, component::PIPELINE),
+            ingress: ingress.clone(),
+            lake: lake.clone(),
+            quarantine: quarantine.clone(),
+            state: state.clone(),
             kms: kms.clone(),
             catalog: catalog.clone(),
             database: config.database.clone(),
             clock: clock.clone(),
             lock: lake_lock.clone(),
         });
+        let pipeline_lake = plain_lake.map_stores(|s| by(s, component::PIPELINE));
         let metrics = Arc::new(tarn_ingress::PrometheusRecorder::new());
         let pipeline = Arc::new(
             Pipeline::new(pipeline_lake, stages, config.pipeline_config())
@@ -161,6 +164,7 @@ impl Platform {
             verifier,
             clock,
             pipeline,
+            plain_lake,
             lake_lock,
             scan_engine,
             managed_clamd,
@@ -179,17 +183,8 @@ impl Platform {
     /// The lake as `who` works on it: its stores' calls recorded in the trail as `who`'s, the
     /// pipeline's lock.
     pub fn lake_as(&self, who: &str) -> Lake {
-        Lake::new(LakeParts {
-            tables: self.tables.clone(),
-            ingress: self.audited(&self.ingress, who),
-            lake: self.audited(&self.lake, who),
-            quarantine: self.audited(&self.quarantine, who),
-            state: self.audited(&self.state, who),
-            kms: self.kms.clone(),
-            catalog: self.catalog.clone(),
-            database: self.config.database.clone(),
-            clock: self.clock.clone(),
-            lock: self.lake_lock.clone(),
+        self.plain_lake.map_stores(|s| {
+            Arc::new(AuditedStore::new(s, self.audit.clone(), who).record_empty_lists(false))
         })
     }
 
@@ -198,24 +193,12 @@ impl Platform {
     /// `component`.
     pub fn lake_as_operator(&self, component: &str) -> Lake {
         let actor = tarn_core::audit::Actor::local_user();
-        let by = |s: &Arc<LocalObjectStore>| -> Arc<dyn ObjectStore> {
+        self.plain_lake.map_stores(|s| {
             Arc::new(
-                AuditedStore::new(s.clone(), self.audit.clone(), component)
+                AuditedStore::new(s, self.audit.clone(), component)
                     .record_empty_lists(false)
                     .with_identity(actor.clone()),
             )
-        };
-        Lake::new(LakeParts {
-            tables: self.tables.clone(),
-            ingress: by(&self.ingress),
-            lake: by(&self.lake),
-            quarantine: by(&self.quarantine),
-            state: by(&self.state),
-            kms: self.kms.clone(),
-            catalog: self.catalog.clone(),
-            database: self.config.database.clone(),
-            clock: self.clock.clone(),
-            lock: self.lake_lock.clone(),
         })
     }
 

@@ -214,7 +214,7 @@ impl Functions {
                 ingress: self.lake.ingress.clone(),
                 state: self.lake.state.clone(),
                 kms: self.lake.kms.clone(),
-                clock: Arc::new(SystemClock),
+                clock: self.lake.clock.clone(),
             },
             tables: self.lake.layout.specs.clone(),
         })
