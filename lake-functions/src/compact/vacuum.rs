@@ -43,7 +43,7 @@ impl Compaction {
         self.vacuum_now().await
     }
 
-    pub(super) async fn put_tombstone(&self, job: &Job, keys: Vec<String>) -> Result<()> {
+    pub(crate) async fn put_tombstone(&self, job: &Job, keys: Vec<String>) -> Result<()> {
         let now = self.deps.clock.now();
         let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
         let t = Tombstone {
@@ -62,7 +62,7 @@ impl Compaction {
             .await
     }
 
-    pub(super) async fn vacuum_now(&self) -> Result<VacuumReport> {
+    pub(crate) async fn vacuum_now(&self) -> Result<VacuumReport> {
         let mut report = VacuumReport::default();
         let now = self.deps.clock.now();
         for obj in self.deps.state.list(TOMBSTONES_PREFIX).await? {
