@@ -41,6 +41,8 @@ mod audit;
 mod filter;
 pub mod plan;
 mod record;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
 
 pub use audit::{ERASE_COMPONENT, erasure_event};
 pub use filter::{RowFilter, RowPredicate};
