@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod compact;
 pub mod demo;
+pub mod erase;
 pub mod ingest;
 pub mod query;
 pub mod serve;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables(a) => tables::run(a, config).await,
         Command::Query(a) => query::run(a, config).await,
         Command::Compact(a) => compact::run(a, config).await,
+        Command::Erase(a) => erase::run(a, config).await,
         Command::Templates(a) => templates::run(a, &config),
         Command::Audit(a) => audit::run(a, &config.data_dir, &config.audit).await,
     }

@@ -1,0 +1,273 @@
+//! `tarn erase`: removes documents or rows everywhere they live, with a progress bar and a
+//! summary; `--dry-run` lists what would go; `--status` lists the erasures and whether their
+//! bytes are physically gone.
+
+use crate::cli::{EraseArgs, Format};
+use crate::config::Config;
+use crate::platform::{Platform, require_data_dir};
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tarn_core::audit::{Actor, AuditSink, AuditedStore};
+use tarn_core::{LocalObjectStore, ObjectStore};
+use tarn_lake::erase::{
+    ERASE_COMPONENT, EraseReport, Erasure, PredicateCompiler, Progress, RowPredicate, Selector,
+    erasure_event,
+};
+use tarn_lake::{Lake, LakeParts};
+use tarn_query::{QueryResult, ResultColumn, SqlPredicate};
+
+pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
+    if config.backend == crate::config::Backend::Aws {
+        bail!(
+            "tarn erase --backend aws is not available in this build; run the erasure on the local platform or see the README's Erasure and retention section"
+        );
+    }
+    require_data_dir(&config.data_dir)?;
+    if let Some(g) = args.grace_period {
+        config.compaction.grace_period_secs = g.as_secs();
+    }
+    // erasure needs no scanner: open the platform without the scan and strip stages
+    config.pipeline.stages.retain(|s| s == "validate");
+    // a second process keeps its own chain of trail digests
+    config.audit = config.audit.for_run("erase");
+    config.check()?;
+    let platform = Platform::open(config).await?;
+    let actor = Actor::local_user();
+    if args.status {
+        platform.audit.flush().await?;
+        let st = tarn_lake::erase::status(platform.state.as_ref() as &dyn ObjectStore).await?;
+        return print_status(&st, args.format);
+    }
+    let selector = selector(&args)?;
+    let by = match &actor {
+        Actor::LocalUser(n) => n.clone(),
+        _ => "unknown".into(),
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"),
+    );
+    let b = bar.clone();
+    let report = erasure(&platform, selector, actor.clone())
+        .reason(args.reason.clone().unwrap_or_default())
+        .by(by)
+        .dry_run(args.dry_run)
+        .with_progress(move |p| match p {
+            Progress::Resumed { id } => {
+                b.suspend(|| eprintln!("finishing the interrupted erasure {id}"))
+            }
+            Progress::Planned { steps, .. } => b.set_length(*steps as u64),
+            Progress::FileDone { key, .. } => {
+                b.set_message(key.clone());
+                b.inc(1)
+            }
+            Progress::ObjectDeleted { key, .. } => {
+                b.set_message(key.clone());
+                b.inc(1)
+            }
+        })
+        .execute()
+        .await;
+    bar.finish_and_clear();
+    if let Ok(report) = &report {
+        record_events(platform.audit.as_ref(), &platform.state, report, actor);
+    }
+    // the stores' calls are in the trail whether or not the erasure got through
+    platform.audit.flush().await?;
+    print_report(&report?, args.format)
+}
+
+/// The lake as an erasure by `actor` works on it: its stores' calls recorded in the trail as
+/// `actor`'s through `tarn-erase`.
+pub fn erase_lake(platform: &Platform, actor: Actor) -> Lake {
+    let audited = |s: &Arc<LocalObjectStore>| -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AuditedStore::new(s.clone(), platform.audit.clone(), ERASE_COMPONENT)
+                .with_identity(actor.clone())
+                .record_empty_lists(false),
+        )
+    };
+    Lake::new(LakeParts {
+        tables: platform.tables.clone(),
+        ingress: audited(&platform.ingress),
+        lake: audited(&platform.lake),
+        quarantine: audited(&platform.quarantine),
+        state: audited(&platform.state),
+        kms: platform.kms.clone(),
+        catalog: platform.catalog.clone(),
+        database: platform.config.database.clone(),
+        clock: platform.clock.clone(),
+        lock: platform.lake_lock.clone(),
+    })
+}
+
+/// An erasure of `selector` on the platform, by `actor`: the configured grace period, `--where`
+/// predicates compiled by the embedded engine.
+pub fn erasure(platform: &Platform, selector: Selector, actor: Actor) -> Erasure {
+    Erasure::new(erase_lake(platform, actor), selector)
+        .grace_period(Duration::from_secs(
+            platform.config.compaction.grace_period_secs,
+        ))
+        .with_predicates(predicate_compiler())
+}
+
+/// `--where` predicates compiled by the embedded engine.
+pub fn predicate_compiler() -> PredicateCompiler {
+    Arc::new(|sql, schema| {
+        let p = SqlPredicate::compile(sql, schema).map_err(|e| e.to_string())?;
+        let f: RowPredicate = Arc::new(move |b| p.evaluate(b).map_err(|e| e.to_string()));
+        Ok(f)
+    })
+}
+
+/// One trail event per erasure the run finished (see `tarn_lake::erase::erasure_event`).
+pub fn record_events(
+    sink: &dyn AuditSink,
+    state: &Arc<LocalObjectStore>,
+    report: &EraseReport,
+    actor: Actor,
+) {
+    for r in &report.finished {
+        sink.record(erasure_event(r, state.bucket(), actor.clone()));
+    }
+}
+
+fn selector(args: &EraseArgs) -> anyhow::Result<Selector> {
+    Ok(
+        match (&args.id, &args.producer, &args.table, &args.where_) {
+            (Some(id), None, None, None) => {
+                if uuid::Uuid::parse_str(id).is_err() {
+                    bail!(
+                        "--id {id:?} is not a document id (a uuid); copy it from tarn ingest or the documents table"
+                    );
+                }
+                Selector::Id { id: id.clone() }
+            }
+            (None, Some(p), None, None) => Selector::Producer {
+                producer: p.clone(),
+            },
+            (None, None, Some(t), Some(w)) => Selector::Where {
+                table: t.clone(),
+                predicate: w.clone(),
+            },
+            _ => bail!("give exactly one of --id, --producer, or --table with --where"),
+        },
+    )
+}
+
+fn col(n: &str, t: &str) -> ResultColumn {
+    ResultColumn {
+        name: n.into(),
+        data_type: t.into(),
+    }
+}
+
+fn print_report(r: &EraseReport, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for d in &r.documents {
+        rows.push(vec![
+            json!("document"),
+            json!(d.table),
+            json!(d.status),
+            json!(d.id),
+            json!(null),
+        ]);
+    }
+    for f in &r.files {
+        rows.push(vec![
+            json!("file"),
+            json!(f.table),
+            json!(f.partition),
+            json!(f.key),
+            json!(f.matched),
+        ]);
+    }
+    for o in &r.objects {
+        rows.push(vec![
+            json!("object"),
+            json!(null),
+            json!(o.store.as_str()),
+            json!(o.key),
+            json!(null),
+        ]);
+    }
+    let result = QueryResult {
+        columns: vec![
+            col("what", "string"),
+            col("table", "string"),
+            col("where", "string"),
+            col("key", "string"),
+            col("rows", "bigint"),
+        ],
+        rows,
+    };
+    print!("{}", result.render(format.into()));
+    if format == Format::Table {
+        let verb = if r.dry_run { "would erase" } else { "erased" };
+        let mut line = format!(
+            "{} {}: {} documents, {} rows in {} files, {} objects",
+            r.selector.describe(),
+            verb,
+            r.documents.len(),
+            r.rows,
+            r.files.len(),
+            r.objects.len()
+        );
+        if let Some(id) = &r.id {
+            line.push_str(&format!("; erasure {id}"));
+        }
+        if let Some(t) = r.bytes_gone_after {
+            line.push_str(&format!(
+                "; the replaced files are vacuumed after {}",
+                t.to_rfc3339()
+            ));
+        }
+        println!("{line}, in {} ms", r.elapsed_ms);
+    }
+    Ok(())
+}
+
+fn print_status(st: &[tarn_lake::erase::ErasureStatus], format: Format) -> anyhow::Result<()> {
+    let result = QueryResult {
+        columns: vec![
+            col("id", "string"),
+            col("started", "string"),
+            col("finished", "string"),
+            col("by", "string"),
+            col("reason", "string"),
+            col("selector", "string"),
+            col("documents", "bigint"),
+            col("rows", "bigint"),
+            col("objects", "bigint"),
+            col("state", "string"),
+            col("bytes_gone_after", "string"),
+        ],
+        rows: st
+            .iter()
+            .map(|s| {
+                vec![
+                    json!(s.id),
+                    json!(s.started.to_rfc3339()),
+                    json!(s.finished.map(|t| t.to_rfc3339())),
+                    json!(s.by),
+                    json!(s.reason),
+                    json!(s.selector),
+                    json!(s.documents),
+                    json!(s.rows),
+                    json!(s.objects),
+                    json!(s.state),
+                    json!(s.bytes_gone_after.map(|t| t.to_rfc3339())),
+                ]
+            })
+            .collect(),
+    };
+    print!("{}", result.render(format.into()));
+    Ok(())
+}
