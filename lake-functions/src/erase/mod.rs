@@ -311,7 +311,7 @@ impl Erasure {
         c: &Compaction,
         mut rec: ErasureRecord,
     ) -> Result<ErasureRecord> {
-        rec.partitions = self.apply(c, &rec).await?;
+        rec.partitions = self.apply(c, &mut rec).await?;
         rec.finished = Some(self.lake.clock.now());
         rec.bytes_gone_after =
             Some(record::bytes_gone_after(self.lake.state.as_ref(), &rec).await?);
@@ -324,23 +324,7 @@ impl Erasure {
     async fn plan(&self, c: &Compaction) -> Result<ErasurePlan> {
         let (rows, landed) = self.read_documents().await?;
         let documents = select_documents(&self.selector, &rows, &landed);
-        let work: Vec<String> = if documents.is_empty() {
-            vec![]
-        } else {
-            self.lake
-                .state
-                .list("work/")
-                .await?
-                .into_iter()
-                .map(|o| o.key)
-                .collect()
-        };
-        let mut objects = Vec::new();
-        for o in candidate_objects(&documents, &work) {
-            if self.store(o.store).head(&o.key).await?.is_some() {
-                objects.push(o);
-            }
-        }
+        let objects = self.existing_objects(&documents).await?;
         let mut files = Vec::new();
         let pending = self.lake.pending_files().await?;
         let now = self.lake.clock.now();
@@ -365,6 +349,22 @@ impl Erasure {
             files,
             objects,
         })
+    }
+
+    /// The objects of `docs` that exist ([`candidate_objects`]).
+    async fn existing_objects(&self, docs: &[ErasedDoc]) -> Result<Vec<ObjectRef>> {
+        let work: Vec<String> = if docs.is_empty() {
+            vec![]
+        } else {
+            keys(self.lake.state.as_ref(), "work/").await?
+        };
+        let mut objects = Vec::new();
+        for o in candidate_objects(docs, &work) {
+            if self.store(o.store).head(&o.key).await?.is_some() {
+                objects.push(o);
+            }
+        }
+        Ok(objects)
     }
 
     fn store(&self, s: StoreName) -> &Arc<dyn ObjectStore> {
@@ -589,10 +589,15 @@ impl Erasure {
         Ok(out)
     }
 
-    /// Step 4 of the module docs for `rec`; returns the partitions it swapped.
-    async fn apply(&self, c: &Compaction, rec: &ErasureRecord) -> Result<usize> {
+    /// Step 4 of the module docs for `rec`; returns the partitions it swapped. A document the
+    /// plan found landed may have been committed since: its row is read again under the lock
+    /// (and the record updated) so that its `documents` row and objects go too.
+    async fn apply(&self, c: &Compaction, rec: &mut ErasureRecord) -> Result<usize> {
+        let write = self.write_lock(&rec.plan.documents).await?;
+        if self.refresh(&mut rec.plan.documents).await? {
+            record::put(self.lake.state.as_ref(), rec).await?;
+        }
         let docs = &rec.plan.documents;
-        let write = self.write_lock(docs).await?;
         let at = rec.started;
         // status records first: from now on the pipeline commits none of these documents
         for d in docs {
@@ -613,7 +618,8 @@ impl Erasure {
                 swapped += 1;
             }
         }
-        for o in &rec.plan.objects {
+        let objects = self.existing_objects(docs).await?;
+        for o in &objects {
             match self.store(o.store).delete(&o.key).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => {}
@@ -625,7 +631,35 @@ impl Erasure {
             });
         }
         drop(write);
+        rec.plan.objects.extend(objects);
+        rec.plan.objects.sort();
+        rec.plan.objects.dedup();
         Ok(swapped)
+    }
+
+    /// Replaces each document planned as landed whose status record now holds a row (not
+    /// erased) by that row's document; `true` when any changed.
+    async fn refresh(&self, docs: &mut [ErasedDoc]) -> Result<bool> {
+        let mut changed = false;
+        for d in docs.iter_mut().filter(|d| d.dt.is_none()) {
+            let row: DocumentRow = match self.lake.state.get(&status_key(&d.id)).await {
+                Ok(b) => serde_json::from_slice(&b.body).map_err(|e| {
+                    LakeError::Pipeline(format!("status record of {} is unreadable: {e}", d.id))
+                })?,
+                Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if row.status == tarn_core::Status::Erased {
+                continue;
+            }
+            if let Some(now) =
+                select_documents(&Selector::Id { id: d.id.clone() }, &[row], &[]).pop()
+            {
+                *d = now;
+                changed = true;
+            }
+        }
+        Ok(changed)
     }
 
     /// The write lock, once no committed batch still writes the status records of `docs`
