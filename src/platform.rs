@@ -22,17 +22,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tarn_catalog::{LocalCatalog, TableSpec, load_schemas};
 use tarn_core::audit::{
-    AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component,
+    Actor, AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component,
 };
 use tarn_core::{Clock, LocalKms, LocalObjectStore, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
 use tarn_lake::compact::Compaction;
+use tarn_lake::erase::{
+    ERASE_COMPONENT, EraseReport, Erasure, PredicateCompiler, RowPredicate, Selector, erasure_event,
+};
 use tarn_lake::lock::{LakeLock, LocalLakeLock};
 use tarn_lake::registry::build_stages;
 use tarn_lake::runner::Report;
 use tarn_lake::scan::{BuiltinScanner, ClamdScanner, Scanner, Timeouts};
 use tarn_lake::{Lake, LakeParts, Pipeline};
-use tarn_query::LocalQueryEngine;
+use tarn_query::{LocalQueryEngine, SqlPredicate};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -195,6 +198,26 @@ impl Platform {
             .grace_period(Duration::from_secs(c.grace_period_secs)))
     }
 
+    /// What erasures on this platform are made of (`tarn erase`, the retention schedule).
+    pub fn erasers(&self) -> Erasers {
+        Erasers {
+            tables: self.tables.clone(),
+            stores: [
+                self.ingress.clone(),
+                self.lake.clone(),
+                self.quarantine.clone(),
+                self.state.clone(),
+            ],
+            audit: self.audit.clone(),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: self.config.database.clone(),
+            clock: self.clock.clone(),
+            lock: self.lake_lock.clone(),
+            grace: Duration::from_secs(self.config.compaction.grace_period_secs),
+        }
+    }
+
     /// The embedded engine, its reads of the lake recorded to the trail as the OS user's.
     pub fn query_engine(&self) -> LocalQueryEngine {
         LocalQueryEngine::new(self.catalog.clone(), self.config.database.clone())
@@ -281,6 +304,33 @@ impl Platform {
                 )))
             }
         };
+        // retention (`x-tarn.retention`) on the compaction schedule's interval
+        let retention_task = match self.config.compaction.interval_secs {
+            0 => None,
+            secs => {
+                let erasers = self.erasers();
+                let tables = self.tables.clone();
+                let rx = stop_rx.clone();
+                let clock = self.clock.clone();
+                Some(tokio::spawn(async move {
+                    let actor = Actor::Service(ERASE_COMPONENT.into());
+                    tarn_lake::erase::run_retention_every(
+                        Duration::from_secs(secs),
+                        rx,
+                        tables,
+                        move || clock.now(),
+                        |s| {
+                            erasers
+                                .erasure(s, &actor)
+                                .reason("retention")
+                                .by(ERASE_COMPONENT)
+                        },
+                        |r| erasers.record(r, &actor),
+                    )
+                    .await
+                }))
+            }
+        };
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
         Ok(Running {
             addr,
@@ -288,6 +338,7 @@ impl Platform {
             server: server_task,
             pipeline: pipeline_task,
             compaction: compaction_task,
+            retention: retention_task,
             audit: self.audit.clone(),
             _lock: lock,
         })
@@ -384,6 +435,7 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     pipeline: JoinHandle<tarn_lake::Result<Report>>,
     compaction: Option<JoinHandle<usize>>,
+    retention: Option<JoinHandle<usize>>,
     audit: Arc<LocalAuditSink>,
     _lock: ServeLock,
 }
@@ -405,12 +457,87 @@ impl Running {
         if let Some(c) = self.compaction {
             c.await.context("compaction task")?;
         }
+        if let Some(r) = self.retention {
+            r.await.context("retention task")?;
+        }
         self.audit
             .flush()
             .await
             .context("writing the audit trail")?;
         Ok(report)
     }
+}
+
+/// Builds the erasures of one platform; cheap to clone into a task.
+#[derive(Debug, Clone)]
+pub struct Erasers {
+    tables: Vec<TableSpec>,
+    /// ingress, lake, quarantine, state
+    stores: [Arc<LocalObjectStore>; 4],
+    audit: Arc<LocalAuditSink>,
+    kms: Arc<LocalKms>,
+    catalog: Arc<LocalCatalog>,
+    database: String,
+    clock: Arc<dyn Clock>,
+    lock: Arc<dyn LakeLock>,
+    grace: Duration,
+}
+
+impl Erasers {
+    /// The lake as an erasure by `actor` works on it: its stores' calls recorded in the trail
+    /// as `actor`'s through `tarn-erase`.
+    pub fn lake(&self, actor: &Actor) -> Lake {
+        let audited = |s: &Arc<LocalObjectStore>| -> Arc<dyn ObjectStore> {
+            Arc::new(
+                AuditedStore::new(s.clone(), self.audit.clone(), ERASE_COMPONENT)
+                    .with_identity(actor.clone())
+                    .record_empty_lists(false),
+            )
+        };
+        let [ingress, lake, quarantine, state] = &self.stores;
+        Lake::new(LakeParts {
+            tables: self.tables.clone(),
+            ingress: audited(ingress),
+            lake: audited(lake),
+            quarantine: audited(quarantine),
+            state: audited(state),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: self.database.clone(),
+            clock: self.clock.clone(),
+            lock: self.lock.clone(),
+        })
+    }
+
+    /// An erasure of `selector` by `actor`: the configured grace period, `--where` predicates
+    /// compiled by the embedded engine.
+    pub fn erasure(&self, selector: Selector, actor: &Actor) -> Erasure {
+        Erasure::new(self.lake(actor), selector)
+            .grace_period(self.grace)
+            .with_predicates(predicate_compiler())
+    }
+
+    /// One trail event per erasure `report` finished (`tarn_lake::erase::erasure_event`).
+    pub fn record(&self, report: &EraseReport, actor: &Actor) {
+        for r in &report.finished {
+            self.audit
+                .record(erasure_event(r, self.stores[3].bucket(), actor.clone()));
+        }
+    }
+
+    /// The erasures' records and whether their bytes are gone (`tarn erase --status`).
+    pub async fn status(&self) -> anyhow::Result<Vec<tarn_lake::erase::ErasureStatus>> {
+        Ok(tarn_lake::erase::status(self.stores[3].as_ref()).await?)
+    }
+}
+
+/// `--where` predicates compiled by the embedded engine.
+pub fn predicate_compiler() -> PredicateCompiler {
+    Arc::new(|sql, schema| {
+        let p = SqlPredicate::compile(sql, schema).map_err(|e| e.to_string())?;
+        let f: RowPredicate = Arc::new(move |b| p.evaluate(b).map_err(|e| e.to_string()));
+        Ok(f)
+    })
 }
 
 /// Waits until GET /health answers 200, or fails after `timeout`.

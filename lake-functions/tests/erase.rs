@@ -121,13 +121,24 @@ fn pipeline(e: &Env) -> Pipeline {
 
 /// Lands a document as the ingress does; returns (id, table).
 async fn land(e: &Env, table: &str, producer: &str, ct: &str, body: &[u8]) -> (String, String) {
+    land_at(e, chrono::Utc::now(), table, producer, ct, body).await
+}
+
+async fn land_at(
+    e: &Env,
+    at: chrono::DateTime<chrono::Utc>,
+    table: &str,
+    producer: &str,
+    ct: &str,
+    body: &[u8],
+) -> (String, String) {
     let id = tarn_core::document::land(
         e.stores[0].as_ref(),
         e.kms.as_ref(),
         table,
         producer,
         ct,
-        &chrono::Utc::now().to_rfc3339(),
+        &at.to_rfc3339(),
         body,
     )
     .await
@@ -381,4 +392,117 @@ async fn an_erasure_under_ingestion_and_compaction_leaves_no_byte_of_the_erased_
     assert_eq!(get("reason"), json!("gdpr request 42"));
     assert_eq!(get("documents"), json!(5));
     assert_eq!(get("erased_rows"), json!(6));
+}
+
+#[tokio::test]
+async fn retention_erases_the_documents_received_before_its_cutoff() {
+    let mut e = env().await;
+    let mut spec = e.tables[0].schema.clone();
+    spec["x-tarn"]["retention"] = json!("30d");
+    e.tables[0] = TableSpec::from_value(Path::new("events.json"), spec).unwrap();
+    assert_eq!(
+        e.tables[0].retention,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    lake(&e, "tarn-pipeline", None)
+        .setup_catalog()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let old = land_at(
+        &e,
+        now - chrono::Duration::days(31),
+        "events",
+        "a",
+        "application/json",
+        &events("a", "old"),
+    )
+    .await;
+    let new = land_at(
+        &e,
+        now - chrono::Duration::days(29),
+        "events",
+        "a",
+        "application/json",
+        &events("a", "new"),
+    )
+    .await;
+    // a binary table without retention keeps its old documents
+    let note = land_at(
+        &e,
+        now - chrono::Duration::days(400),
+        "notes",
+        "a",
+        "text/plain",
+        b"old note",
+    )
+    .await;
+    pipeline(&e).drain().await.unwrap();
+    // a landed document past the cutoff goes too
+    let landed = land_at(
+        &e,
+        now - chrono::Duration::days(40),
+        "events",
+        "a",
+        "application/json",
+        &events("a", "landed"),
+    )
+    .await;
+
+    let events_seen = std::sync::Mutex::new(Vec::new());
+    let make = |s: Selector| {
+        Erasure::new(lake(&e, ERASE_COMPONENT, None), s)
+            .reason("retention")
+            .by(ERASE_COMPONENT)
+            .grace_period(Duration::ZERO)
+    };
+    let done = |r: &tarn_lake::erase::EraseReport| {
+        for f in &r.finished {
+            events_seen.lock().unwrap().push(erasure_event(
+                f,
+                "tarn-state",
+                Actor::Service(ERASE_COMPONENT.into()),
+            ));
+        }
+    };
+    let reports = tarn_lake::erase::run_retention(&e.tables, now, &make, &done)
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+    let mut ids: Vec<&str> = reports[0].documents.iter().map(|d| d.id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![old.0.as_str(), landed.0.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(reports[0].rows, 2);
+    assert_eq!(events_seen.lock().unwrap().len(), 1);
+    let engine = LocalQueryEngine::new(e.catalog.clone(), DB);
+    let r = engine
+        .query("SELECT note FROM events ORDER BY note")
+        .await
+        .unwrap();
+    assert_eq!(r.rows, [[json!("new")], [json!("new")]]);
+    let r = engine
+        .query("SELECT id, status FROM documents ORDER BY status, id")
+        .await
+        .unwrap();
+    let mut kept = vec![new.0.clone(), note.0.clone()];
+    kept.sort();
+    assert_eq!(
+        r.rows,
+        [
+            [json!(old.0), json!("erased")],
+            [json!(kept[0]), json!("stored")],
+            [json!(kept[1]), json!("stored")]
+        ]
+    );
+    assert!(
+        e.stores[0].list("").await.unwrap().is_empty(),
+        "the landed document is gone"
+    );
+    // the next run finds nothing
+    let again = tarn_lake::erase::run_retention(&e.tables, now, &make, &done)
+        .await
+        .unwrap();
+    assert!(again[0].documents.is_empty() && again[0].finished.is_empty());
 }

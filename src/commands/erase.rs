@@ -8,16 +8,9 @@ use crate::platform::{Platform, require_data_dir};
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use std::sync::Arc;
-use std::time::Duration;
-use tarn_core::audit::{Actor, AuditSink, AuditedStore};
-use tarn_core::{LocalObjectStore, ObjectStore};
-use tarn_lake::erase::{
-    ERASE_COMPONENT, EraseReport, Erasure, PredicateCompiler, Progress, RowPredicate, Selector,
-    erasure_event,
-};
-use tarn_lake::{Lake, LakeParts};
-use tarn_query::{QueryResult, ResultColumn, SqlPredicate};
+use tarn_core::audit::{Actor, AuditSink};
+use tarn_lake::erase::{EraseReport, Progress, Selector};
+use tarn_query::{QueryResult, ResultColumn};
 
 pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
     if config.backend == crate::config::Backend::Aws {
@@ -38,7 +31,7 @@ pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
     let actor = Actor::local_user();
     if args.status {
         platform.audit.flush().await?;
-        let st = tarn_lake::erase::status(platform.state.as_ref() as &dyn ObjectStore).await?;
+        let st = platform.erasers().status().await?;
         return print_status(&st, args.format);
     }
     let selector = selector(&args)?;
@@ -51,7 +44,9 @@ pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"),
     );
     let b = bar.clone();
-    let report = erasure(&platform, selector, actor.clone())
+    let erasers = platform.erasers();
+    let report = erasers
+        .erasure(selector, &actor)
         .reason(args.reason.clone().unwrap_or_default())
         .by(by)
         .dry_run(args.dry_run)
@@ -73,66 +68,11 @@ pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
         .await;
     bar.finish_and_clear();
     if let Ok(report) = &report {
-        record_events(platform.audit.as_ref(), &platform.state, report, actor);
+        erasers.record(report, &actor);
     }
     // the stores' calls are in the trail whether or not the erasure got through
     platform.audit.flush().await?;
     print_report(&report?, args.format)
-}
-
-/// The lake as an erasure by `actor` works on it: its stores' calls recorded in the trail as
-/// `actor`'s through `tarn-erase`.
-pub fn erase_lake(platform: &Platform, actor: Actor) -> Lake {
-    let audited = |s: &Arc<LocalObjectStore>| -> Arc<dyn ObjectStore> {
-        Arc::new(
-            AuditedStore::new(s.clone(), platform.audit.clone(), ERASE_COMPONENT)
-                .with_identity(actor.clone())
-                .record_empty_lists(false),
-        )
-    };
-    Lake::new(LakeParts {
-        tables: platform.tables.clone(),
-        ingress: audited(&platform.ingress),
-        lake: audited(&platform.lake),
-        quarantine: audited(&platform.quarantine),
-        state: audited(&platform.state),
-        kms: platform.kms.clone(),
-        catalog: platform.catalog.clone(),
-        database: platform.config.database.clone(),
-        clock: platform.clock.clone(),
-        lock: platform.lake_lock.clone(),
-    })
-}
-
-/// An erasure of `selector` on the platform, by `actor`: the configured grace period, `--where`
-/// predicates compiled by the embedded engine.
-pub fn erasure(platform: &Platform, selector: Selector, actor: Actor) -> Erasure {
-    Erasure::new(erase_lake(platform, actor), selector)
-        .grace_period(Duration::from_secs(
-            platform.config.compaction.grace_period_secs,
-        ))
-        .with_predicates(predicate_compiler())
-}
-
-/// `--where` predicates compiled by the embedded engine.
-pub fn predicate_compiler() -> PredicateCompiler {
-    Arc::new(|sql, schema| {
-        let p = SqlPredicate::compile(sql, schema).map_err(|e| e.to_string())?;
-        let f: RowPredicate = Arc::new(move |b| p.evaluate(b).map_err(|e| e.to_string()));
-        Ok(f)
-    })
-}
-
-/// One trail event per erasure the run finished (see `tarn_lake::erase::erasure_event`).
-pub fn record_events(
-    sink: &dyn AuditSink,
-    state: &Arc<LocalObjectStore>,
-    report: &EraseReport,
-    actor: Actor,
-) {
-    for r in &report.finished {
-        sink.record(erasure_event(r, state.bucket(), actor.clone()));
-    }
 }
 
 fn selector(args: &EraseArgs) -> anyhow::Result<Selector> {

@@ -41,6 +41,7 @@ mod audit;
 mod filter;
 pub mod plan;
 mod record;
+mod schedule;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
@@ -51,6 +52,7 @@ pub use plan::{
     candidate_objects, erased_row, select_documents,
 };
 pub use record::{ERASURES_PREFIX, ErasureRecord, ErasureStatus, status};
+pub use schedule::{retention_selectors, run_retention, run_retention_every};
 
 use crate::commit::manifest;
 use crate::compact::{Compaction, FileEntry, JOBS_PREFIX, adapt};
