@@ -5,7 +5,7 @@
 -- (queries/audit_deletes.sql). `tarn erase --status` says whether the vacuum has run.
 -- Runs unchanged on Athena (the CloudTrail table) and locally (tarn query --file).
 SELECT eventtime,
-       coalesce(useridentity.username, useridentity.principalid) AS who,
+       coalesce(useridentity.username, useridentity.principalid, useridentity.invokedby) AS who,
        json_extract_scalar(additionaleventdata, '$.tarnErasure.id') AS erasure,
        json_extract_scalar(additionaleventdata, '$.tarnErasure.selector') AS selector,
        json_extract_scalar(additionaleventdata, '$.tarnErasure.reason') AS reason,
