@@ -8,7 +8,8 @@
 //! - [`pipeline::NormalizeFunction`]: hand-offs → Parquet, sealed objects, `documents` rows,
 //!   partitions in Glue, exactly once per document id;
 //! - [`authorizer::Authorizer`]: API Gateway's Lambda authorizer;
-//! - [`documents::DocumentsFunction`]: the status and content routes (Lambda proxy integration).
+//! - [`documents::DocumentsFunction`]: the status and content routes (Lambda proxy integration);
+//! - [`retention::RetentionFunction`]: erases what `x-tarn.retention` no longer keeps (a schedule).
 //!
 //! Every SQS handler answers with `batchItemFailures` (the function's event source mapping needs
 //! `ReportBatchItemFailures`), so a failed message is retried alone.
@@ -17,6 +18,7 @@ pub mod authorizer;
 pub mod documents;
 pub mod events;
 pub mod pipeline;
+pub mod retention;
 pub mod scan;
 pub mod updater;
 
@@ -208,6 +210,15 @@ impl Functions {
             )
             .serve_unscanned(self.config.serve_unscanned),
         )
+    }
+
+    /// The retention function, replaced files kept for compaction's default grace period.
+    pub fn retention(&self) -> retention::RetentionFunction {
+        retention::RetentionFunction {
+            lake: self.lake.clone(),
+            tables: self.lake.tables(),
+            grace: tarn_lake::compact::DEFAULT_GRACE_PERIOD,
+        }
     }
 
     pub fn compaction(&self) -> CompactionFunction {

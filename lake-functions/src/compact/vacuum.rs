@@ -1,7 +1,8 @@
 //! Vacuum: the files a committed compaction replaced stay readable for a grace period (queries
 //! planned before the swap may still read them). The commit records them in a [`Tombstone`]
 //! (`compaction/tombstones/<job>.json` in the state store); [`Compaction::vacuum`] deletes them
-//! once the grace period is over, never a file under a partition's current location.
+//! once the grace period is over, never a file under a partition's current location, with every
+//! older version a versioned bucket keeps of it (so an erasure's replaced files leave nothing).
 
 use super::{Compaction, Job};
 use crate::error::{LakeError, Result};
@@ -90,7 +91,7 @@ impl Compaction {
                     );
                     continue;
                 }
-                self.deps.lake.delete(key).await?;
+                self.deps.lake.delete_all_versions(key).await?;
                 report.files_deleted += 1;
             }
             self.deps.state.delete(&obj.key).await?;

@@ -622,7 +622,7 @@ impl Erasure {
         }
         let objects = self.existing_objects(docs).await?;
         for o in &objects {
-            match self.store(o.store).delete(&o.key).await {
+            match self.store(o.store).delete_all_versions(&o.key).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == tarn_core::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
