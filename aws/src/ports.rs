@@ -93,6 +93,23 @@ impl AwsPorts {
     }
 
     /// `tarn audit --check-trail`: the configured trail against the platform's buckets.
+    /// The lake on these ports: `tables`, the Glue database `database`, the system clock, the
+    /// lake lock as a lease in the state store.
+    pub fn lake(&self, tables: Vec<tarn_catalog::TableSpec>, database: &str) -> tarn_lake::Lake {
+        tarn_lake::Lake::new(tarn_lake::LakeParts {
+            tables,
+            ingress: self.ingress.clone(),
+            lake: self.lake.clone(),
+            quarantine: self.quarantine.clone(),
+            state: self.state.clone(),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: database.to_string(),
+            clock: Arc::new(SystemClock),
+            lock: Arc::new(crate::lock::S3LakeLock::new(self.state.clone())),
+        })
+    }
+
     pub async fn check_trail(&self) -> Result<crate::cloudtrail::TrailReport, String> {
         let c = &self.config;
         let mut buckets = vec![

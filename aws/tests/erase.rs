@@ -4,46 +4,21 @@
 
 mod common;
 
-use base64::Engine;
-use bytes::Bytes;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
 use tarn_aws::lambda::Functions;
 use tarn_catalog::{Catalog, TableSpec};
-use tarn_core::document::{ingress_key, status_key};
-use tarn_core::{DocumentRow, Metadata, ObjectStore, Status};
+use tarn_core::document::status_key;
+use tarn_core::{DocumentRow, ObjectStore, Status};
 use tarn_lake::compact::Compaction;
 use tarn_lake::erase::{Erasure, Selector};
 
-/// Lands an `events` document of `user` as the ingress does and runs it through the stages.
+/// Lands an `events` document of `user`, by `user`, and runs it through the stages.
 async fn land_and_commit(p: &Platform, f: &Functions, user: &str) -> String {
     let body =
         format!(r#"{{"user_id":"{user}","action":"login","occurred_at":"2024-03-05T10:00:00Z"}}"#);
-    let id = uuid::Uuid::new_v4().to_string();
-    let m: Metadata = [
-        ("table", "events"),
-        ("content-type", "application/json"),
-        ("producer", user),
-        ("request-time", "05/Mar/2024:10:11:12 +0000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    p.ports
-        .ingress
-        .put(
-            &ingress_key(&id),
-            Bytes::from(base64::engine::general_purpose::STANDARD.encode(body)),
-            m,
-        )
-        .await
-        .unwrap();
-    f.stage("validate").unwrap().process(&id).await.unwrap();
-    f.stage("strip").unwrap().process(&id).await.unwrap();
-    let failed = f.normalize().commit(std::slice::from_ref(&id)).await;
-    assert!(failed.is_empty(), "{failed:?}");
-    id
+    land_and_commit_events(p, f, user, &body).await
 }
 
 async fn versioned(url: &str, bucket: &str) {

@@ -4,20 +4,24 @@
 
 use crate::cli::{EraseArgs, Format};
 use crate::config::Config;
-use crate::platform::{Platform, require_data_dir};
-use anyhow::bail;
+use crate::platform::{Platform, predicate_compiler, require_data_dir};
+use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tarn_core::audit::{Actor, AuditSink};
-use tarn_lake::erase::{EraseReport, Progress, Selector};
+use std::time::Duration;
+use tarn_core::ObjectStore;
+use tarn_core::audit::{Actor, AuditSink, CloudTrailRecord, TrailConfig};
+use tarn_lake::erase::{EraseReport, Erasure, Progress, Selector, erasure_event};
 use tarn_query::{QueryResult, ResultColumn};
 
-pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
-    if config.backend == crate::config::Backend::Aws {
-        bail!(
-            "tarn erase --backend aws is not available in this build; run the erasure on the local platform or see the README's Erasure and retention section"
-        );
+pub async fn run(args: EraseArgs, config: Config) -> anyhow::Result<()> {
+    match config.backend {
+        crate::config::Backend::Aws => run_aws(args, config).await,
+        crate::config::Backend::Local => run_local(args, config).await,
     }
+}
+
+async fn run_local(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
     require_data_dir(&config.data_dir)?;
     if let Some(g) = args.grace_period {
         config.compaction.grace_period_secs = g.as_secs();
@@ -35,7 +39,53 @@ pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
         return print_status(&st, args.format);
     }
     let selector = selector(&args)?;
-    let by = match &actor {
+    let erasers = platform.erasers();
+    let report = run_with_bar(erasers.erasure(selector, &actor), &args, &actor).await;
+    if let Ok(report) = &report {
+        erasers.record(report, &actor);
+    }
+    // the stores' calls are in the trail whether or not the erasure got through
+    platform.audit.flush().await?;
+    print_report(&report?, args.format)
+}
+
+/// `--backend aws`: the same erasure on S3, Glue and the S3 lease lock. CloudTrail records the
+/// calls (the erasure's record `erasures/<id>.json` and each delete) under the caller's IAM
+/// identity; the erasure's own event is printed to stderr as a CloudTrail record.
+async fn run_aws(args: EraseArgs, config: Config) -> anyhow::Result<()> {
+    let aws =
+        tarn_aws::AwsConfig::load_default().context("the AWS configuration (see aws/README.md)")?;
+    let ports = tarn_aws::AwsPorts::connect(&aws).await;
+    if args.status {
+        let st = tarn_lake::erase::status(ports.state.as_ref()).await?;
+        return print_status(&st, args.format);
+    }
+    let selector = selector(&args)?;
+    let tables = tarn_catalog::load_schemas(&config.schemas)
+        .with_context(|| format!("loading {}", config.schemas.display()))?;
+    let grace = args
+        .grace_period
+        .unwrap_or(Duration::from_secs(config.compaction.grace_period_secs));
+    let erasure = Erasure::new(ports.lake(tables, &aws.glue_database), selector)
+        .grace_period(grace)
+        .with_predicates(predicate_compiler());
+    let actor = Actor::local_user();
+    let report = run_with_bar(erasure, &args, &actor).await?;
+    for r in &report.finished {
+        let e = erasure_event(r, ports.state.bucket(), actor.clone());
+        let record = CloudTrailRecord::from_event(&TrailConfig::default(), e);
+        eprintln!("{}", serde_json::to_string(&record)?);
+    }
+    print_report(&report, args.format)
+}
+
+/// Runs `erasure` for `args` by `actor` with a progress bar on stderr.
+async fn run_with_bar(
+    erasure: Erasure,
+    args: &EraseArgs,
+    actor: &Actor,
+) -> tarn_lake::Result<EraseReport> {
+    let by = match actor {
         Actor::LocalUser(n) => n.clone(),
         _ => "unknown".into(),
     };
@@ -44,9 +94,7 @@ pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"),
     );
     let b = bar.clone();
-    let erasers = platform.erasers();
-    let report = erasers
-        .erasure(selector, &actor)
+    let report = erasure
         .reason(args.reason.clone().unwrap_or_default())
         .by(by)
         .dry_run(args.dry_run)
@@ -55,11 +103,7 @@ pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
                 b.suspend(|| eprintln!("finishing the interrupted erasure {id}"))
             }
             Progress::Planned { steps, .. } => b.set_length(*steps as u64),
-            Progress::FileDone { key, .. } => {
-                b.set_message(key.clone());
-                b.inc(1)
-            }
-            Progress::ObjectDeleted { key, .. } => {
+            Progress::FileDone { key, .. } | Progress::ObjectDeleted { key, .. } => {
                 b.set_message(key.clone());
                 b.inc(1)
             }
@@ -67,12 +111,7 @@ pub async fn run(args: EraseArgs, mut config: Config) -> anyhow::Result<()> {
         .execute()
         .await;
     bar.finish_and_clear();
-    if let Ok(report) = &report {
-        erasers.record(report, &actor);
-    }
-    // the stores' calls are in the trail whether or not the erasure got through
-    platform.audit.flush().await?;
-    print_report(&report?, args.format)
+    report
 }
 
 fn selector(args: &EraseArgs) -> anyhow::Result<Selector> {

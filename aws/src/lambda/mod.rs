@@ -23,17 +23,15 @@ pub mod scan;
 pub mod updater;
 
 use crate::config::AwsConfig;
-use crate::lock::S3LakeLock;
 use crate::ports::AwsPorts;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use pipeline::{FunctionConfig, NormalizeFunction, StageFunction};
 use std::sync::Arc;
 use tarn_catalog::load_schemas;
-use tarn_core::SystemClock;
+use tarn_lake::Lake;
 use tarn_lake::compact::Compaction;
 use tarn_lake::registry::build_stage;
-use tarn_lake::{Lake, LakeParts};
 
 pub type BoxError = lambda_runtime::Error;
 
@@ -75,18 +73,7 @@ impl Functions {
                 config.schemas_dir.display()
             )
         })?;
-        let lake = Lake::new(LakeParts {
-            tables,
-            ingress: ports.ingress.clone(),
-            lake: ports.lake.clone(),
-            quarantine: ports.quarantine.clone(),
-            state: ports.state.clone(),
-            kms: ports.kms.clone(),
-            catalog: ports.catalog.clone(),
-            database: config.glue_database.clone(),
-            clock: Arc::new(SystemClock),
-            lock: Arc::new(S3LakeLock::new(ports.state.clone())),
-        });
+        let lake = ports.lake(tables, &config.glue_database);
         let mut function = FunctionConfig::default();
         if let Some(secs) = std::env::var("TARN_AWS_LEASE_SECS")
             .ok()
