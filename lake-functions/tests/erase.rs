@@ -409,45 +409,24 @@ async fn retention_erases_the_documents_received_before_its_cutoff() {
         .await
         .unwrap();
     let now = chrono::Utc::now();
-    let old = land_at(
-        &e,
-        now - chrono::Duration::days(31),
-        "events",
-        "a",
-        "application/json",
-        &events("a", "old"),
-    )
-    .await;
-    let new = land_at(
-        &e,
-        now - chrono::Duration::days(29),
-        "events",
-        "a",
-        "application/json",
-        &events("a", "new"),
-    )
-    .await;
+    let ago = |days: i64, table: &'static str, body: Vec<u8>| {
+        let e = &e;
+        async move {
+            let ct = if table == "notes" {
+                "text/plain"
+            } else {
+                "application/json"
+            };
+            land_at(e, now - chrono::Duration::days(days), table, "a", ct, &body).await
+        }
+    };
+    let old = ago(31, "events", events("a", "old")).await;
+    let new = ago(29, "events", events("a", "new")).await;
     // a binary table without retention keeps its old documents
-    let note = land_at(
-        &e,
-        now - chrono::Duration::days(400),
-        "notes",
-        "a",
-        "text/plain",
-        b"old note",
-    )
-    .await;
+    let note = ago(400, "notes", b"old note".to_vec()).await;
     pipeline(&e).drain().await.unwrap();
     // a landed document past the cutoff goes too
-    let landed = land_at(
-        &e,
-        now - chrono::Duration::days(40),
-        "events",
-        "a",
-        "application/json",
-        &events("a", "landed"),
-    )
-    .await;
+    let landed = ago(40, "events", events("a", "landed")).await;
 
     let events_seen = std::sync::Mutex::new(Vec::new());
     let make = |s: Selector| {

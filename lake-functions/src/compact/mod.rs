@@ -72,7 +72,7 @@ mod vacuum;
 pub(crate) mod writer;
 
 pub use plan::{DEFAULT_TARGET_SIZE, FileEntry, NoPlan, PartitionPlan, PlanConfig, plan_partition};
-pub use schedule::run_every;
+pub use schedule::{every, run_every};
 pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
 
 use crate::error::{LakeError, Result};

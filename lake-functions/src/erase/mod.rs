@@ -448,17 +448,7 @@ impl Erasure {
             let p = compile(predicate, &file_schema(&def)).map_err(|e| {
                 LakeError::Config(format!("the predicate {predicate:?} of table {table}: {e}"))
             })?;
-            let filter = RowFilter::Predicate(p);
-            for partition in self.partitions(&def).await? {
-                out.push(Target {
-                    def: def.clone(),
-                    partition,
-                    trigger: filter.clone(),
-                    remove: filter.clone(),
-                    extra: vec![],
-                });
-            }
-            return Ok(out);
+            return self.every_partition(&def, RowFilter::Predicate(p)).await;
         }
         // a JSON table's rows of the documents
         let mut by_table: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
@@ -474,15 +464,7 @@ impl Erasure {
                 ids: Arc::new(ids),
                 keep_erased: false,
             };
-            for partition in self.partitions(&def).await? {
-                out.push(Target {
-                    def: def.clone(),
-                    partition,
-                    trigger: filter.clone(),
-                    remove: filter.clone(),
-                    extra: vec![],
-                });
-            }
+            out.extend(self.every_partition(&def, filter).await?);
         }
         // the documents' rows, replaced by their erased rows
         let mut by_partition: BTreeMap<Vec<String>, Vec<&ErasedDoc>> = BTreeMap::new();
@@ -523,6 +505,22 @@ impl Erasure {
             });
         }
         Ok(out)
+    }
+
+    /// Every partition of `def`, its rows matching `filter` removed.
+    async fn every_partition(&self, def: &TableDef, filter: RowFilter) -> Result<Vec<Target>> {
+        Ok(self
+            .partitions(def)
+            .await?
+            .into_iter()
+            .map(|partition| Target {
+                def: def.clone(),
+                partition,
+                trigger: filter.clone(),
+                remove: filter.clone(),
+                extra: vec![],
+            })
+            .collect())
     }
 
     async fn table_def(&self, table: &str) -> Result<Option<TableDef>> {

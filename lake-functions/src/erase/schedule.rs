@@ -50,46 +50,21 @@ pub async fn run_retention(
 /// interrupted erasure is finished by the next one). Returns how many runs it made.
 pub async fn run_retention_every(
     interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     tables: Vec<TableSpec>,
     now: impl Fn() -> DateTime<Utc> + Send + Sync,
     make: impl Fn(Selector) -> Erasure + Send + Sync,
     done: impl Fn(&EraseReport) + Send + Sync,
 ) -> usize {
-    let mut runs = 0;
     if tables.iter().all(|t| t.retention.is_none()) {
-        return runs;
+        return 0;
     }
-    loop {
-        if *shutdown.borrow() {
-            return runs;
+    crate::compact::every(interval, shutdown, || async {
+        if let Err(e) = run_retention(&tables, now(), &make, &done).await {
+            warn!(error = %e, "scheduled retention failed; the next run retries");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return runs;
-                }
-                continue;
-            }
-        }
-        if *shutdown.borrow() {
-            return runs;
-        }
-        tokio::select! {
-            r = run_retention(&tables, now(), &make, &done) => {
-                runs += 1;
-                if let Err(e) = r {
-                    warn!(error = %e, "scheduled retention failed; the next run retries");
-                }
-            }
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return runs;
-                }
-            }
-        }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]
