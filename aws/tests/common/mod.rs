@@ -336,6 +336,20 @@ async fn json_call_ok(url: &str, target: &str, body: serde_json::Value) {
         .await;
 }
 
+/// The metadata API Gateway's S3 proxy writes on an `events` JSON document landed by
+/// `producer`, received 2024-03-05.
+pub fn events_landed_metadata(producer: &str) -> tarn_core::Metadata {
+    [
+        ("table", "events"),
+        ("content-type", "application/json"),
+        ("producer", producer),
+        ("request-time", "05/Mar/2024:10:11:12 +0000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// Lands `body` (an `events` document by `producer`, received 2024-03-05) as the ingress does
 /// and runs it through the validate, strip and normalize functions; returns its id.
 pub async fn land_and_commit_events(
@@ -347,15 +361,7 @@ pub async fn land_and_commit_events(
     use base64::Engine;
     use tarn_core::ObjectStore;
     let id = uuid::Uuid::new_v4().to_string();
-    let m: tarn_core::Metadata = [
-        ("table", "events"),
-        ("content-type", "application/json"),
-        ("producer", producer),
-        ("request-time", "05/Mar/2024:10:11:12 +0000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let m = events_landed_metadata(producer);
     p.ports
         .ingress
         .put(
