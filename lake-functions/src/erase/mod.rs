@@ -437,7 +437,9 @@ impl Erasure {
         let mut out = Vec::new();
         if let Selector::Where { table, predicate } = selector {
             let Some(def) = self.table_def(table).await? else {
-                return Ok(out);
+                return Err(LakeError::Config(format!(
+                    "table {table} has no rows of its own (a binary table, or none registered yet): erase its documents with --id or --producer"
+                )));
             };
             let compile = self.compiler.as_ref().ok_or_else(|| {
                 LakeError::Config(
