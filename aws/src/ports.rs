@@ -41,6 +41,23 @@ pub async fn sdk_config(config: &AwsConfig) -> SdkConfig {
 }
 
 impl AwsPorts {
+    /// The lake of `tables` on these ports: the stores, KMS and Glue, its locks as leases in
+    /// the state store ([`S3LakeLock`](crate::S3LakeLock)), the system clock.
+    pub fn lake(&self, tables: Vec<tarn_catalog::TableSpec>) -> tarn_lake::Lake {
+        tarn_lake::Lake::new(tarn_lake::LakeParts {
+            tables,
+            ingress: self.ingress.clone(),
+            lake: self.lake.clone(),
+            quarantine: self.quarantine.clone(),
+            state: self.state.clone(),
+            kms: self.kms.clone(),
+            catalog: self.catalog.clone(),
+            database: self.config.glue_database.clone(),
+            clock: Arc::new(SystemClock),
+            lock: Arc::new(crate::S3LakeLock::new(self.state.clone())),
+        })
+    }
+
     /// Builds every port with the default credential chain.
     pub async fn connect(config: &AwsConfig) -> Self {
         let sdk = sdk_config(config).await;
@@ -93,23 +110,6 @@ impl AwsPorts {
     }
 
     /// `tarn audit --check-trail`: the configured trail against the platform's buckets.
-    /// The lake on these ports: `tables`, the Glue database `database`, the system clock, the
-    /// lake lock as a lease in the state store.
-    pub fn lake(&self, tables: Vec<tarn_catalog::TableSpec>, database: &str) -> tarn_lake::Lake {
-        tarn_lake::Lake::new(tarn_lake::LakeParts {
-            tables,
-            ingress: self.ingress.clone(),
-            lake: self.lake.clone(),
-            quarantine: self.quarantine.clone(),
-            state: self.state.clone(),
-            kms: self.kms.clone(),
-            catalog: self.catalog.clone(),
-            database: database.to_string(),
-            clock: Arc::new(SystemClock),
-            lock: Arc::new(crate::lock::S3LakeLock::new(self.state.clone())),
-        })
-    }
-
     pub async fn check_trail(&self) -> Result<crate::cloudtrail::TrailReport, String> {
         let c = &self.config;
         let mut buckets = vec![

@@ -66,7 +66,7 @@ async fn run_aws(args: EraseArgs, config: Config) -> anyhow::Result<()> {
     let grace = args
         .grace_period
         .unwrap_or(Duration::from_secs(config.compaction.grace_period_secs));
-    let erasure = Erasure::new(ports.lake(tables, &aws.glue_database), selector)
+    let erasure = Erasure::new(ports.lake(tables), selector)
         .grace_period(grace)
         .with_predicates(predicate_compiler());
     let actor = Actor::local_user();

@@ -73,7 +73,7 @@ impl Functions {
                 config.schemas_dir.display()
             )
         })?;
-        let lake = ports.lake(tables, &config.glue_database);
+        let lake = ports.lake(tables);
         let mut function = FunctionConfig::default();
         if let Some(secs) = std::env::var("TARN_AWS_LEASE_SECS")
             .ok()
