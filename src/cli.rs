@@ -78,6 +78,8 @@ pub enum Command {
     Compact(CompactArgs),
     /// The platform at a glance: backlog, last hour's documents, quarantine, scan, small files, compaction, audit
     Status(StatusArgs),
+    /// Erase documents or rows everywhere they live (--id, --producer, --table T --where SQL); --status says when the bytes are gone
+    Erase(EraseArgs),
     /// Write the Glue tables of schemas/ as CloudFormation (templates/glue-tables.yaml)
     Templates(TemplatesArgs),
     /// Read the access trail (--since, --user, --table, --event); `tarn audit verify` checks it was not altered
@@ -263,6 +265,37 @@ pub enum StatusFormat {
     #[default]
     Text,
     Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selector").args(["id", "producer", "where_", "status"]).required(true)))]
+pub struct EraseArgs {
+    /// one document, by its id
+    #[arg(long)]
+    pub id: Option<String>,
+    /// every document a producer (the caller that POSTed it) sent
+    #[arg(long)]
+    pub producer: Option<String>,
+    /// the table of --where
+    #[arg(long, requires = "where_")]
+    pub table: Option<String>,
+    /// the rows of --table matching a SQL predicate, e.g. "user_id = 'u-42'"
+    #[arg(long = "where", value_name = "SQL", requires = "table")]
+    pub where_: Option<String>,
+    /// why (the request's reference); kept in the erased rows, the record and the trail
+    #[arg(long, required_unless_present_any = ["status", "dry_run"])]
+    pub reason: Option<String>,
+    /// list what would go (documents, rows per file, objects); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// list the erasures and whether their bytes are physically gone (after the vacuum)
+    #[arg(long)]
+    pub status: bool,
+    /// how long replaced files stay readable, e.g. 1h [default: compaction.grace_period_secs]
+    #[arg(long, value_parser = parse_duration)]
+    pub grace_period: Option<Duration>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

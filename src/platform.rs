@@ -22,17 +22,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tarn_catalog::{LocalCatalog, TableSpec, load_schemas};
 use tarn_core::audit::{
-    AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component,
+    Actor, AuditSink, AuditedStore, LocalAuditSink, SigningKey, SinkSettings, component,
 };
 use tarn_core::{Clock, LocalKms, LocalObjectStore, Metrics, ObjectStore, SystemClock};
 use tarn_ingress::{DevIssuer, IngressState, TokenVerifier};
 use tarn_lake::compact::Compaction;
+use tarn_lake::erase::{
+    ERASE_COMPONENT, EraseReport, Erasure, PredicateCompiler, RowPredicate, Selector, erasure_event,
+};
 use tarn_lake::lock::{LakeLock, LocalLakeLock};
 use tarn_lake::registry::build_stages;
 use tarn_lake::runner::Report;
 use tarn_lake::scan::{BuiltinScanner, ClamdScanner, Scanner, Timeouts};
 use tarn_lake::{Lake, LakeParts, Pipeline};
-use tarn_query::LocalQueryEngine;
+use tarn_query::{LocalQueryEngine, SqlPredicate};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -183,9 +186,7 @@ impl Platform {
     /// The lake as `who` works on it: its stores' calls recorded in the trail as `who`'s, the
     /// pipeline's lock.
     pub fn lake_as(&self, who: &str) -> Lake {
-        self.plain_lake.map_stores(|s| {
-            Arc::new(AuditedStore::new(s, self.audit.clone(), who).record_empty_lists(false))
-        })
+        audited_lake(&self.plain_lake, &self.audit, who, None)
     }
 
     /// The lake as the person running this process works on it (`tarn quarantine`, `tarn
@@ -193,13 +194,7 @@ impl Platform {
     /// `component`.
     pub fn lake_as_operator(&self, component: &str) -> Lake {
         let actor = tarn_core::audit::Actor::local_user();
-        self.plain_lake.map_stores(|s| {
-            Arc::new(
-                AuditedStore::new(s, self.audit.clone(), component)
-                    .record_empty_lists(false)
-                    .with_identity(actor.clone()),
-            )
-        })
+        audited_lake(&self.plain_lake, &self.audit, component, Some(&actor))
     }
 
     /// A compaction with the configured target size and grace period.
@@ -208,6 +203,15 @@ impl Platform {
         Ok(Compaction::new(self.lake_as(component::COMPACTION))
             .target_size(tarn_lake::compact::parse_size(&c.target_size)?)
             .grace_period(Duration::from_secs(c.grace_period_secs)))
+    }
+
+    /// What erasures on this platform are made of (`tarn erase`, the retention schedule).
+    pub fn erasers(&self) -> Erasers {
+        Erasers {
+            plain_lake: self.plain_lake.clone(),
+            audit: self.audit.clone(),
+            grace: Duration::from_secs(self.config.compaction.grace_period_secs),
+        }
     }
 
     /// The embedded engine, its reads of the lake recorded to the trail as the OS user's.
@@ -319,6 +323,33 @@ impl Platform {
             self.config.scan.rescan_check_secs,
             stop_rx.clone(),
         );
+        // retention (`x-tarn.retention`) on the compaction schedule's interval
+        let retention_task = match self.config.compaction.interval_secs {
+            0 => None,
+            secs => {
+                let erasers = self.erasers();
+                let tables = self.tables.clone();
+                let rx = stop_rx.clone();
+                let clock = self.clock.clone();
+                Some(tokio::spawn(async move {
+                    let actor = Actor::Service(ERASE_COMPONENT.into());
+                    tarn_lake::erase::run_retention_every(
+                        Duration::from_secs(secs),
+                        rx,
+                        tables,
+                        move || clock.now(),
+                        |s| {
+                            erasers
+                                .erasure(s, &actor)
+                                .reason("retention")
+                                .by(ERASE_COMPONENT)
+                        },
+                        |r| erasers.record(r, &actor),
+                    )
+                    .await
+                }))
+            }
+        };
         info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
         Ok(Running {
             addr,
@@ -328,6 +359,7 @@ impl Platform {
             compaction: compaction_task,
             gauges,
             rescan: rescan_task,
+            retention: retention_task,
             audit: self.audit.clone(),
             _lock: lock,
         })
@@ -431,6 +463,7 @@ pub struct Running {
     gauges: JoinHandle<()>,
     /// the rescan after definitions updates (`scan.rescan_check_secs`)
     rescan: Option<JoinHandle<()>>,
+    retention: Option<JoinHandle<usize>>,
     audit: Arc<LocalAuditSink>,
     _lock: ServeLock,
 }
@@ -456,12 +489,79 @@ impl Running {
         if let Some(r) = self.rescan {
             r.await.context("rescan task")?;
         }
+        if let Some(r) = self.retention {
+            r.await.context("retention task")?;
+        }
         self.audit
             .flush()
             .await
             .context("writing the audit trail")?;
         Ok(report)
     }
+}
+
+/// `plain`'s stores wrapped so that every call is recorded in the trail as `component`'s, on
+/// behalf of `actor` when one is given.
+fn audited_lake(
+    plain: &Lake,
+    audit: &Arc<LocalAuditSink>,
+    component: &str,
+    actor: Option<&Actor>,
+) -> Lake {
+    plain.map_stores(|s| {
+        let store = AuditedStore::new(s, audit.clone(), component).record_empty_lists(false);
+        Arc::new(match actor {
+            Some(a) => store.with_identity(a.clone()),
+            None => store,
+        })
+    })
+}
+
+/// Builds the erasures of one platform; cheap to clone into a task.
+#[derive(Debug, Clone)]
+pub struct Erasers {
+    /// the lake on the unaudited stores
+    plain_lake: Lake,
+    audit: Arc<LocalAuditSink>,
+    grace: Duration,
+}
+
+impl Erasers {
+    /// The lake as an erasure by `actor` works on it: its stores' calls recorded in the trail
+    /// as `actor`'s through `tarn-erase`.
+    pub fn lake(&self, actor: &Actor) -> Lake {
+        audited_lake(&self.plain_lake, &self.audit, ERASE_COMPONENT, Some(actor))
+    }
+
+    /// An erasure of `selector` by `actor`: the configured grace period, `--where` predicates
+    /// compiled by the embedded engine.
+    pub fn erasure(&self, selector: Selector, actor: &Actor) -> Erasure {
+        Erasure::new(self.lake(actor), selector)
+            .grace_period(self.grace)
+            .with_predicates(predicate_compiler())
+    }
+
+    /// One trail event per erasure `report` finished (`tarn_lake::erase::erasure_event`).
+    pub fn record(&self, report: &EraseReport, actor: &Actor) {
+        for r in &report.finished {
+            self.audit
+                .record(erasure_event(r, self.plain_lake.state.bucket(), actor.clone()));
+        }
+    }
+
+    /// The erasures' records and whether their bytes are gone (`tarn erase --status`).
+    pub async fn status(&self) -> anyhow::Result<Vec<tarn_lake::erase::ErasureStatus>> {
+        Ok(tarn_lake::erase::status(self.plain_lake.state.as_ref()).await?)
+    }
+}
+
+/// `--where` predicates compiled by the embedded engine.
+pub fn predicate_compiler() -> PredicateCompiler {
+    Arc::new(|sql, schema| {
+        let p = SqlPredicate::compile(sql, schema).map_err(|e| e.to_string())?;
+        let f: RowPredicate = Arc::new(move |b| p.evaluate(b).map_err(|e| e.to_string()));
+        Ok(f)
+    })
 }
 
 /// Waits until GET /health answers 200, or fails after `timeout`.

@@ -189,3 +189,68 @@ async fn serve_on_the_aws_backend_end_to_end() {
     };
     assert!(code.success(), "exit status {code:?}");
 }
+
+/// `tarn erase --backend aws` on moto: a predicate's rows and a producer's documents go from S3
+/// and Glue, and `--status` lists both erasures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_on_the_aws_backend() {
+    let m = moto().await;
+    let p = platform(&m.url).await;
+    let f = tarn_aws::lambda::Functions::new(&p.ports).unwrap();
+    f.normalize().setup_catalog().await.unwrap();
+    let body = |u: &str| {
+        format!(
+            r#"[{{"user_id":"{u}","action":"login","occurred_at":"2024-03-05T10:00:00Z"}},{{"user_id":"u-42","action":"logout","occurred_at":"2024-03-05T11:00:00Z"}}]"#
+        )
+    };
+    let theirs = land_and_commit_events(&p, &f, "bob", &body("u-42")).await;
+    let _ours = land_and_commit_events(&p, &f, "alice", &body("u-7")).await;
+    let erase = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tarn"))
+            .args(["erase", "--backend", "aws", "--format", "json"])
+            .args(args)
+            .arg("--schemas")
+            .arg(repo_root().join("schemas"))
+            .envs(lambda_env(&p))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let r = erase(&[
+        "--table",
+        "events",
+        "--where",
+        "user_id = 'u-42'",
+        "--reason",
+        "gdpr 42",
+    ]);
+    assert_eq!(r["rows"], 3, "{r}");
+    assert_eq!(r["documents"], serde_json::json!([]), "{r}");
+    let r = erase(&["--producer", "bob", "--reason", "gdpr 43"]);
+    assert_eq!(r["documents"][0]["id"], serde_json::json!(theirs), "{r}");
+    assert_eq!(r["rows"], 0, "its rows went with the predicate: {r}");
+    let status: tarn_core::DocumentRow = serde_json::from_slice(
+        &p.ports
+            .state
+            .get(&tarn_core::document::status_key(&theirs))
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(status.status, tarn_core::Status::Erased);
+    let st = erase(&["--status"]);
+    let states: Vec<&str> = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["selector"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["events where user_id = 'u-42'", "producer=bob"]);
+}

@@ -584,6 +584,58 @@ impl ObjectStore for S3ObjectStore {
         }
     }
 
+    /// Every version and delete marker of `key` (ListObjectVersions), each deleted by its
+    /// version id: on a versioned bucket nothing of the object is left to restore.
+    async fn delete_all_versions(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        let full = self.full_key(key);
+        let mut versions: Vec<String> = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .map_err(|e| self.svc("ListObjectVersions", key, describe(&e)))?;
+            for v in out.versions() {
+                if v.key() == Some(full.as_str()) {
+                    versions.extend(v.version_id().map(String::from));
+                }
+            }
+            for m in out.delete_markers() {
+                if m.key() == Some(full.as_str()) {
+                    versions.extend(m.version_id().map(String::from));
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(String::from);
+            version_marker = out.next_version_id_marker().map(String::from);
+        }
+        for v in versions {
+            match self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .version_id(&v)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if status(&e) == Some(404) => {}
+                Err(e) => return Err(self.svc("DeleteObject", key, describe(&e))),
+            }
+        }
+        Ok(())
+    }
+
     async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
         validate_key(key)?;
         let mut attempt = 0;

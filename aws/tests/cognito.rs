@@ -345,15 +345,7 @@ async fn the_documents_function_serves_whom_the_authorizer_lets_through() {
         .unwrap()
         .to_string();
     let id = uuid::Uuid::new_v4().to_string();
-    let meta: tarn_core::Metadata = [
-        ("table", "events"),
-        ("content-type", "application/json"),
-        ("producer", producer.as_str()),
-        ("request-time", "05/Mar/2024:10:11:12 +0000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let meta = events_landed_metadata(&producer);
     p.ports
         .ingress
         .put(&format!("id={id}"), Bytes::from_static(b"e30="), meta)

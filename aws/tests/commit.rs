@@ -151,6 +151,17 @@ async fn status(lake: &Lake, id: &str) -> DocumentRow {
     serde_json::from_slice(&lake.state.get(&status_key(id)).await.unwrap().body).unwrap()
 }
 
+impl tarn_lake::erase::testsuite::EraseDriver for AwsDriver {}
+
+/// The erasure's crash sweep (`tarn_lake::erase::testsuite`) on S3 and Glue.
+#[tokio::test]
+async fn a_crash_at_any_storage_call_of_an_erasure_on_s3_ends_in_the_same_state() {
+    let m = moto().await;
+    let d = driver(&m.url);
+    let points = tarn_lake::erase::testsuite::erase_crash_sweep(&d).await;
+    assert!(points > 20, "{points}");
+}
+
 #[tokio::test]
 async fn two_normalize_invocations_at_once_commit_each_document_once() {
     let m = moto().await;

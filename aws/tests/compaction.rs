@@ -4,7 +4,6 @@
 
 mod common;
 
-use base64::Engine;
 use bytes::Bytes;
 use common::*;
 use serde_json::json;
@@ -14,7 +13,6 @@ use std::time::Duration;
 use tarn_aws::S3LakeLock;
 use tarn_aws::lambda::Functions;
 use tarn_catalog::Catalog;
-use tarn_core::document::ingress_key;
 use tarn_core::{Metadata, ObjectStore};
 use tarn_lake::lock::LakeLock;
 
@@ -73,30 +71,7 @@ async fn land_and_commit(p: &Platform, f: &Functions, user: &str) -> String {
 
 /// Lands `body` (an `events` document) as the ingress does and runs it through the stages.
 async fn land_and_commit_body(p: &Platform, f: &Functions, body: &str) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
-    let m: Metadata = [
-        ("table", "events"),
-        ("content-type", "application/json"),
-        ("producer", "alice"),
-        ("request-time", "05/Mar/2024:10:11:12 +0000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    p.ports
-        .ingress
-        .put(
-            &ingress_key(&id),
-            Bytes::from(base64::engine::general_purpose::STANDARD.encode(body)),
-            m,
-        )
-        .await
-        .unwrap();
-    f.stage("validate").unwrap().process(&id).await.unwrap();
-    f.stage("strip").unwrap().process(&id).await.unwrap();
-    let failed = f.normalize().commit(std::slice::from_ref(&id)).await;
-    assert!(failed.is_empty(), "{failed:?}");
-    id
+    land_and_commit_events(p, f, "alice", body).await
 }
 
 async fn rows_under(p: &Platform, prefix: &str) -> usize {

@@ -1,5 +1,5 @@
 //! Table definitions from `schemas/<table>.json`: a JSON Schema (draft 2020-12) whose `title` is
-//! the table name, with an `x-tarn` block (`accept`, `max_bytes`, `partition`, `sort`, `bloom`).
+//! the table name, with an `x-tarn` block (`accept`, `max_bytes`, `partition`, `sort`, `bloom`, `retention`).
 
 use crate::error::{CatalogError, Result};
 use crate::model::{Column, TableDef};
@@ -122,6 +122,9 @@ pub struct TableSpec {
     pub sort: Vec<String>,
     /// the columns whose Parquet files carry bloom filters (point lookups)
     pub bloom: Vec<String>,
+    /// how long documents are kept, by received time (`x-tarn.retention`, e.g. `"400d"`);
+    /// `None`: for ever
+    pub retention: Option<std::time::Duration>,
     /// the whole JSON Schema document
     pub schema: Value,
     /// the schema's own properties as columns (JSON tables), before the system columns
@@ -135,6 +138,8 @@ struct XTarn {
     #[serde(default)]
     accept: Vec<String>,
     max_bytes: Option<u64>,
+    /// `"400d"`, checked by [`parse_retention`]
+    retention: Option<String>,
     /// `"hour"`, `"day"`, `"month"` or `{"field": ..., "granularity": ...}`, checked by
     /// [`parse_partition`]
     partition: Option<Value>,
@@ -174,6 +179,31 @@ fn parse_partition(
         Some(other) => Err(format!(
             "x-tarn.partition {other} must be \"hour\", \"day\", \"month\" or {{\"field\": \"<property>\", \"granularity\": \"day\"}}"
         )),
+    }
+}
+
+/// Parses `x-tarn.retention`: a whole number of hours, days or weeks (`"36h"`, `"400d"`,
+/// `"8w"`), at least one hour.
+pub fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || {
+        format!(
+            "x-tarn.retention {s:?}: expected a number of hours, days or weeks, at least 1h, e.g. \"400d\""
+        )
+    };
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(secs) {
+        Some(total) if n > 0 && total <= 100 * 366 * 86_400 => {
+            Ok(std::time::Duration::from_secs(total))
+        }
+        _ => Err(bad()),
     }
 }
 
@@ -245,6 +275,7 @@ impl TableSpec {
             None => XTarn {
                 accept: vec![],
                 max_bytes: None,
+                retention: None,
                 partition: None,
                 sort: vec![],
                 bloom: vec![],
@@ -333,6 +364,12 @@ impl TableSpec {
         }
         check_layout_columns("sort", &x.sort, &columns).map_err(bad)?;
         check_layout_columns("bloom", &x.bloom, &columns).map_err(bad)?;
+        let retention = x
+            .retention
+            .as_deref()
+            .map(parse_retention)
+            .transpose()
+            .map_err(bad)?;
         Ok(Self {
             name: name.to_string(),
             kind,
@@ -342,6 +379,7 @@ impl TableSpec {
             partition_field,
             sort: x.sort,
             bloom: x.bloom,
+            retention,
             schema,
             columns,
             path: path.to_path_buf(),
@@ -456,6 +494,33 @@ mod tests {
 
     fn spec(v: Value) -> Result<TableSpec> {
         TableSpec::from_value(Path::new("schemas/t.json"), v)
+    }
+
+    #[test]
+    fn retention_is_a_number_of_hours_days_or_weeks() {
+        assert_eq!(parse_retention("400d").unwrap().as_secs(), 400 * 86_400);
+        assert_eq!(parse_retention("36h").unwrap().as_secs(), 36 * 3600);
+        assert_eq!(parse_retention("2w").unwrap().as_secs(), 14 * 86_400);
+        for bad in ["", "d", "0d", "400", "1.5d", "10m", "-1d", "99999999999w"] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
+        }
+        let t = TableSpec::from_value(
+            Path::new("t.json"),
+            json!({"title": "t", "type": "object", "properties": {"a": {"type": "string"}},
+                   "x-tarn": {"retention": "400d"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            t.retention,
+            Some(std::time::Duration::from_secs(400 * 86_400))
+        );
+        let err = TableSpec::from_value(
+            Path::new("t.json"),
+            json!({"title": "t", "type": "object", "properties": {"a": {"type": "string"}},
+                   "x-tarn": {"retention": "soon"}}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("x-tarn.retention"), "{err}");
     }
 
     #[test]

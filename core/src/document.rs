@@ -53,6 +53,8 @@ pub enum Status {
     Rejected,
     /// its landed object was gone before the pipeline could process it (a late redelivery)
     Lost,
+    /// removed by an erasure (`tarn erase`, retention): its row keeps no content
+    Erased,
 }
 
 impl Status {
@@ -63,6 +65,7 @@ impl Status {
             Status::Quarantined => "quarantined",
             Status::Rejected => "rejected",
             Status::Lost => "lost",
+            Status::Erased => "erased",
         }
     }
 }

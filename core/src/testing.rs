@@ -96,6 +96,10 @@ impl ObjectStore for DyingStore {
         self.spend()?;
         self.inner.delete(key).await
     }
+    async fn delete_all_versions(&self, key: &str) -> Result<()> {
+        self.spend()?;
+        self.inner.delete_all_versions(key).await
+    }
     async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
         self.spend()?;
         self.inner.delete_if_match(key, etag).await

@@ -12,6 +12,7 @@
 pub mod commit;
 pub mod compact;
 pub mod detect;
+pub mod erase;
 pub mod error;
 pub mod item;
 pub mod lake;

@@ -78,7 +78,7 @@ impl Report {
                 Status::Rejected => self.rejected += 1,
                 Status::Quarantined => self.quarantined += 1,
                 Status::Lost => self.lost += 1,
-                Status::Received => {}
+                Status::Received | Status::Erased => {}
             }
             self.records += r.records.unwrap_or(0) as usize;
         }

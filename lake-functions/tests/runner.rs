@@ -359,6 +359,17 @@ impl CrashDriver for LocalDriver {
     }
 }
 
+impl tarn_lake::erase::testsuite::EraseDriver for LocalDriver {}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_an_erasure_ends_in_the_same_state() {
+    let d = LocalDriver {
+        dirs: Default::default(),
+    };
+    let points = tarn_lake::erase::testsuite::erase_crash_sweep(&d).await;
+    assert!(points > 10, "{points}");
+}
+
 #[tokio::test]
 async fn a_crash_at_any_step_of_a_flush_loses_and_duplicates_nothing() {
     let d = LocalDriver {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod compact;
 pub mod demo;
+pub mod erase;
 pub mod ingest;
 pub mod quarantine;
 pub mod query;
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(a) => query::run(a, config).await,
         Command::Compact(a) => compact::run(a, config).await,
         Command::Status(a) => status::run(a, config).await,
+        Command::Erase(a) => erase::run(a, config).await,
         Command::Templates(a) => templates::run(a, &config),
         Command::Audit(a) => audit::run(a, &config.data_dir, &config.audit).await,
         Command::Quarantine(a) => quarantine::run(a, config).await,

@@ -9,7 +9,8 @@
 //!   partitions in Glue, exactly once per document id;
 //! - [`authorizer::Authorizer`]: API Gateway's Lambda authorizer;
 //! - [`documents::DocumentsFunction`]: the status and content routes, and the multipart upload
-//!   routes ([`uploads::UploadsFunction`]) (Lambda proxy integration).
+//!   routes ([`uploads::UploadsFunction`]) (Lambda proxy integration);
+//! - [`retention::RetentionFunction`]: erases what `x-tarn.retention` no longer keeps (a schedule).
 //!
 //! Every SQS handler answers with `batchItemFailures` (the function's event source mapping needs
 //! `ReportBatchItemFailures`), so a failed message is retried alone.
@@ -18,6 +19,7 @@ pub mod authorizer;
 pub mod documents;
 pub mod events;
 pub mod pipeline;
+pub mod retention;
 pub mod scan;
 pub mod updater;
 pub mod uploads;
@@ -218,6 +220,15 @@ impl Functions {
             },
             tables: self.lake.layout.specs.clone(),
         })
+    }
+
+    /// The retention function, replaced files kept for compaction's default grace period.
+    pub fn retention(&self) -> retention::RetentionFunction {
+        retention::RetentionFunction {
+            lake: self.lake.clone(),
+            tables: self.lake.tables(),
+            grace: tarn_lake::compact::DEFAULT_GRACE_PERIOD,
+        }
     }
 
     pub fn compaction(&self) -> CompactionFunction {

@@ -358,3 +358,45 @@ async fn json_call_ok(url: &str, target: &str, body: serde_json::Value) {
         .send()
         .await;
 }
+
+/// The metadata API Gateway's S3 proxy writes on an `events` JSON document landed by
+/// `producer`, received 2024-03-05.
+pub fn events_landed_metadata(producer: &str) -> tarn_core::Metadata {
+    [
+        ("table", "events"),
+        ("content-type", "application/json"),
+        ("producer", producer),
+        ("request-time", "05/Mar/2024:10:11:12 +0000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Lands `body` (an `events` document by `producer`, received 2024-03-05) as the ingress does
+/// and runs it through the validate, strip and normalize functions; returns its id.
+pub async fn land_and_commit_events(
+    p: &Platform,
+    f: &tarn_aws::lambda::Functions,
+    producer: &str,
+    body: &str,
+) -> String {
+    use base64::Engine;
+    use tarn_core::ObjectStore;
+    let id = uuid::Uuid::new_v4().to_string();
+    let m = events_landed_metadata(producer);
+    p.ports
+        .ingress
+        .put(
+            &tarn_core::document::ingress_key(&id),
+            bytes::Bytes::from(base64::engine::general_purpose::STANDARD.encode(body)),
+            m,
+        )
+        .await
+        .unwrap();
+    f.stage("validate").unwrap().process(&id).await.unwrap();
+    f.stage("strip").unwrap().process(&id).await.unwrap();
+    let failed = f.normalize().commit(std::slice::from_ref(&id)).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    id
+}

@@ -411,6 +411,15 @@ impl ObjectStore for AuditedStore {
         r
     }
 
+    /// One `DeleteObject` record with `allVersions: true` in its request parameters
+    async fn delete_all_versions(&self, key: &str) -> Result<()> {
+        let mut e = self.object_event(EventName::DeleteObject, key);
+        e.request_extra.insert("allVersions".into(), json!(true));
+        let r = self.inner.delete_all_versions(key).await;
+        self.finish(e, &r);
+        r
+    }
+
     async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool> {
         let mut e = self.object_event(EventName::DeleteObject, key);
         e.request_extra.insert("If-Match".into(), json!(etag));

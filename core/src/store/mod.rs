@@ -113,6 +113,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes the object at `key` and every older version and delete marker a versioned store
+    /// keeps of it (S3 with versioning): nothing of it is left to restore. A store without
+    /// versions deletes the object (the default). Erasure and the vacuum use it.
+    async fn delete_all_versions(&self, key: &str) -> Result<()> {
+        self.delete(key).await
+    }
     /// Deletes the object at `key` only while its ETag is `etag`; `Ok(false)` when it changed
     /// or is gone.
     async fn delete_if_match(&self, key: &str, etag: &str) -> Result<bool>;

@@ -52,14 +52,14 @@ pub fn write_schemas(dir: &std::path::Path) {
 /// A PNG (with text chunks a strip stage removes).
 pub const PNG: &[u8] = include_bytes!("../../../samples/diagram.png");
 
-struct Landed {
-    valid: Vec<String>,
-    rejected: String,
-    png: String,
+pub(crate) struct Landed {
+    pub(crate) valid: Vec<String>,
+    pub(crate) rejected: String,
+    pub(crate) png: String,
 }
 
 impl Landed {
-    fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         let mut v: Vec<String> = self.valid.clone();
         v.extend([self.rejected.clone(), self.png.clone()]);
         v.sort();
@@ -68,7 +68,7 @@ impl Landed {
 }
 
 /// The `events` (JSON, `user` a string) and `photos` (PNG) tables the sweep lands into.
-async fn land_all(d: &dyn CrashDriver, lake: &Lake) -> Landed {
+pub(crate) async fn land_all(d: &dyn CrashDriver, lake: &Lake) -> Landed {
     let mut valid = Vec::new();
     for _ in 0..3 {
         valid.push(
@@ -92,7 +92,7 @@ async fn land_all(d: &dyn CrashDriver, lake: &Lake) -> Landed {
     }
 }
 
-fn dying(lake: &Lake, budget: &Arc<AtomicUsize>) -> Lake {
+pub(crate) fn dying(lake: &Lake, budget: &Arc<AtomicUsize>) -> Lake {
     lake.map_stores(|s| {
         Arc::new(DyingStore {
             inner: s,
@@ -125,7 +125,7 @@ pub async fn column(store: &dyn ObjectStore, prefix: &str, col: &str) -> Vec<Str
     out
 }
 
-async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+pub(crate) async fn keys(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
     store
         .list(prefix)
         .await
@@ -173,7 +173,7 @@ pub async fn assert_exactly_once(lake: &Lake, landed: &[String], events: &[Strin
     }
 }
 
-async fn status(lake: &Lake, id: &str) -> DocumentRow {
+pub(crate) async fn status(lake: &Lake, id: &str) -> DocumentRow {
     serde_json::from_slice(&lake.state.get(&status_key(id)).await.unwrap().body).unwrap()
 }
 

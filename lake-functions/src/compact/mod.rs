@@ -70,11 +70,11 @@ mod pending;
 pub mod plan;
 mod schedule;
 mod vacuum;
-mod writer;
+pub(crate) mod writer;
 
 pub use debt::{LAST_RUN_KEY, LastRun, SmallFiles, last_run};
 pub use plan::{DEFAULT_TARGET_SIZE, FileEntry, NoPlan, PartitionPlan, PlanConfig, plan_partition};
-pub use schedule::run_every;
+pub use schedule::{every, run_every};
 pub use vacuum::{TOMBSTONES_PREFIX, Tombstone, VacuumReport};
 
 use crate::error::{LakeError, Result};
@@ -183,15 +183,16 @@ pub struct CompactionReport {
     pub elapsed_ms: u64,
 }
 
-/// A compaction job, recorded before any output is written.
+/// A compaction job (also an erasure's rewrite of a partition), recorded before any output is
+/// written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Job {
-    id: String,
-    table: String,
-    values: Vec<String>,
-    old_location: String,
-    new_location: String,
-    started: DateTime<Utc>,
+pub(crate) struct Job {
+    pub(crate) id: String,
+    pub(crate) table: String,
+    pub(crate) values: Vec<String>,
+    pub(crate) old_location: String,
+    pub(crate) new_location: String,
+    pub(crate) started: DateTime<Utc>,
 }
 
 /// The builder of a compaction run.
@@ -299,7 +300,7 @@ impl Compaction {
         }
     }
 
-    fn lake_root(&self) -> String {
+    pub(crate) fn lake_root(&self) -> String {
         let mut root = self.deps.lake.url("");
         if !root.ends_with('/') {
             root.push('/');
@@ -307,7 +308,7 @@ impl Compaction {
         root
     }
 
-    fn key_of(&self, location: &str) -> Result<String> {
+    pub(crate) fn key_of(&self, location: &str) -> Result<String> {
         let root = self.lake_root();
         let key = location.strip_prefix(&root).ok_or_else(|| {
             LakeError::Pipeline(format!("location {location} is not in the lake {root}"))
@@ -425,7 +426,7 @@ impl Compaction {
             .collect())
     }
 
-    async fn tables(&self) -> Result<Vec<TableDef>> {
+    pub(crate) async fn tables(&self) -> Result<Vec<TableDef>> {
         let db = &self.deps.database;
         match &self.table {
             Some(t) => match self.deps.catalog.get_table(db, t).await? {
@@ -460,7 +461,7 @@ impl Compaction {
 
     /// The files a reader sees under `location`: `.parquet`, not empty, no path segment below
     /// the location starting with `_` or `.` (the query engine's rule).
-    async fn visible_files(&self, location: &str) -> Result<Vec<FileEntry>> {
+    pub(crate) async fn visible_files(&self, location: &str) -> Result<Vec<FileEntry>> {
         let prefix = self.key_of(location)?;
         let objects = self.deps.lake.list(&prefix).await?;
         Ok(objects
@@ -477,7 +478,7 @@ impl Compaction {
             .collect())
     }
 
-    async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+    pub(crate) async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let body = serde_json::to_vec_pretty(value).expect("serializes");
         self.deps
             .state
@@ -486,7 +487,11 @@ impl Compaction {
         Ok(())
     }
 
-    async fn location_of(&self, table: &str, values: &[String]) -> Result<Option<String>> {
+    pub(crate) async fn location_of(
+        &self,
+        table: &str,
+        values: &[String],
+    ) -> Result<Option<String>> {
         let parts = match self
             .deps
             .catalog
@@ -504,7 +509,7 @@ impl Compaction {
     }
 
     /// Finishes or undoes the jobs a crashed run left. Returns how many there were.
-    async fn recover(&self) -> Result<usize> {
+    pub(crate) async fn recover(&self) -> Result<usize> {
         let jobs = self.deps.state.list(JOBS_PREFIX).await?;
         for obj in &jobs {
             let job: Job = match self.deps.state.get(&obj.key).await {
@@ -551,18 +556,8 @@ impl Compaction {
         plan: &PartitionPlan,
     ) -> Result<std::result::Result<PartitionReport, String>> {
         let partition = def.partition_path(&p.values);
-        let id = uuid::Uuid::new_v4().to_string();
-        let base = format!("{}{partition}/", self.key_of(&def.location)?);
-        let new_key = format!("{base}{COMPACTED_DIR}/{id}/");
-        let old_key = self.key_of(&p.location)?;
-        let job = Job {
-            id: id.clone(),
-            table: def.name.clone(),
-            values: p.values.clone(),
-            old_location: p.location.clone(),
-            new_location: format!("{}{new_key}", self.lake_root()),
-            started: self.deps.clock.now(),
-        };
+        let (job, old_key, new_key) = self.new_job(def, p)?;
+        let id = job.id.clone();
         self.emit(Progress::PartitionStarted {
             table: def.name.clone(),
             partition: partition.clone(),
@@ -587,8 +582,64 @@ impl Compaction {
         }
     }
 
+    /// A new job for partition `p` of `def`, with the keys of its old and new locations
+    /// (`tables/<t>/<k=v>/_compacted/<job>/`).
+    pub(crate) fn new_job(&self, def: &TableDef, p: &Partition) -> Result<(Job, String, String)> {
+        let partition = def.partition_path(&p.values);
+        let id = uuid::Uuid::new_v4().to_string();
+        let base = format!("{}{partition}/", self.key_of(&def.location)?);
+        let new_key = format!("{base}{COMPACTED_DIR}/{id}/");
+        let old_key = self.key_of(&p.location)?;
+        let job = Job {
+            id,
+            table: def.name.clone(),
+            values: p.values.clone(),
+            old_location: p.location.clone(),
+            new_location: format!("{}{new_key}", self.lake_root()),
+            started: self.deps.clock.now(),
+        };
+        Ok((job, old_key, new_key))
+    }
+
+    /// The commit of a job, under the write lock: the partition's location swapped to the new
+    /// one, the replaced files (`old_keys`) tombstoned, the job record removed.
+    pub(crate) async fn swap(&self, job: &Job, old_keys: Vec<String>) -> Result<()> {
+        self.deps
+            .catalog
+            .update_partition(
+                &self.deps.database,
+                &job.table,
+                &job.values,
+                &job.new_location,
+            )
+            .await?;
+        self.put_tombstone(job, old_keys).await?;
+        self.deps
+            .state
+            .delete(&format!("{JOBS_PREFIX}{}.json", job.id))
+            .await?;
+        Ok(())
+    }
+
+    /// The rolling writer of a table's merged files, named `<stem>-00000.parquet`, ...: rows
+    /// sorted by the table's `sort` columns, bloom filters on its `bloom` columns.
+    pub(crate) fn outputs(&self, def: &TableDef, stem: &str) -> Outputs {
+        let spec = self.deps.layout.specs.get(&def.name);
+        let layout = FileLayout {
+            sort: spec.map(|s| s.sort.clone()).unwrap_or_default(),
+            bloom: bloom_columns(spec, &def.name),
+        };
+        Outputs::new(
+            self.deps.lake.clone(),
+            file_schema(def),
+            self.plan.target_size,
+            stem.to_string(),
+            layout,
+        )
+    }
+
     /// Removes an uncommitted job's outputs and record.
-    async fn abandon(&self, job: &Job, new_key: &str) -> Result<()> {
+    pub(crate) async fn abandon(&self, job: &Job, new_key: &str) -> Result<()> {
         for o in self.deps.lake.list(new_key).await? {
             self.deps.lake.delete(&o.key).await?;
         }
@@ -609,18 +660,7 @@ impl Compaction {
         id: &str,
     ) -> Result<std::result::Result<Written, String>> {
         let schema = file_schema(def);
-        let spec = self.deps.layout.specs.get(&def.name);
-        let layout = FileLayout {
-            sort: spec.map(|s| s.sort.clone()).unwrap_or_default(),
-            bloom: bloom_columns(spec, &def.name),
-        };
-        let mut out = Outputs::new(
-            self.deps.lake.clone(),
-            schema.clone(),
-            self.plan.target_size,
-            format!("{new_key}c-{}", &id[..8]),
-            layout,
-        );
+        let mut out = self.outputs(def, &format!("{new_key}c-{}", &id[..8]));
         for f in &plan.merge {
             let body = self.deps.lake.get(&f.key).await?.body;
             let reader = match ParquetRecordBatchReaderBuilder::try_new(body)
@@ -672,7 +712,12 @@ impl Compaction {
     /// Copies a file from under the old location to the same relative path under the new one,
     /// with the store's own copy (S3 CopyObject, a hard link locally: body and metadata, never
     /// through tarn); returns its row count, from its footer (read with ranged reads).
-    async fn copy_into(&self, f: &FileEntry, old_key: &str, new_key: &str) -> Result<u64> {
+    pub(crate) async fn copy_into(
+        &self,
+        f: &FileEntry,
+        old_key: &str,
+        new_key: &str,
+    ) -> Result<u64> {
         let rel = f
             .key
             .strip_prefix(old_key)
@@ -740,21 +785,8 @@ impl Compaction {
 
         // the commit, only while the write lock is still ours (a lost lease stops here)
         _write.ensure_held().await?;
-        self.deps
-            .catalog
-            .update_partition(
-                &self.deps.database,
-                &def.name,
-                &job.values,
-                &job.new_location,
-            )
-            .await?;
         let keys: Vec<String> = now_files.iter().map(|f| f.key.clone()).collect();
-        self.put_tombstone(job, keys).await?;
-        self.deps
-            .state
-            .delete(&format!("{JOBS_PREFIX}{}.json", job.id))
-            .await?;
+        self.swap(job, keys).await?;
         drop(_write);
 
         let r = PartitionReport {

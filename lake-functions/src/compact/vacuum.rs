@@ -1,7 +1,8 @@
 //! Vacuum: the files a committed compaction replaced stay readable for a grace period (queries
 //! planned before the swap may still read them). The commit records them in a [`Tombstone`]
 //! (`compaction/tombstones/<job>.json` in the state store); [`Compaction::vacuum`] deletes them
-//! once the grace period is over, never a file under a partition's current location.
+//! once the grace period is over, never a file under a partition's current location, with every
+//! older version a versioned bucket keeps of it (so an erasure's replaced files leave nothing).
 
 use super::{Compaction, Job};
 use crate::error::{LakeError, Result};
@@ -43,7 +44,7 @@ impl Compaction {
         self.vacuum_now().await
     }
 
-    pub(super) async fn put_tombstone(&self, job: &Job, keys: Vec<String>) -> Result<()> {
+    pub(crate) async fn put_tombstone(&self, job: &Job, keys: Vec<String>) -> Result<()> {
         let now = self.deps.clock.now();
         let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
         let t = Tombstone {
@@ -62,7 +63,7 @@ impl Compaction {
             .await
     }
 
-    pub(super) async fn vacuum_now(&self) -> Result<VacuumReport> {
+    pub(crate) async fn vacuum_now(&self) -> Result<VacuumReport> {
         let mut report = VacuumReport::default();
         let now = self.deps.clock.now();
         for obj in self.deps.state.list(TOMBSTONES_PREFIX).await? {
@@ -90,7 +91,7 @@ impl Compaction {
                     );
                     continue;
                 }
-                self.deps.lake.delete(key).await?;
+                self.deps.lake.delete_all_versions(key).await?;
                 report.files_deleted += 1;
             }
             self.deps.state.delete(&obj.key).await?;

@@ -19,24 +19,24 @@ use tarn_core::ObjectStore;
 /// runs of up to this size (a partition smaller than that is sorted whole) and writes each run as
 /// row groups of its own, so every row group, and every page, covers a narrow range of the sort
 /// columns.
-pub(super) const SORT_RUN_BYTES: usize = 64 << 20;
+pub(crate) const SORT_RUN_BYTES: usize = 64 << 20;
 
 /// How a table's merged files are laid out: the columns its rows are sorted by and the columns
 /// that get bloom filters.
 #[derive(Debug, Clone, Default)]
-pub(super) struct FileLayout {
-    pub(super) sort: Vec<String>,
-    pub(super) bloom: Vec<String>,
+pub(crate) struct FileLayout {
+    pub(crate) sort: Vec<String>,
+    pub(crate) bloom: Vec<String>,
 }
 
 /// What [`Outputs`] and the copied files added to a partition's new location.
-pub(super) struct Written {
-    pub(super) files: usize,
-    pub(super) bytes: u64,
+pub(crate) struct Written {
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
     /// rows of the merged outputs
-    pub(super) rows: u64,
+    pub(crate) rows: u64,
     /// rows of the files copied as they are
-    pub(super) carried_rows: u64,
+    pub(crate) carried_rows: u64,
 }
 
 /// The merged output files of one partition: rows streamed in, a new file begun once the bytes
@@ -44,7 +44,7 @@ pub(super) struct Written {
 /// most 64 MiB) plus the current output's bytes, which the store port takes whole (the S3 store
 /// sends a body above 8 MiB as a multipart upload); with sort columns, also the run being
 /// gathered ([`SORT_RUN_BYTES`]) and its sorted copy.
-pub(super) struct Outputs {
+pub(crate) struct Outputs {
     lake: Arc<dyn ObjectStore>,
     schema: SchemaRef,
     target: u64,
@@ -57,13 +57,13 @@ pub(super) struct Outputs {
     run_bytes: usize,
     /// a run is sorted and written once it holds this many bytes ([`SORT_RUN_BYTES`])
     run_limit: usize,
-    pub(super) files: usize,
-    pub(super) bytes: u64,
-    pub(super) rows: u64,
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
+    pub(crate) rows: u64,
 }
 
 impl Outputs {
-    pub(super) fn new(
+    pub(crate) fn new(
         lake: Arc<dyn ObjectStore>,
         schema: SchemaRef,
         target: u64,
@@ -97,7 +97,7 @@ impl Outputs {
 
     /// Adds rows: written through at once without sort columns, else gathered into the current
     /// run, which is sorted and written once it reaches [`SORT_RUN_BYTES`].
-    pub(super) async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    pub(crate) async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -184,7 +184,7 @@ impl Outputs {
         Ok(())
     }
 
-    pub(super) async fn finish(&mut self) -> Result<()> {
+    pub(crate) async fn finish(&mut self) -> Result<()> {
         self.write_run().await?;
         self.close().await
     }
