@@ -9,8 +9,8 @@ pub mod commands;
 pub mod config;
 pub mod metrics;
 pub mod platform;
-pub mod status;
 pub mod producer;
+pub mod status;
 
 pub use config::Config;
 pub use platform::{Platform, Running};

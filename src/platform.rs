@@ -544,8 +544,11 @@ impl Erasers {
     /// One trail event per erasure `report` finished (`tarn_lake::erase::erasure_event`).
     pub fn record(&self, report: &EraseReport, actor: &Actor) {
         for r in &report.finished {
-            self.audit
-                .record(erasure_event(r, self.plain_lake.state.bucket(), actor.clone()));
+            self.audit.record(erasure_event(
+                r,
+                self.plain_lake.state.bucket(),
+                actor.clone(),
+            ));
         }
     }
 

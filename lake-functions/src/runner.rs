@@ -209,7 +209,9 @@ impl Pipeline {
             item::open_landed(self.lake.kms.as_ref(), id, &landed, now).await?;
         let verdict = match verdict {
             Some(v) => v,
-            None => run_stages_measured(&self.stages, &mut doc, self.config.retry, &self.metrics).await,
+            None => {
+                run_stages_measured(&self.stages, &mut doc, self.config.retry, &self.metrics).await
+            }
         };
         let mut it = item::batch_item(&self.lake.layout, doc, origin, verdict, now);
         if it.needs_landed() {

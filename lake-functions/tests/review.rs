@@ -553,3 +553,56 @@ async fn the_pipeline_s_recovery_leaves_an_operator_s_batch_in_flight_alone() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn an_erasure_removes_a_replayed_document_s_every_outcome_and_its_history() {
+    use tarn_lake::commit::testsuite::column;
+    use tarn_lake::erase::{Erasure, Selector};
+    let (_dir, lake) = fresh().await;
+    let json = event(&lake, br#"[{"user":"a","n":1}]"#).await;
+    drain(&lake, clamd_down()).await;
+    rerun(&lake, clamd()).replay(&[json.clone()]).await.unwrap();
+    assert_eq!(history(lake.state.as_ref(), &json).await.unwrap().len(), 1);
+
+    Erasure::new(lake.clone(), Selector::Id { id: json.clone() })
+        .reason("gdpr request 7")
+        .by("officer")
+        .grace_period(std::time::Duration::ZERO)
+        .execute()
+        .await
+        .unwrap();
+
+    tarn_lake::compact::Compaction::new(lake.clone())
+        .grace_period(std::time::Duration::ZERO)
+        .vacuum()
+        .await
+        .unwrap();
+    // both outcomes' rows give way to one erased row; the history goes with the document
+    assert!(
+        history(lake.state.as_ref(), &json)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        lake.state
+            .list(&format!("history/{json}/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        column(lake.lake.as_ref(), "tables/documents/", "id").await,
+        vec![json.clone()]
+    );
+    assert_eq!(
+        column(lake.lake.as_ref(), "tables/documents/", "status").await,
+        ["erased"]
+    );
+    assert!(
+        column(lake.lake.as_ref(), "tables/events/", "_id")
+            .await
+            .is_empty()
+    );
+    assert_eq!(row(&lake, &json).await.status, Status::Erased);
+}

@@ -7,8 +7,8 @@ use crate::platform::build_scanner;
 use anyhow::Context;
 use std::sync::Arc;
 use tarn_ingress::{IngressState, table_map};
-use tarn_lake::{Lake, Pipeline};
 use tarn_lake::registry::build_stages;
+use tarn_lake::{Lake, Pipeline};
 use tokio::sync::{Notify, watch};
 
 /// The lake on AWS's services as the configuration names them, with the configured stages
