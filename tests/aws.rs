@@ -206,21 +206,8 @@ async fn erase_on_the_aws_backend() {
     let theirs = land_and_commit_events(&p, &f, "bob", &body("u-42")).await;
     let _ours = land_and_commit_events(&p, &f, "alice", &body("u-7")).await;
     let erase = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tarn"))
-            .args(["erase", "--backend", "aws", "--format", "json"])
-            .args(args)
-            .arg("--schemas")
-            .arg(repo_root().join("schemas"))
-            .envs(lambda_env(&p))
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        let args = [&["erase", "--backend", "aws", "--format", "json"], args].concat();
+        common::tarn_json_with(lambda_env(&p), &args)
     };
     let r = erase(&[
         "--table",

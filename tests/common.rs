@@ -15,6 +15,25 @@ pub fn tarn(args: &[&str]) -> std::process::Output {
         .expect("tarn runs")
 }
 
+/// `tarn ARGS --schemas <repo>/schemas` with `env` (the moto-backed AWS configuration of the
+/// AWS tests), its stdout parsed as JSON; panics with its stderr when it fails.
+pub fn tarn_json_with(env: Vec<(String, String)>, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .args(args)
+        .arg("--schemas")
+        .arg(repo().join("schemas"))
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("tarn runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

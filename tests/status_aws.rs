@@ -2,12 +2,12 @@
 //! Glue's partitions and S3, and the CloudTrail trail's state (moto's Athena answers the
 //! `documents` queries with its canned results, so their counts are not checked here).
 
+mod common;
 #[path = "../aws/tests/common/mod.rs"]
 mod moto;
 
 use moto::*;
 use serde_json::Value;
-use std::process::Command;
 use tarn_lake::{Pipeline, PipelineConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,20 +26,10 @@ async fn status_on_the_aws_backend() {
     assert_eq!(pipeline.drain().await.unwrap().stored, 1);
     land_as_apigw(ingress, "events", "application/json", event).await;
 
-    let out = Command::new(env!("CARGO_BIN_EXE_tarn"))
-        .args(["status", "--backend", "aws", "--format", "json"])
-        .arg("--schemas")
-        .arg(repo_root().join("schemas"))
-        .envs(lambda_env(&p))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let s = common::tarn_json_with(
+        lambda_env(&p),
+        &["status", "--backend", "aws", "--format", "json"],
     );
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["backlog"]["documents"], 1, "{s}");
     assert!(s["backlog"]["oldest_age_seconds"].is_i64(), "{s}");
     assert_eq!(s["small_files"]["events"]["small_files"], 1, "{s}");
