@@ -117,12 +117,34 @@ impl Buffer {
     }
 }
 
+/// Cheap to clone: every document is processed on a task of its own (the runtime's worker
+/// threads share the CPU work of decoding, validating and normalizing), each with a clone.
+#[derive(Clone)]
 pub struct Pipeline {
     lake: Lake,
-    stages: Vec<Arc<dyn Stage>>,
+    stages: Arc<[Arc<dyn Stage>]>,
     config: PipelineConfig,
     /// KiB of landed bytes being processed
-    in_flight: Semaphore,
+    in_flight: Arc<Semaphore>,
+}
+
+/// A spawned task, aborted when dropped: what a fill started and no longer waits for stops.
+struct Spawned<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for Spawned<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -138,10 +160,10 @@ impl Pipeline {
     /// A runner over `lake` running `stages` (in order; normalize follows them) on every
     /// document. The lake's write lock is shared with compaction, so the two may run at once.
     pub fn new(lake: Lake, stages: Vec<Arc<dyn Stage>>, config: PipelineConfig) -> Self {
-        let in_flight = Semaphore::new(kib(config.in_flight_bytes).max(1) as usize);
+        let in_flight = Arc::new(Semaphore::new(kib(config.in_flight_bytes).max(1) as usize));
         Self {
             lake,
-            stages,
+            stages: stages.into(),
             config,
             in_flight,
         }
@@ -235,12 +257,23 @@ impl Pipeline {
             return !keys.is_empty();
         }
         let mut done = futures::stream::iter(keys)
-            .map(|(key, size)| async move {
-                match self.process(&key, size).await {
-                    Ok(p) => p.map(|it| (it, size)),
-                    Err(e) => {
-                        warn!(key, error = %e, "could not process a landed document; it stays pending");
-                        None
+            .map(|(key, size)| {
+                let pipeline = self.clone();
+                let task = Spawned(tokio::spawn(async move {
+                    let processed = pipeline.process(&key, size).await;
+                    (key, processed)
+                }));
+                async move {
+                    match task.await {
+                        Ok((_, Ok(p))) => p.map(|it| (it, size)),
+                        Ok((key, Err(e))) => {
+                            warn!(key, error = %e, "could not process a landed document; it stays pending");
+                            None
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "processing a landed document failed; it stays pending");
+                            None
+                        }
                     }
                 }
             })
