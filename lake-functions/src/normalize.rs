@@ -12,6 +12,7 @@ use arrow::datatypes::{
     DataType, Date32Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
 use arrow::json::ReaderBuilder;
+use arrow::json::reader::Decoder;
 use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -65,11 +66,7 @@ pub fn records_batch(
     doc: &Document,
     records: &[Value],
 ) -> Result<RecordBatch, String> {
-    let user = record_schema(schema);
-    let mut decoder = ReaderBuilder::new(user.clone())
-        .with_batch_size(records.len().max(1))
-        .build_decoder()
-        .map_err(|e| e.to_string())?;
+    let mut decoder = record_decoder(schema, records.len().max(1))?;
     decoder.serialize(records).map_err(not_fitting)?;
     with_system_columns(schema, decoder.flush().map_err(not_fitting)?, doc)
 }
@@ -82,13 +79,9 @@ pub fn ndjson_batch(
     doc: &Document,
     body: &[u8],
 ) -> Result<RecordBatch, String> {
-    let user = record_schema(schema);
     // every record is on a line of its own: a batch of more rows than lines holds them all
     let lines = body.iter().filter(|b| **b == b'\n').count() + 1;
-    let mut decoder = ReaderBuilder::new(user.clone())
-        .with_batch_size(lines + 1)
-        .build_decoder()
-        .map_err(|e| e.to_string())?;
+    let mut decoder = record_decoder(schema, lines + 1)?;
     let mut rest = body;
     while !rest.is_empty() {
         let read = decoder.decode(rest).map_err(not_fitting)?;
@@ -108,6 +101,15 @@ fn not_fitting(e: arrow::error::ArrowError) -> String {
 
 fn is_system_column(name: &str) -> bool {
     SYSTEM_COLUMNS.iter().any(|(n, _)| *n == name)
+}
+
+/// A decoder of up to `rows` records into the columns of `schema` that records hold
+/// ([`record_schema`]).
+fn record_decoder(schema: &SchemaRef, rows: usize) -> Result<Decoder, String> {
+    ReaderBuilder::new(record_schema(schema))
+        .with_batch_size(rows)
+        .build_decoder()
+        .map_err(|e| e.to_string())
 }
 
 /// `schema` without tarn's system columns: the columns records are decoded into.
