@@ -313,6 +313,10 @@ pub struct ServeArgs {
     /// the ingress's address [default: 127.0.0.1:8080]
     #[arg(long, env = "TARN_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// run the ingress without the pipeline: documents land and wait, still landed, for a
+    /// `tarn serve` with its pipeline (e.g. to time the pipeline alone on a backlog)
+    #[arg(long)]
+    pub no_pipeline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -248,12 +248,13 @@ impl Platform {
     /// Only one running platform per data dir: a second one is refused (see [`ServeLock`]).
     pub async fn start(&self) -> anyhow::Result<Running> {
         let lock = ServeLock::acquire(&self.config.data_dir)?;
-        self.start_locked(lock).await
+        self.start_locked(lock, true).await
     }
 
     /// [`Platform::start`] with the data dir's [`ServeLock`] already held (`tarn serve` takes it
-    /// before opening anything).
-    pub async fn start_locked(&self, lock: ServeLock) -> anyhow::Result<Running> {
+    /// before opening anything). Without `pipeline` the ingress runs alone: what lands stays
+    /// landed for a later start with the pipeline (`tarn serve --no-pipeline`).
+    pub async fn start_locked(&self, lock: ServeLock, pipeline: bool) -> anyhow::Result<Running> {
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .with_context(|| {
@@ -266,9 +267,15 @@ impl Platform {
         let notify = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = watch::channel(false);
 
-        let pipeline = self.pipeline.clone();
+        let runner = self.pipeline.clone();
         let (wake, rx) = (notify.clone(), stop_rx.clone());
-        let pipeline_task = tokio::spawn(async move { pipeline.run(wake, rx).await });
+        let pipeline_task = tokio::spawn(async move {
+            if pipeline {
+                runner.run(wake, rx).await
+            } else {
+                Ok(Report::default())
+            }
+        });
 
         let app = tarn_ingress::instrument(
             tarn_ingress::router_with_audit(
@@ -350,7 +357,7 @@ impl Platform {
                 }))
             }
         };
-        info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), "tarn is serving");
+        info!(%addr, data_dir = %self.config.data_dir.display(), stages = ?self.pipeline.stage_names(), pipeline, "tarn is serving");
         Ok(Running {
             addr,
             stop: stop_tx,

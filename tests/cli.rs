@@ -210,33 +210,10 @@ fn demo_then_erase_a_producer() {
 /// status and the sanitized content over HTTP; SIGTERM stops the server cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_token_ingest_and_read_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().join("d");
-    let d = d.to_str().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tarn"))
-        .args([
-            "serve",
-            "--data-dir",
-            d,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (_dir, d) = fresh_data_dir();
+    let d = d.as_str();
+    let (server, base) = serve(d, &[]).await;
     let client = reqwest::Client::new();
-    tarn::platform::wait_healthy(&client, &base, std::time::Duration::from_secs(60))
-        .await
-        .expect("tarn serve answers /health");
 
     // the producer: a token on stdout alone, then one id per file
     let token = ok(&[
@@ -250,23 +227,7 @@ async fn serve_token_ingest_and_read_back() {
     ]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-    let out = ok(&[
-        "ingest",
-        "--data-dir",
-        d,
-        "--url",
-        &base,
-        "--token",
-        token,
-        "--table",
-        "photos",
-        "samples/photo.jpg",
-    ]);
-    let id = out
-        .split_whitespace()
-        .find(|w| uuid::Uuid::parse_str(w).is_ok())
-        .unwrap_or_else(|| panic!("no document id in {out}"))
-        .to_string();
+    let id = ingest_photo(d, &base, &["--token", token]);
 
     // the reader
     let reader = ok(&[
@@ -320,14 +281,7 @@ async fn serve_token_ingest_and_read_back() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/photo.jpg")).unwrap();
     assert!(jpeg.starts_with(&[0xff, 0xd8]) && jpeg.len() < original.len());
 
-    unsafe {
-        libc::kill(server.id() as i32, libc::SIGTERM);
-    }
-    let code = server.wait().unwrap();
-    assert!(
-        code.success(),
-        "tarn serve exits cleanly on SIGTERM: {code:?}"
-    );
+    stop(server);
 }
 
 /// Two `tarn serve` started together on a fresh data dir: one serves, the other exits at once
@@ -418,4 +372,97 @@ async fn a_second_serve_on_the_same_data_dir_is_refused() {
         libc::kill(winner.id() as i32, libc::SIGTERM);
     }
     assert!(winner.wait().unwrap().success());
+}
+
+/// `tarn ingest` of samples/photo.jpg into `photos` (`extra` flags added): the document's id.
+fn ingest_photo(d: &str, base: &str, extra: &[&str]) -> String {
+    let mut args = vec!["ingest", "--data-dir", d, "--url", base];
+    args.extend_from_slice(extra);
+    args.extend(["--table", "photos", "samples/photo.jpg"]);
+    let out = ok(&args);
+    out.split_whitespace()
+        .find(|w| uuid::Uuid::parse_str(w).is_ok())
+        .unwrap_or_else(|| panic!("no document id in {out}"))
+        .to_string()
+}
+
+/// A temp dir and the path of a data dir inside it, not yet created.
+fn fresh_data_dir() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("d").to_str().unwrap().to_string();
+    (dir, d)
+}
+
+/// A started `tarn serve` on `d` (`extra` flags after `serve`), healthy, and its base URL.
+async fn serve(d: &str, extra: &[&str]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let server = Command::new(env!("CARGO_BIN_EXE_tarn"))
+        .args(["serve", "--data-dir", d, "--listen", &listen])
+        .args(extra)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tarn::platform::wait_healthy(
+        &reqwest::Client::new(),
+        &base,
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .expect("tarn serve answers /health");
+    (server, base)
+}
+
+fn stop(mut server: std::process::Child) {
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    assert!(
+        server.wait().unwrap().success(),
+        "tarn serve exits cleanly on SIGTERM"
+    );
+}
+
+/// `tarn serve --no-pipeline` accepts documents and leaves them landed; the next `tarn serve`
+/// processes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_the_pipeline_leaves_documents_landed() {
+    let (_dir, d) = fresh_data_dir();
+    let d = d.as_str();
+    let (server, base) = serve(d, &["--no-pipeline"]).await;
+    let id = ingest_photo(d, &base, &[]);
+    let landed = Path::new(d).join("ingress").join(format!("id={id}"));
+    // longer than the pipeline's poll and flush intervals together
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(landed.exists(), "{} still landed", landed.display());
+    stop(server);
+    assert!(landed.exists(), "a stop processes nothing either");
+
+    let (server, _) = serve(d, &[]).await;
+    let start = std::time::Instant::now();
+    while landed.exists() {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "{id} still landed after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop(server);
+    let rows = json(&[
+        "query",
+        "--data-dir",
+        d,
+        "--format",
+        "json",
+        &format!("SELECT status FROM documents WHERE id = '{id}'"),
+    ]);
+    assert_eq!(rows, [serde_json::json!({"status": "stored"})], "{rows:?}");
 }

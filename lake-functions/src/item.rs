@@ -5,10 +5,10 @@
 use crate::commit::BatchItem;
 use crate::lake::LakeLayout;
 use crate::landed;
-use crate::normalize::{records_batch, split_by_partition};
+use crate::normalize::{ndjson_batch, records_batch, split_by_partition};
 use crate::scan::SKIPPED;
 use crate::stage::{Document, Verdict};
-use crate::validate::parse_records;
+use crate::validate::{NDJSON, parse_records};
 use chrono::{DateTime, Utc};
 use sha2::Digest;
 use tarn_catalog::TableKind;
@@ -173,17 +173,20 @@ pub fn batch_item(
                 "the validate stage did not run, so the document cannot be normalized".into(),
             ),
             Some(TableKind::Json) => {
-                let records = match doc.records.take() {
-                    Some(r) => Ok(r),
-                    // the Lambda functions hand documents on without their parsed records
-                    None => parse_records(&doc.content_type, &doc.body),
-                };
+                let records = doc.records.take();
                 let (_, schema) = &layout.defs[&doc.table];
                 let spec = &layout.specs[&doc.table];
-                // the records go to their partitions (by the received time or a record field);
-                // the row stays in the received time's
-                match records.and_then(|r| {
-                    let batch = records_batch(schema, &doc, &r)?;
+                // NDJSON is decoded into Arrow straight from its bytes; other documents from
+                // their records (parsed by validate, or here: the Lambda functions hand
+                // documents on without them)
+                let batch = if doc.content_type == NDJSON {
+                    ndjson_batch(schema, &doc, &doc.body)
+                } else {
+                    records
+                        .map_or_else(|| parse_records(&doc.content_type, &doc.body), Ok)
+                        .and_then(|r| records_batch(schema, &doc, &r))
+                };
+                match batch.and_then(|batch| {
                     let rows = batch.num_rows() as i64;
                     Ok((rows, split_by_partition(spec, batch, doc.received_at)?))
                 }) {

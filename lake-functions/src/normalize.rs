@@ -5,9 +5,14 @@
 
 use crate::error::Result;
 use crate::stage::Document;
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::datatypes::{DataType, Date32Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
+};
+use arrow::datatypes::{
+    DataType, Date32Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use arrow::json::ReaderBuilder;
+use arrow::json::reader::Decoder;
 use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -16,7 +21,7 @@ use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tarn_catalog::schemas::DOCUMENTS_TABLE;
+use tarn_catalog::schemas::{DOCUMENTS_TABLE, SYSTEM_COLUMNS};
 use tarn_catalog::types::arrow_schema;
 use tarn_catalog::{TableDef, TableSpec};
 use tarn_core::DocumentRow;
@@ -61,31 +66,110 @@ pub fn records_batch(
     doc: &Document,
     records: &[Value],
 ) -> Result<RecordBatch, String> {
-    let received = doc.received_at.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let mut decoder = ReaderBuilder::new(schema.clone())
-        .with_batch_size(records.len().max(1))
+    let mut decoder = record_decoder(schema, records.len().max(1))?;
+    decoder.serialize(records).map_err(not_fitting)?;
+    with_system_columns(schema, decoder.flush().map_err(not_fitting)?, doc)
+}
+
+/// An NDJSON document's records (its body, each line an object the validate stage checked) as
+/// a batch of `schema`, decoded by Arrow's JSON reader straight from the bytes, with `_id`,
+/// `_received_at`, `_producer` set: what [`records_batch`] makes of the parsed lines.
+pub fn ndjson_batch(
+    schema: &SchemaRef,
+    doc: &Document,
+    body: &[u8],
+) -> Result<RecordBatch, String> {
+    // every record is on a line of its own: a batch of more rows than lines holds them all
+    let lines = body.iter().filter(|b| **b == b'\n').count() + 1;
+    let mut decoder = record_decoder(schema, lines + 1)?;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let read = decoder.decode(rest).map_err(not_fitting)?;
+        if read == 0 {
+            return Err(
+                "records do not fit the table's column types: more records than lines".into(),
+            );
+        }
+        rest = &rest[read..];
+    }
+    with_system_columns(schema, decoder.flush().map_err(not_fitting)?, doc)
+}
+
+fn not_fitting(e: arrow::error::ArrowError) -> String {
+    format!("records do not fit the table's column types: {e}")
+}
+
+fn is_system_column(name: &str) -> bool {
+    SYSTEM_COLUMNS.iter().any(|(n, _)| *n == name)
+}
+
+/// A decoder of up to `rows` records into the columns of `schema` that records hold
+/// ([`record_schema`]).
+fn record_decoder(schema: &SchemaRef, rows: usize) -> Result<Decoder, String> {
+    ReaderBuilder::new(record_schema(schema))
+        .with_batch_size(rows)
         .build_decoder()
-        .map_err(|e| e.to_string())?;
-    let rows: Vec<Value> = records
+        .map_err(|e| e.to_string())
+}
+
+/// `schema` without tarn's system columns: the columns records are decoded into.
+fn record_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
         .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            if let Value::Object(m) = &mut r {
-                m.insert("_id".into(), Value::String(doc.id.clone()));
-                m.insert("_received_at".into(), Value::String(received.clone()));
-                m.insert("_producer".into(), Value::String(doc.producer.clone()));
-            }
-            r
-        })
+        .filter(|f| !is_system_column(f.name()))
+        .cloned()
         .collect();
-    decoder
-        .serialize(&rows)
-        .map_err(|e| format!("records do not fit the table's column types: {e}"))?;
-    let batch = decoder
-        .flush()
-        .map_err(|e| e.to_string())?
-        .ok_or("no rows decoded")?;
-    Ok(batch)
+    Arc::new(Schema::new(fields))
+}
+
+/// The decoded records (`decoded`, of [`record_schema`]) as a batch of `schema`: the system
+/// columns added as arrays holding the document's id, received time and producer on every row.
+fn with_system_columns(
+    schema: &SchemaRef,
+    decoded: Option<RecordBatch>,
+    doc: &Document,
+) -> Result<RecordBatch, String> {
+    let decoded = decoded.ok_or("no rows decoded")?;
+    let rows = decoded.num_rows();
+    let mut user = decoded.columns().iter();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let constant = match f.name().as_str() {
+                "_id" => doc.id.as_str(),
+                "_producer" => doc.producer.as_str(),
+                "_received_at" => {
+                    let DataType::Timestamp(TimeUnit::Microsecond, tz) = f.data_type() else {
+                        return Err(format!(
+                            "_received_at is {}, not a timestamp",
+                            f.data_type()
+                        ));
+                    };
+                    let at = TimestampMicrosecondArray::from_value(
+                        doc.received_at.timestamp_micros(),
+                        rows,
+                    )
+                    .with_timezone_opt(tz.clone());
+                    return Ok(Arc::new(at) as ArrayRef);
+                }
+                _ => {
+                    return user
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| "a column was not decoded".to_string());
+                }
+            };
+            match f.data_type() {
+                DataType::Utf8 => Ok(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    constant, rows,
+                ))) as ArrayRef),
+                other => Err(format!("{} is {other}, not a string", f.name())),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
 /// A document's records (`batch`, as [`records_batch`] made it) by the `dt=` value of their
@@ -289,6 +373,45 @@ mod tests {
             .unwrap();
         let back: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().unwrap();
         assert_eq!(back[0], batch);
+    }
+
+    #[test]
+    fn ndjson_bytes_decode_as_their_parsed_records_do() {
+        let def = events();
+        let schema = file_schema(&def);
+        let doc = doc_at("2024-05-06T07:08:09.123456Z");
+        let body = concat!(
+            "{\"user\": \"a\", \"n\": 1, \"amount\": 2.5, \"ok\": true, \"at\": \"2024-01-01T00:00:00Z\", \"tags\": [\"x\"], \"ctx\": {\"ip\": \"1.2.3.4\", \"port\": 80}}\r\n",
+            "\n",
+            "{\"user\": \"b\", \"n\": 2.0, \"_id\": \"forged\", \"extra\": [1, {\"deep\": null}]}\n",
+            "{\"n\": null}  "
+        );
+        let records: Vec<Value> = body
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let from_bytes = ndjson_batch(&schema, &doc, body.as_bytes()).unwrap();
+        assert_eq!(from_bytes, records_batch(&schema, &doc, &records).unwrap());
+        assert_eq!(from_bytes.num_rows(), 3);
+        let ids = from_bytes.column_by_name("_id").unwrap();
+        assert!((0..3).all(|i| ids.as_string::<i32>().value(i) == doc.id));
+        let at = from_bytes.column_by_name("_received_at").unwrap();
+        let at = at.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(at.value(2), doc.received_at.timestamp_micros());
+        assert_eq!(
+            from_bytes
+                .column_by_name("n")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(1),
+            2
+        );
+        let e = ndjson_batch(&schema, &doc, b"{\"n\": \"not a number\"}\n").unwrap_err();
+        assert!(
+            e.starts_with("records do not fit the table's column types"),
+            "{e}"
+        );
     }
 
     fn doc_at(received: &str) -> Document {

@@ -10,10 +10,11 @@
 //! Memory is bounded by bytes: documents being processed hold at most
 //! [`PipelineConfig::in_flight_bytes`] of landed bytes between them, and a batch is committed as
 //! soon as what it buffers reaches [`PipelineConfig::flush_bytes`] or
-//! [`PipelineConfig::flush_records`], checked after every document.
+//! [`PipelineConfig::flush_records`], checked after every document. A batch commits on a task
+//! of its own while the next one fills (one commit at a time), so two batches may be held.
 
 use crate::commit::{BatchItem, StateKeys};
-use crate::error::{ErrorKind, Result};
+use crate::error::{ErrorKind, LakeError, Result};
 use crate::item;
 use crate::lake::Lake;
 use crate::stage::{RetryPolicy, Stage, run_stages_measured};
@@ -116,13 +117,35 @@ impl Buffer {
     }
 }
 
+/// Cheap to clone: every document is processed on a task of its own (the runtime's worker
+/// threads share the CPU work of decoding, validating and normalizing), each with a clone.
+#[derive(Clone)]
 pub struct Pipeline {
     lake: Lake,
-    stages: Vec<Arc<dyn Stage>>,
+    stages: Arc<[Arc<dyn Stage>]>,
     config: PipelineConfig,
     /// KiB of landed bytes being processed
-    in_flight: Semaphore,
+    in_flight: Arc<Semaphore>,
     metrics: Metrics,
+}
+
+/// A spawned task, aborted when dropped: what a fill started and no longer waits for stops.
+struct Spawned<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for Spawned<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -138,10 +161,10 @@ impl Pipeline {
     /// A runner over `lake` running `stages` (in order; normalize follows them) on every
     /// document. The lake's write lock is shared with compaction, so the two may run at once.
     pub fn new(lake: Lake, stages: Vec<Arc<dyn Stage>>, config: PipelineConfig) -> Self {
-        let in_flight = Semaphore::new(kib(config.in_flight_bytes).max(1) as usize);
+        let in_flight = Arc::new(Semaphore::new(kib(config.in_flight_bytes).max(1) as usize));
         Self {
             lake,
-            stages,
+            stages: stages.into(),
             config,
             in_flight,
             metrics: Metrics::default(),
@@ -244,12 +267,23 @@ impl Pipeline {
             return !keys.is_empty();
         }
         let mut done = futures::stream::iter(keys)
-            .map(|(key, size)| async move {
-                match self.process(&key, size).await {
-                    Ok(p) => p.map(|it| (it, size)),
-                    Err(e) => {
-                        warn!(key, error = %e, "could not process a landed document; it stays pending");
-                        None
+            .map(|(key, size)| {
+                let pipeline = self.clone();
+                let task = Spawned(tokio::spawn(async move {
+                    let processed = pipeline.process(&key, size).await;
+                    (key, processed)
+                }));
+                async move {
+                    match task.await {
+                        Ok((_, Ok(p))) => p.map(|it| (it, size)),
+                        Ok((key, Err(e))) => {
+                            warn!(key, error = %e, "could not process a landed document; it stays pending");
+                            None
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "processing a landed document failed; it stays pending");
+                            None
+                        }
                     }
                 }
             })
@@ -359,12 +393,18 @@ impl Pipeline {
                 Err(e) => return Err(e),
             }
         };
-        // what is buffered stays claimed until committed; the rest (left pending after a
-        // transient failure) is listed again next round
+        // what is buffered or being committed stays claimed until committed; the rest (left
+        // pending after a transient failure) is listed again next round
         let mut claimed: HashSet<String> = HashSet::new();
         let mut buffer = Buffer::default();
+        // the batch committing in the background while the next one fills (one at a time)
+        let mut committing: Option<Committing> = None;
         loop {
             let stopping = *shutdown.borrow();
+            if committing.as_ref().is_some_and(|c| c.task.0.is_finished()) {
+                let done = committing.take().expect("a batch is committing");
+                done.reap(&mut report, &mut claimed).await?;
+            }
             let keys = if stopping {
                 vec![]
             } else {
@@ -381,19 +421,30 @@ impl Pipeline {
                 || buffer.full(&self.config)
                 || (stopping && !buffer.items.is_empty());
             if due {
-                let items = buffer.take();
-                let ids: Vec<String> = items.iter().map(|p| ingress_key(&p.row.id)).collect();
-                let rows = self.flush(items, Some(&shutdown)).await?;
-                report.add(&rows);
-                for k in ids {
-                    claimed.remove(&k);
+                if let Some(before) = committing.take() {
+                    before.reap(&mut report, &mut claimed).await?;
                 }
+                let items = buffer.take();
+                let keys: Vec<String> = items.iter().map(|p| ingress_key(&p.row.id)).collect();
+                let (pipeline, stop) = (self.clone(), shutdown.clone());
+                let task = Spawned(tokio::spawn(async move {
+                    pipeline.flush(items, Some(&stop)).await
+                }));
+                committing = Some(Committing { task, keys });
             }
             if stopping && buffer.items.is_empty() {
+                if let Some(last) = committing.take() {
+                    last.reap(&mut report, &mut claimed).await?;
+                }
                 return Ok(report);
             }
             // more landed than one batch holds: go on at once
             if (found && !due) || more {
+                continue;
+            }
+            // idle: the batch committing now is done before anything else
+            if let Some(done) = committing.take() {
+                done.reap(&mut report, &mut claimed).await?;
                 continue;
             }
             let wait = match buffer.oldest {
@@ -410,6 +461,28 @@ impl Pipeline {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+}
+
+/// A batch committing on a task of its own, and the landed keys it holds.
+struct Committing {
+    task: Spawned<Result<Vec<DocumentRow>>>,
+    keys: Vec<String>,
+}
+
+impl Committing {
+    /// Waits for the commit; its documents are then counted and no longer claimed.
+    async fn reap(self, report: &mut Report, claimed: &mut HashSet<String>) -> Result<()> {
+        let rows = match (&mut { self.task }).await {
+            Ok(rows) => rows?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(LakeError::Pipeline(format!("the commit task ended: {e}"))),
+        };
+        report.add(&rows);
+        for k in self.keys {
+            claimed.remove(&k);
+        }
+        Ok(())
     }
 }
 

@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) if config.backend == crate::config::Backend::Aws => {
             serve_aws::run(config).await
         }
-        Command::Serve(_) => serve::run(config).await,
+        Command::Serve(a) => serve::run(config, !a.no_pipeline).await,
         Command::Token(_) if config.backend == crate::config::Backend::Aws => anyhow::bail!(
             "this platform uses a Cognito user pool: get tokens from Cognito (see templates/README.md), not from the dev issuer"
         ),

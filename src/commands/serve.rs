@@ -4,11 +4,12 @@ use anyhow::Context;
 
 /// Runs until Ctrl-C or SIGTERM, then stops cleanly: requests in flight are answered, what the
 /// pipeline processed is committed, what it had not started stays landed for the next start.
-/// A second `tarn serve` on the same data dir is refused before it opens anything.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// A second `tarn serve` on the same data dir is refused before it opens anything. Without
+/// `pipeline`, only the ingress runs: documents land and stay landed.
+pub async fn run(config: Config, pipeline: bool) -> anyhow::Result<()> {
     let lock = ServeLock::acquire(&config.data_dir)?;
     let platform = Platform::open(config).await?;
-    let running = platform.start_locked(lock).await?;
+    let running = platform.start_locked(lock, pipeline).await?;
     eprintln!(
         "tarn is serving on {} (data dir {}); stop with Ctrl-C",
         running.url(),

@@ -1,6 +1,6 @@
 //! Verifying Cognito-shaped JWTs against a JSON Web Key Set.
 
-use super::{AuthError, Claims, TOKEN_USE_ACCESS, TOKEN_USE_ID, TokenVerifier};
+use super::{AuthError, Claims, TOKEN_USE_ACCESS, TOKEN_USE_ID, TokenCache, TokenVerifier};
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -138,12 +138,14 @@ impl VerifierConfig {
 }
 
 /// Verifies RS256 JWTs against the keys of a [`JwksSource`]; see [`TokenVerifier`] for what it
-/// guarantees.
+/// guarantees. A token it accepted is accepted again without the RSA check while it is
+/// unexpired and the source still serves the same key set ([`TokenCache`]).
 #[derive(Debug)]
 pub struct JwksVerifier {
     config: VerifierConfig,
     source: Arc<dyn JwksSource>,
     clock: Arc<dyn Clock>,
+    cache: TokenCache,
 }
 
 /// `aud` is a string or an array of strings.
@@ -204,6 +206,7 @@ impl JwksVerifier {
             config,
             source,
             clock,
+            cache: TokenCache::default(),
         }
     }
 
@@ -238,13 +241,17 @@ impl JwksVerifier {
         }
     }
 
-    async fn key_for(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+    /// The key `kid` names, and the set it is from.
+    async fn key_for(&self, kid: &str) -> Result<(DecodingKey, Arc<Jwks>), AuthError> {
         let keys = self.source.keys().await?;
         if let Some(key) = keys.get(kid) {
-            return Ok(key.clone());
+            return Ok((key.clone(), keys));
         }
         let keys = self.source.refresh().await?;
-        keys.get(kid).cloned().ok_or(AuthError::UnknownKey)
+        match keys.get(kid) {
+            Some(key) => Ok((key.clone(), keys.clone())),
+            None => Err(AuthError::UnknownKey),
+        }
     }
 
     fn check_claims(&self, raw: RawClaims) -> Result<Claims, AuthError> {
@@ -314,8 +321,14 @@ impl TokenVerifier for JwksVerifier {
         if raw.is_empty() {
             return Err(AuthError::Missing);
         }
+        let leeway = self.config.leeway_secs;
+        if let Some((claims, by)) = self.cache.get(raw, self.clock.now().timestamp(), leeway)
+            && Arc::ptr_eq(&by, &self.source.keys().await?)
+        {
+            return Ok(claims);
+        }
         let kid = Self::check_header(raw)?;
-        let key = self.key_for(&kid).await?;
+        let (key, keys) = self.key_for(&kid).await?;
         // jsonwebtoken checks the signature (RS256 only); every claim is checked below, against
         // the injected clock
         let mut validation = Validation::new(Algorithm::RS256);
@@ -338,7 +351,10 @@ impl TokenVerifier for JwksVerifier {
                 _ => AuthError::Malformed("rejected by the jwt decoder"),
             }
         })?;
-        self.check_claims(data.claims)
+        let claims = self.check_claims(data.claims)?;
+        self.cache
+            .put(raw, &claims, keys, self.clock.now().timestamp(), leeway);
+        Ok(claims)
     }
 }
 
@@ -528,6 +544,82 @@ mod tests {
         let token = f.signed(&c);
         f.clock.advance(chrono::Duration::seconds(600 + 31));
         assert_eq!(f.refused(&token).await.kind(), AuthErrorKind::Expired);
+    }
+
+    /// A key set that a test can replace, counting what the verifier asks of it.
+    #[derive(Debug)]
+    struct Swappable(std::sync::Mutex<Arc<Jwks>>);
+
+    #[async_trait]
+    impl JwksSource for Swappable {
+        async fn keys(&self) -> Result<Arc<Jwks>, AuthError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        async fn refresh(&self) -> Result<Arc<Jwks>, AuthError> {
+            self.keys().await
+        }
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_cached_until_exp_and_while_their_key_set_is_current() {
+        let f = fixture();
+        let own = Jwks::from_json(&f.issuer.jwks()).unwrap();
+        let source = Arc::new(Swappable(std::sync::Mutex::new(Arc::new(own.clone()))));
+        let verifier = JwksVerifier::new(
+            VerifierConfig::new(DEV_ISSUER, [DEV_CLIENT_ID]),
+            source.clone(),
+            f.clock.clone(),
+        );
+        let token = f.signed(&f.claims());
+        let first = verifier.verify(&token).await.unwrap();
+        assert_eq!(verifier.cache.len(), 1);
+        // a hit gives the same claims, whatever the whitespace around the token
+        assert_eq!(verifier.verify(&format!(" {token} ")).await.unwrap(), first);
+        assert_eq!(verifier.cache.len(), 1);
+        // refused tokens are never cached
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        assert!(verifier.verify(&forged).await.is_err());
+        assert_eq!(verifier.cache.len(), 1);
+
+        // a rotation that drops the key: the cached token is checked again, and refused
+        *source.0.lock().unwrap() = Arc::new(Jwks::default());
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::UnknownKey));
+        // the same keys in a new set: verified again, then cached against the new set
+        *source.0.lock().unwrap() = Arc::new(own);
+        assert_eq!(verifier.verify(&token).await.unwrap(), first);
+        assert_eq!(verifier.verify(&token).await.unwrap(), first);
+
+        // expiry: within the leeway still accepted, past it refused as without the cache
+        f.clock.advance(chrono::Duration::seconds(600 + 30));
+        assert_eq!(verifier.verify(&token).await.unwrap(), first);
+        f.clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Expired));
+        assert!(verifier.cache.is_empty(), "the expired entry is dropped");
+    }
+
+    #[test]
+    fn the_token_cache_is_bounded() {
+        let cache = TokenCache::default();
+        let keys = Arc::new(Jwks::default());
+        let claims = |exp: i64| Claims {
+            sub: "s".into(),
+            username: "u".into(),
+            groups: vec![],
+            token_use: "id".into(),
+            exp,
+            iss: "i".into(),
+            client_id: "c".into(),
+        };
+        for i in 0..crate::auth::TOKEN_CACHE_ENTRIES {
+            // half of them expired at 100
+            let exp = if i % 2 == 0 { 50 } else { 1000 };
+            cache.put(&format!("t{i}"), &claims(exp), keys.clone(), 10, 0);
+        }
+        assert_eq!(cache.len(), crate::auth::TOKEN_CACHE_ENTRIES);
+        cache.put("new", &claims(1000), keys.clone(), 100, 0);
+        assert_eq!(cache.len(), crate::auth::TOKEN_CACHE_ENTRIES / 2 + 1);
+        assert!(cache.get("t0", 100, 0).is_none() && cache.get("t1", 100, 0).is_some());
+        assert!(format!("{cache:?}").contains("entries") && !format!("{cache:?}").contains("t1"));
     }
 
     #[tokio::test]

@@ -9,10 +9,12 @@
 //!
 //! Tokens are secrets: nothing here logs them, and no error message quotes them.
 
+mod cache;
 mod issuer;
 mod jwks;
 mod remote;
 
+pub use cache::{TOKEN_CACHE_ENTRIES, TokenCache};
 pub use issuer::{DEV_CLIENT_ID, DEV_ISSUER, DevIssuer};
 pub use jwks::{DEFAULT_LEEWAY_SECS, Jwks, JwksSource, JwksVerifier, StaticJwks, VerifierConfig};
 pub use remote::{JwksCachePolicy, RemoteJwks};
